@@ -1,0 +1,60 @@
+"""The `flywheel` command: one sub-module per command group; each validates input and calls the library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flywheel import __version__
+from flywheel.cli import demo as demo_cmd
+from flywheel.cli import doctor as doctor_cmd
+from flywheel.cli import stack as stack_cmd
+from flywheel.cli._common import err_console
+from flywheel.errors import FlywheelError
+
+app = typer.Typer(
+    name="flywheel",
+    help=(
+        "Ship documentation-QA agents to production and keep them improving.\n\n"
+        "Start here:  flywheel up  →  flywheel ingest docs/  →  flywheel ask \"…\"  →  flywheel down.\n"
+        "Everything runs offline on embedded defaults (MLflow on SQLite, a local LLM, Milvus Lite);\n"
+        "set OPENAI_API_KEY / LLM_BASE_URL / MLFLOW_TRACKING_URI / MILVUS_URI to use your own."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.registered_commands += stack_cmd.app.registered_commands
+app.command()(doctor_cmd.doctor)
+app.command()(demo_cmd.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"flywheel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Ship documentation-QA agents to production and keep them improving."""
+
+
+def run() -> None:
+    """Console entry point: user mistakes print what/why/fix (no traceback); bugs keep theirs."""
+    try:
+        app()
+    except FlywheelError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,159 @@
+"""Typed settings: defaults in one place, read from init > environment > .env > flywheel.toml.
+
+Most keys are ``FLYWHEEL_*``; the few that the wider ecosystem already names (OPENAI_API_KEY,
+EXA_API_KEY, LLM_MODEL, EMBEDDING_MODEL, MLFLOW_TRACKING_URI, LLM_BASE_URL, MILVUS_URI) keep those
+names, and also accept a ``FLYWHEEL_`` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from flywheel.errors import ConfigError
+
+__all__ = ["DEFAULT_HOST", "Settings", "load_settings"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MLFLOW_PORT = 5000
+DEFAULT_AGENT_PORT = 5005
+DEFAULT_GATEWAY_PORT = 5010
+DEFAULT_LLM_PORT = 8080
+DEFAULT_LLM_MODEL = "SmolLM2-135M-Instruct"
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def _alias(name: str) -> Any:
+    return Field(None, validation_alias=AliasChoices(name, f"FLYWHEEL_{name}", name.lower()))
+
+
+class Settings(BaseSettings):
+    """Every address, port, model and path flywheel uses. ``flywheel doctor`` prints them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLYWHEEL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        toml_file="flywheel.toml",
+    )
+
+    # -- where things live
+    data_dir: Path = Path("data")
+    host: str = DEFAULT_HOST
+
+    # -- ports of the embedded services (the book's: 5000 tracking, 5005 agent, 5010 gateway)
+    mlflow_port: int = Field(DEFAULT_MLFLOW_PORT, ge=1, le=65535)
+    agent_port: int = Field(DEFAULT_AGENT_PORT, ge=1, le=65535)
+    gateway_port: int = Field(DEFAULT_GATEWAY_PORT, ge=1, le=65535)
+    llm_port: int = Field(DEFAULT_LLM_PORT, ge=1, le=65535)
+
+    # -- tracking: unset means the embedded MLflow server on host:mlflow_port
+    mlflow_tracking_uri: str | None = _alias("MLFLOW_TRACKING_URI")
+    experiment: str = "flywheel"
+
+    # -- the LLM: unset LLM_BASE_URL means the embedded llama.cpp server on host:llm_port
+    llm_model: str = Field(DEFAULT_LLM_MODEL, validation_alias=AliasChoices("LLM_MODEL", "FLYWHEEL_LLM_MODEL", "llm_model"))
+    llm_base_url: str | None = _alias("LLM_BASE_URL")
+    openai_api_key: SecretStr | None = _alias("OPENAI_API_KEY")
+    llm_gguf_path: Path | None = None
+    llm_parallel: int = Field(4, ge=1, le=64)
+    llm_ctx_per_slot: int = Field(4096, ge=512)
+    llm_threads: int = Field(0, ge=0)  # 0: all cores
+
+    # -- embeddings and the index
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        validation_alias=AliasChoices("EMBEDDING_MODEL", "FLYWHEEL_EMBEDDING_MODEL", "embedding_model"),
+    )
+    embedding_base_url: str | None = None
+    milvus_uri: str | None = _alias("MILVUS_URI")
+    milvus_token: SecretStr | None = _alias("MILVUS_TOKEN")
+    collection: str = "flywheel_docs"
+
+    # -- tools
+    exa_api_key: SecretStr | None = _alias("EXA_API_KEY")
+    open_url_allow_hosts: list[str] = Field(default_factory=list)
+    open_url_max_bytes: int = 2_000_000
+    open_url_timeout: float = 10.0
+
+    # -- serving
+    api_key: SecretStr | None = None
+
+    # -- stack behaviour
+    start_timeout: float = Field(120.0, gt=0)
+
+    @field_validator("open_url_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("FLYWHEEL_CONFIG", "flywheel.toml"))
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    # -- derived values
+    @cached_property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def embedded_mlflow(self) -> bool:
+        return self.mlflow_tracking_uri is None
+
+    @property
+    def llm_url(self) -> str:
+        """OpenAI-compatible base URL (ending in /v1) of the LLM the agent talks to."""
+        return self.llm_base_url or f"http://{self.host}:{self.llm_port}/v1"
+
+    @property
+    def embedded_llm(self) -> bool:
+        return self.llm_base_url is None
+
+    @property
+    def index_uri(self) -> str:
+        return self.milvus_uri or str(self.data_path / "milvus.db")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from all sources; a bad value or file becomes a ConfigError (no traceback)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "?"
+        raise ConfigError(name=name, detail=first["msg"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        path = os.environ.get("FLYWHEEL_CONFIG", "flywheel.toml")
+        raise ConfigError("config_file", path=path, detail=str(exc)) from exc

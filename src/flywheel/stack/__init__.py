@@ -1,0 +1,21 @@
+"""Start, stop and check the embedded services: MLflow tracking server and the local LLM."""
+
+from flywheel.stack._manager import ServiceStatus, Stack, check_health
+from flywheel.stack._ports import port_holder, port_is_free
+from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, find_gguf, register_service
+
+__all__ = [
+    "SERVICE_BUILDERS",
+    "ServiceSpec",
+    "ServiceStatus",
+    "Stack",
+    "check_health",
+    "find_gguf",
+    "port_holder",
+    "port_is_free",
+    "register_service",
+]
+
+from flywheel.stack._doctor import Check, run_checks  # noqa: E402
+
+__all__ += ["Check", "run_checks"]

