@@ -34,7 +34,9 @@ def demo() -> None:
     _step(2, "ask the local LLM through the OpenAI client")
     from openai import OpenAI
 
-    client = OpenAI(base_url=cfg.llm_url, api_key=cfg.openai_api_key.get_secret_value() if cfg.openai_api_key else "none")
+    client = OpenAI(
+        base_url=cfg.llm_url, api_key=cfg.openai_api_key.get_secret_value() if cfg.openai_api_key else "none"
+    )
     question = "In one sentence, what is a documentation QA agent?"
     reply = client.chat.completions.create(
         model=cfg.llm_model, messages=[{"role": "user", "content": question}], max_tokens=80, temperature=0.2
@@ -47,5 +49,9 @@ def demo() -> None:
 
 def _summary(stack: Stack) -> None:
     lines = [f"{s.name:<8} {s.url:<28} {s.state}" for s in stack.status()]
-    lines += ["", f"MLflow UI: {stack.settings.tracking_uri}", "Stop everything: flywheel down   (or: make clean)"]
+    lines += [
+        "",
+        f"MLflow UI: {stack.settings.tracking_uri}",
+        "Stop everything: flywheel down   (or: make clean)",
+    ]
     console.print(Panel("\n".join(lines), title="flywheel is running", expand=False))

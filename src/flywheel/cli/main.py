@@ -17,7 +17,7 @@ app = typer.Typer(
     name="flywheel",
     help=(
         "Ship documentation-QA agents to production and keep them improving.\n\n"
-        "Start here:  flywheel up  →  flywheel ingest docs/  →  flywheel ask \"…\"  →  flywheel down.\n"
+        'Start here:  flywheel up  →  flywheel ingest docs/  →  flywheel ask "…"  →  flywheel down.\n'
         "Everything runs offline on embedded defaults (MLflow on SQLite, a local LLM, Milvus Lite);\n"
         "set OPENAI_API_KEY / LLM_BASE_URL / MLFLOW_TRACKING_URI / MILVUS_URI to use your own."
     ),
@@ -39,7 +39,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """Ship documentation-QA agents to production and keep them improving."""
 

@@ -56,7 +56,9 @@ def down(
 
 
 @app.command()
-def status(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """Show each service: state, URL, PID, memory.
 
     Example: flywheel status --json

@@ -11,13 +11,15 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -65,7 +67,9 @@ class Settings(BaseSettings):
     experiment: str = "flywheel"
 
     # -- the LLM: unset LLM_BASE_URL means the embedded llama.cpp server on host:llm_port
-    llm_model: str = Field(DEFAULT_LLM_MODEL, validation_alias=AliasChoices("LLM_MODEL", "FLYWHEEL_LLM_MODEL", "llm_model"))
+    llm_model: str = Field(
+        DEFAULT_LLM_MODEL, validation_alias=AliasChoices("LLM_MODEL", "FLYWHEEL_LLM_MODEL", "llm_model")
+    )
     llm_base_url: str | None = _alias("LLM_BASE_URL")
     openai_api_key: SecretStr | None = _alias("OPENAI_API_KEY")
     llm_gguf_path: Path | None = None
@@ -85,7 +89,7 @@ class Settings(BaseSettings):
 
     # -- tools
     exa_api_key: SecretStr | None = _alias("EXA_API_KEY")
-    open_url_allow_hosts: list[str] = Field(default_factory=list)
+    open_url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     open_url_max_bytes: int = 2_000_000
     open_url_timeout: float = 10.0
 
@@ -154,6 +158,8 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "?"
         raise ConfigError(name=name, detail=first["msg"]) from exc
+    except SettingsError as exc:
+        raise ConfigError(name=str(exc).split('"')[1] if '"' in str(exc) else "?", detail=str(exc)) from exc
     except tomllib.TOMLDecodeError as exc:
         path = os.environ.get("FLYWHEEL_CONFIG", "flywheel.toml")
         raise ConfigError("config_file", path=path, detail=str(exc)) from exc

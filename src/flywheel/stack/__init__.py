@@ -16,6 +16,6 @@ __all__ = [
     "register_service",
 ]
 
-from flywheel.stack._doctor import Check, run_checks  # noqa: E402
+from flywheel.stack._doctor import Check, run_checks
 
 __all__ += ["Check", "run_checks"]

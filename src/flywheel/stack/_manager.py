@@ -79,15 +79,24 @@ class Stack:
             if not port_is_free(spec.host, spec.port):
                 pid, holder = port_holder(spec.port)
                 raise PortInUseError(
-                    service=spec.name, host=spec.host, port=spec.port, holder=holder,
-                    pid=pid or "<pid>", env_key=spec.port_env_key,
+                    service=spec.name,
+                    host=spec.host,
+                    port=spec.port,
+                    holder=holder,
+                    pid=pid or "<pid>",
+                    env_key=spec.port_env_key,
                 )
             to_start.append(spec)
         for spec in to_start:
             proc = spawn(spec.name, spec.command, spec.env, self.log_file(spec.name), cwd=self.data)
             ProcessRecord(
-                name=spec.name, pid=proc.pid, create_time=proc.create_time(), port=spec.port,
-                url=spec.url, log=str(self.log_file(spec.name)), command=spec.command,
+                name=spec.name,
+                pid=proc.pid,
+                create_time=proc.create_time(),
+                port=spec.port,
+                url=spec.url,
+                log=str(self.log_file(spec.name)),
+                command=spec.command,
             ).save(self.pid_file(spec.name))
             started.append(spec)
             on_event(spec.name, "starting")
@@ -109,12 +118,16 @@ class Stack:
                 return
             if record and not is_alive(record):
                 raise ServiceStartError(
-                    service=spec.name, timeout=0, log=self.log_file(spec.name),
+                    service=spec.name,
+                    timeout=0,
+                    log=self.log_file(spec.name),
                     detail="The process exited during start-up. Last log lines:\n" + self.tail(spec.name, 8),
                 )
             time.sleep(0.25)
         raise ServiceStartError(
-            service=spec.name, timeout=self.settings.start_timeout, log=self.log_file(spec.name),
+            service=spec.name,
+            timeout=self.settings.start_timeout,
+            log=self.log_file(spec.name),
             detail=f"{spec.health_url} did not answer 200. Last log lines:\n" + self.tail(spec.name, 8),
         )
 
@@ -163,7 +176,9 @@ class Stack:
             except psutil.Error:
                 rss = None
             out.append(
-                ServiceStatus(name, spec.url, record.pid, "healthy" if healthy else "starting", spec.description, rss)
+                ServiceStatus(
+                    name, spec.url, record.pid, "healthy" if healthy else "starting", spec.description, rss
+                )
             )
         return out
 

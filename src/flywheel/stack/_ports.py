@@ -11,9 +11,11 @@ __all__ = ["port_holder", "port_is_free"]
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port (we try to bind it, without SO_REUSEADDR)."""
+    """True when nothing listens on host:port. SO_REUSEADDR, like the servers themselves use,
+    so that connections in TIME_WAIT after a stop do not count as "in use"."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

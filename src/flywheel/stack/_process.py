@@ -51,7 +51,9 @@ def spawn(name: str, command: list[str], env: dict[str, str], log_path: Path, cw
     """Start ``command`` in its own session (so its children can be stopped with it)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(command)}\n".encode())
+        log.write(
+            f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(command)}\n".encode()
+        )
         log.flush()
         proc = subprocess.Popen(
             command,

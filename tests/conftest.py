@@ -1,0 +1,39 @@
+"""Shared fixtures: every test runs in a clean environment and a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+_KEEP = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE", "CI"}
+_OURS = ("FLYWHEEL_", "OPENAI_", "EXA_", "LLM_", "EMBEDDING_", "MLFLOW_", "MILVUS_")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No flywheel/provider variables from the developer's shell; cwd is a fresh folder."""
+    for key in list(os.environ):
+        if key.startswith(_OURS) and key not in _KEEP:
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("FLYWHEEL_LANG", "en")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shared_or_skip(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared corpora/datasets live beside the project (../shared)")
+    return path
