@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -73,20 +74,14 @@ def stop_tree(record: ProcessRecord, timeout: float = 15.0) -> bool:
         return False
     root = psutil.Process(record.pid)
     procs = [root, *root.children(recursive=True)]
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(record.pid, signal.SIGTERM)  # the session leader's group: what we started
-    except (ProcessLookupError, PermissionError):
-        pass
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.terminate()
-        except psutil.Error:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(alive, timeout=5)
     return True
