@@ -7,8 +7,10 @@ import sys
 import typer
 
 from flywheel import __version__
+from flywheel.cli import agent as agent_cmd
 from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
+from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import stack as stack_cmd
 from flywheel.cli._common import err_console
 from flywheel.errors import FlywheelError
@@ -28,6 +30,8 @@ app = typer.Typer(
 )
 app.registered_commands += stack_cmd.app.registered_commands
 app.command()(doctor_cmd.doctor)
+app.registered_commands += knowledge_cmd.app.registered_commands
+app.registered_commands += agent_cmd.app.registered_commands
 app.command()(demo_cmd.demo)
 
 

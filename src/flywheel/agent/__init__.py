@@ -1,0 +1,31 @@
+"""The LangGraph QA agent: config, policies, tools (doc_search, web_search, open_url), guardrails."""
+
+from flywheel.agent._agent import AgentAnswer, DocsAgent, make_chat_model
+from flywheel.agent._config import AgentConfig, Policy
+from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
+from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, detect_language
+from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
+from flywheel.agent._tracing import setup_tracing, tracing_enabled
+
+__all__ = [
+    "ABSTAIN",
+    "DEFAULT_SYSTEM_PROMPTS",
+    "REFUSAL",
+    "RULES",
+    "TOOL_BUILDERS",
+    "AgentAnswer",
+    "AgentConfig",
+    "DocsAgent",
+    "GuardRule",
+    "Policy",
+    "ToolContext",
+    "Verdict",
+    "build_tools",
+    "detect_language",
+    "make_chat_model",
+    "register_rule",
+    "register_tool",
+    "screen",
+    "setup_tracing",
+    "tracing_enabled",
+]

@@ -1,0 +1,293 @@
+"""The documentation QA agent: a LangGraph graph with two policies, guardrails and cited answers.
+
+retrieve_first (default; small local models pick tools no better than a coin flip):
+    guard ─refuse─▶ END
+      └─▶ retrieve ─nothing relevant─▶ abstain ─▶ END
+             └─▶ generate ─▶ cite ─▶ END
+react (tool-capable models): guard ─▶ model ⇄ tools ─▶ cite ─▶ END
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.checkpoint.memory import MemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+from flywheel.agent._config import AgentConfig
+from flywheel.agent._guardrails import screen
+from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, detect_language, format_context
+from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
+from flywheel.agent._tracing import span, tracing_enabled
+from flywheel.config import Settings
+from flywheel.knowledge import KnowledgeBase
+
+__all__ = ["AgentAnswer", "DocsAgent", "make_chat_model"]
+
+
+class State(TypedDict, total=False):
+    messages: Annotated[list[BaseMessage], add_messages]
+    question: str
+    lang: str
+    refused: str
+    abstained: bool
+    answer: str
+    steps: int
+
+
+@dataclass
+class AgentAnswer:
+    answer: str
+    sources: list[dict]
+    refused: bool = False
+    refusal_category: str = ""
+    abstained: bool = False
+    tools_called: list[str] = field(default_factory=list)
+    search_queries: list[str] = field(default_factory=list)
+    thread_id: str = ""
+    trace_id: str | None = None
+    latency_ms: float = 0.0
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
+    """An OpenAI-compatible chat model: the embedded llama.cpp server, OpenAI, vLLM, a gateway…"""
+    from langchain_openai import ChatOpenAI
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+    return ChatOpenAI(
+        model=config.model or settings.llm_model,
+        base_url=config.base_url or settings.llm_url,
+        api_key=key,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        frequency_penalty=config.frequency_penalty,
+        timeout=config.timeout,
+        max_retries=1,
+    )
+
+
+_CITE = re.compile(r"\[(\d{1,2})\]")
+
+
+class DocsAgent:
+    """Ask questions; conversations are keyed by a thread id."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: AgentConfig | None = None,
+        *,
+        kb: KnowledgeBase | None = None,
+        llm: BaseChatModel | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config or AgentConfig()
+        self.kb = kb or KnowledgeBase(settings)
+        self.llm = llm or make_chat_model(settings, self.config)
+        self._memory = MemorySaver()
+        self._ctx: ToolContext | None = None
+        self.graph = self._build()
+
+    # -- graph
+    def _build(self) -> Any:
+        g = StateGraph(State)
+        g.add_node("guard", self._guard)
+        g.add_node("cite", self._cite)
+        g.add_edge(START, "guard")
+        if self.config.policy == "react":
+            g.add_node("model", self._model)
+            g.add_node("tools", self._tools)
+            g.add_conditional_edges("guard", lambda s: "cite" if s.get("refused") else "model")
+            g.add_conditional_edges("model", self._after_model)
+            g.add_edge("tools", "model")
+        else:
+            g.add_node("retrieve", self._retrieve)
+            g.add_node("generate", self._generate)
+            g.add_conditional_edges("guard", lambda s: "cite" if s.get("refused") else "retrieve")
+            g.add_conditional_edges("retrieve", lambda s: "cite" if s.get("abstained") else "generate")
+            g.add_edge("generate", "cite")
+        g.add_edge("cite", END)
+        return g.compile(checkpointer=self._memory)
+
+    @property
+    def ctx(self) -> ToolContext:
+        assert self._ctx is not None
+        return self._ctx
+
+    def _guard(self, state: State) -> dict:
+        question = state["question"]
+        lang = detect_language(question, self.config.language)
+        if not self.config.guardrails:
+            return {"lang": lang, "refused": "", "abstained": False, "answer": "", "steps": 0}
+        with span("guardrail", "GUARDRAIL", {"question": question}) as sp:
+            verdict = screen(question)
+            sp.set_outputs({"allowed": verdict.allowed, "category": verdict.category, "rule": verdict.rule})
+        if verdict.allowed:
+            return {"lang": lang, "refused": "", "abstained": False, "answer": "", "steps": 0}
+        reason = verdict.reason if lang == "en" else verdict.category
+        return {
+            "lang": lang,
+            "refused": verdict.category,
+            "abstained": False,
+            "steps": 0,
+            "answer": REFUSAL[lang].format(reason=reason),
+        }
+
+    def _retrieve(self, state: State) -> dict:
+        hits = run_doc_search(self.ctx, state["question"])
+        relevant = [h for h in hits if h["dense_score"] >= self.config.min_relevance]
+        if not relevant:
+            return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
+        self.ctx.add_hits(hits)  # all top-k, in fused order: BM25-only hits carry no cosine score
+        return {"abstained": False}
+
+    def _history(self, state: State) -> list[BaseMessage]:
+        past = [
+            m for m in state.get("messages", [])[:-1] if isinstance(m, HumanMessage | AIMessage) and m.content
+        ]
+        return past[-2 * self.config.history_turns :] if self.config.history_turns else []
+
+    def _system_prompt(self, lang: str) -> str:
+        return self.config.system_prompt or DEFAULT_SYSTEM_PROMPTS[lang]
+
+    def _generate(self, state: State) -> dict:
+        context = format_context(self.ctx.hits, self.config.context_chars)
+        system = f"{self._system_prompt(state['lang'])}\n\nDocumentation excerpts:\n\n{context}"
+        messages = [SystemMessage(system), *self._history(state), HumanMessage(state["question"])]
+        reply = self._call_llm(messages)
+        return {"answer": str(reply.content).strip()}
+
+    def _call_llm(self, messages: list[BaseMessage], llm: Any = None) -> AIMessage:
+        with span(
+            "llm", "CHAT_MODEL", {"messages": [{"role": m.type, "content": m.content} for m in messages]}
+        ) as sp:
+            reply = (llm or self.llm).invoke(messages)
+            usage = getattr(reply, "usage_metadata", None) or {}
+            sp.set_outputs({"content": reply.content, "tool_calls": getattr(reply, "tool_calls", [])})
+            sp.set_attributes(
+                {
+                    "model": self.config.model or self.settings.llm_model,
+                    "input_tokens": usage.get("input_tokens", 0),
+                    "output_tokens": usage.get("output_tokens", 0),
+                }
+            )
+        for k in ("input_tokens", "output_tokens"):
+            self._usage[k] = self._usage.get(k, 0) + int(usage.get(k, 0) or 0)
+        return reply  # type: ignore[return-value]
+
+    # react policy
+    def _model(self, state: State) -> dict:
+        tools = build_tools(self.ctx)
+        llm = self.llm.bind_tools(tools) if tools else self.llm
+        convo = [m for m in state.get("messages", []) if not isinstance(m, SystemMessage)]
+        reply = self._call_llm([SystemMessage(self._system_prompt(state["lang"])), *convo[-12:]], llm)
+        return {"messages": [reply], "steps": state.get("steps", 0) + 1, "answer": str(reply.content).strip()}
+
+    def _after_model(self, state: State) -> str:
+        last = state["messages"][-1]
+        if getattr(last, "tool_calls", None) and state.get("steps", 0) < self.config.max_steps:
+            return "tools"
+        return "cite"
+
+    def _tools(self, state: State) -> dict:
+        tools = {t.name: t for t in build_tools(self.ctx)}
+        out = []
+        for call in state["messages"][-1].tool_calls:  # type: ignore[attr-defined]
+            tool = tools.get(call["name"])
+            result = tool.invoke(call["args"]) if tool else f"Unknown tool {call['name']}"
+            out.append(ToolMessage(str(result), tool_call_id=call["id"], name=call["name"]))
+        return {"messages": out}
+
+    def _cite(self, state: State) -> dict:
+        answer = state.get("answer", "")
+        if state.get("refused") or state.get("abstained"):
+            return {"messages": [AIMessage(answer)]}
+        if self.config.policy == "react" and not self.ctx.hits and not answer:
+            answer = ABSTAIN[state["lang"]]
+        return {"answer": answer, "messages": [AIMessage(answer)]}
+
+    # -- public API
+    def ask(
+        self,
+        question: str,
+        *,
+        thread_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> AgentAnswer:
+        """Answer ``question``; the result carries the sources, what happened, and the trace id."""
+        thread_id = thread_id or uuid.uuid4().hex
+        self._ctx = ToolContext(self.settings, self.kb, self.config)
+        self._usage: dict[str, int] = {}
+        t0 = time.perf_counter()
+        with span("docs_qa_agent", "AGENT", {"question": question, "thread_id": thread_id}) as root:
+            if tracing_enabled():
+                import mlflow
+
+                mlflow.update_current_trace(
+                    tags={**self.config.tags(), **(tags or {}), "thread_id": thread_id},
+                    metadata={
+                        "mlflow.trace.session": session_id or thread_id,
+                        "mlflow.trace.user": user_id or "anonymous",
+                    },
+                )
+            state = self.graph.invoke(
+                {"question": question, "messages": [HumanMessage(question)]},
+                {"configurable": {"thread_id": thread_id}},
+            )
+            result = self._finish(state, thread_id)
+            root.set_outputs(
+                {
+                    "answer": result.answer,
+                    "sources": result.sources,
+                    "refused": result.refused,
+                    "abstained": result.abstained,
+                }
+            )
+            result.trace_id = getattr(root, "trace_id", None) or getattr(root, "request_id", None)
+        result.latency_ms = (time.perf_counter() - t0) * 1000
+        return result
+
+    def _finish(self, state: State, thread_id: str) -> AgentAnswer:
+        answer = state.get("answer", "")
+        refused, abstained = bool(state.get("refused")), bool(state.get("abstained"))
+        sources: list[dict] = []
+        if not refused and not abstained:
+            hits = self.ctx.hits
+            cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(hits)})
+            # A source list is always given: the cited ones, else every excerpt the answer was based on.
+            for n in cited or range(1, len(hits) + 1):
+                h = hits[n - 1]
+                sources.append(
+                    {
+                        "n": n,
+                        "title": h["title"],
+                        "headings": h["headings"],
+                        "source": h["source"],
+                        "score": round(float(h.get("dense_score", 0.0)), 4),
+                        "cited": bool(cited),
+                    }
+                )
+        return AgentAnswer(
+            answer=answer,
+            sources=sources,
+            refused=refused,
+            refusal_category=state.get("refused", ""),
+            abstained=abstained,
+            tools_called=list(self.ctx.calls),
+            search_queries=list(self.ctx.queries),
+            thread_id=thread_id,
+            usage=dict(self._usage),
+        )

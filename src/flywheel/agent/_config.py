@@ -1,0 +1,42 @@
+"""AgentConfig: every hyperparameter of the agent in one serializable object, so experiments can vary any."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["AgentConfig", "Policy"]
+
+Policy = Literal["retrieve_first", "react"]
+
+
+class AgentConfig(BaseModel):
+    """What an agent version is. Logged with the model, tagged on every trace."""
+
+    model: str | None = Field(None, description="LLM name; None: the configured LLM_MODEL")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL; None: the configured LLM")
+    system_prompt: str | None = Field(None, description="None: the built-in prompt for the language")
+    prompt_name: str | None = Field(None, description="where the prompt came from (registry name@version)")
+    language: Literal["auto", "en", "ja"] = "auto"
+    temperature: float = Field(0.1, ge=0, le=2)
+    max_tokens: int = Field(256, ge=16, le=8192)
+    frequency_penalty: float = Field(0.3, ge=-2, le=2, description="small models loop without it")
+    top_k: int = Field(5, ge=1, le=50)
+    search_mode: Literal["hybrid", "dense"] = "hybrid"
+    min_relevance: float = Field(
+        0.5, ge=0, le=1, description="below this cosine score the docs are taken not to cover the question"
+    )
+    policy: Policy = "retrieve_first"
+    tools: list[str] = Field(default_factory=lambda: ["doc_search", "web_search", "open_url"])
+    max_steps: int = Field(4, ge=1, le=20, description="react: most tool rounds before answering")
+    context_chars: int = Field(
+        1200, ge=200, description="characters of each retrieved chunk shown to the LLM"
+    )
+    history_turns: int = Field(3, ge=0, le=20)
+    guardrails: bool = True
+    timeout: float = Field(120.0, gt=0)
+
+    def tags(self) -> dict[str, str]:
+        """Flat string tags for traces and runs."""
+        return {f"agent.{k}": str(v) for k, v in self.model_dump(exclude={"system_prompt"}).items()}

@@ -1,0 +1,95 @@
+"""`flywheel ingest` and `flywheel search`: build the document index and look into it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flywheel.cli._common import console, settings
+
+app = typer.Typer()
+
+
+@app.command()
+def ingest(
+    sources: Annotated[
+        list[str], typer.Argument(help="Folders, files (.md .mdx .html .txt), URLs or sitemap.xml URLs.")
+    ],
+    rebuild: Annotated[bool, typer.Option(help="Drop the index first and embed everything again.")] = False,
+    max_chars: Annotated[int, typer.Option(help="Largest chunk, in characters.")] = 1200,
+) -> None:
+    """Ingest documentation into the vector index (Milvus Lite by default), incrementally.
+
+    Unchanged documents (same content hash) are skipped; documents that disappeared from a
+    folder or sitemap are removed from the index. URLs go through the same SSRF guard as the
+    agent's open_url tool.
+
+    Examples:
+      flywheel ingest docs/
+      flywheel ingest ../shared/corpora/mlflow-docs --rebuild
+      flywheel ingest https://example.com/docs/sitemap.xml
+    """
+    from flywheel.knowledge import ChunkOptions, IngestOptions
+    from flywheel.knowledge import ingest as run_ingest
+
+    cfg = settings()
+    with Progress(
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loading the embedding model…", total=None)
+
+        def progress(name: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=name[-60:])
+
+        report = run_ingest(
+            cfg, IngestOptions(sources, rebuild=rebuild, chunking=ChunkOptions(max_chars=max_chars)), progress
+        )
+    rate = report.embedded_chunks / report.seconds if report.seconds else 0
+    table = Table(box=None, pad_edge=False, show_header=False)
+    for key, value in [
+        ("documents", report.documents),
+        ("added", report.added),
+        ("updated", report.updated),
+        ("skipped (unchanged)", report.skipped),
+        ("removed", report.removed),
+        ("chunks embedded", f"{report.embedded_chunks} ({rate:.1f}/s)"),
+        ("chunks in index", report.total_chunks_in_index),
+        ("seconds", f"{report.seconds:.1f}"),
+        ("index", f"{report.index_uri} · {report.collection}"),
+    ]:
+        table.add_row(key, str(value))
+    console.print(table)
+    for name, why in report.failed:
+        console.print(f"[yellow]skipped {name}:[/] {why}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="How many chunks.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid (dense + BM25) or dense.")] = "hybrid",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Search the index the way the agent's doc_search tool does (no LLM).
+
+    Example: flywheel search "delete old traces" -k 3
+    """
+    from flywheel.knowledge import KnowledgeBase
+
+    hits = KnowledgeBase(settings()).search(query, k=k, mode=mode)
+    if json_out:
+        print(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    for n, h in enumerate(hits, 1):
+        console.print(f"[bold][{n}][/] {h.title} › {h.headings}  [dim]{h.source}  cos={h.dense_score:.2f}[/]")
+        console.print("    " + h.text[:200].replace("\n", " ") + "…", markup=False)

@@ -1,0 +1,43 @@
+"""Knowledge: load documents, chunk them with their heading paths, embed, index, hybrid-search."""
+
+from flywheel.knowledge._base import DEFAULT_TOP_K, KnowledgeBase, SearchResult
+from flywheel.knowledge._chunking import ChunkOptions, chunk_document, clean_mdx, split_frontmatter
+from flywheel.knowledge._documents import Chunk, Document, content_hash
+from flywheel.knowledge._embeddings import (
+    MINILM_SHA256,
+    Embedder,
+    OpenAIEmbedder,
+    SentenceTransformerEmbedder,
+    get_embedder,
+    minilm_path,
+)
+from flywheel.knowledge._index import DocIndex, Hit
+from flywheel.knowledge._ingest import IngestOptions, IngestReport, ingest
+from flywheel.knowledge._loaders import is_url, load_file_text, resolve_origins
+
+__all__ = [
+    "DEFAULT_TOP_K",
+    "MINILM_SHA256",
+    "Chunk",
+    "ChunkOptions",
+    "DocIndex",
+    "Document",
+    "Embedder",
+    "Hit",
+    "IngestOptions",
+    "IngestReport",
+    "KnowledgeBase",
+    "OpenAIEmbedder",
+    "SearchResult",
+    "SentenceTransformerEmbedder",
+    "chunk_document",
+    "clean_mdx",
+    "content_hash",
+    "get_embedder",
+    "ingest",
+    "is_url",
+    "load_file_text",
+    "minilm_path",
+    "resolve_origins",
+    "split_frontmatter",
+]

@@ -1,0 +1,238 @@
+"""The vector index: Milvus (Lite file by default, a server by URI) with dense + BM25 hybrid search.
+
+Pitfalls of Milvus Lite handled here: search before flush() is slow (1.4–1.7 s/query), close()
+does not flush, and a fresh index must be released and loaded before it is fast; so every write
+ends with :meth:`DocIndex.commit`. Metric is COSINE with explicit index params (LangChain's L2
+default and its BM25 defaults are rejected by Lite).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from flywheel.errors import FlywheelError, ServiceUnavailableError
+from flywheel.knowledge._documents import Chunk
+
+__all__ = ["DocIndex", "Hit", "fuse"]
+
+_MAX_TEXT = 16000
+
+
+@dataclass
+class Hit:
+    """One search result: the chunk's text and where it came from, with its scores."""
+
+    id: str
+    score: float  # fused (RRF) score used for ranking
+    dense_score: float  # cosine similarity of the query and the chunk (0 when only BM25 found it)
+    text: str
+    title: str
+    headings: str
+    source: str
+
+    def as_dict(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
+class DocIndex:
+    """One collection of chunks. Thread-safe for searching."""
+
+    def __init__(self, uri: str, collection: str, dim: int, token: str | None = None) -> None:
+        from pymilvus import MilvusClient
+
+        self.uri = uri
+        self.collection = collection
+        self.dim = dim
+        if not uri.startswith(("http://", "https://", "tcp://")):
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._client = MilvusClient(uri=uri, token=token or "")
+        except Exception as exc:  # pymilvus raises MilvusException and bare errors alike
+            raise ServiceUnavailableError(
+                service="Milvus", url=uri, detail=str(exc), env_key="MILVUS_URI"
+            ) from exc
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    def _load(self) -> None:
+        """A reopened Milvus Lite collection starts 'released': load it once per process."""
+        if not self._loaded:
+            self._client.load_collection(self.collection)
+            self._loaded = True
+
+    # -- schema
+    def exists(self) -> bool:
+        return bool(self._client.has_collection(self.collection))
+
+    def ensure(self) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        if self.exists():
+            self._check_dim()
+            self._load()
+            return
+        c = self._client
+        schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("origin", DataType.VARCHAR, max_length=2048)
+        schema.add_field("source", DataType.VARCHAR, max_length=2048)
+        schema.add_field("title", DataType.VARCHAR, max_length=1024)
+        schema.add_field("headings", DataType.VARCHAR, max_length=2048)
+        schema.add_field("chunk_index", DataType.INT64)
+        schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("text", DataType.VARCHAR, max_length=_MAX_TEXT)
+        schema.add_field("search_text", DataType.VARCHAR, max_length=_MAX_TEXT, enable_analyzer=True)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["search_text"],
+                output_field_names=["sparse"],
+            )
+        )
+        index = c.prepare_index_params()
+        index.add_index("dense", index_type="FLAT", metric_type="COSINE")
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        c.create_collection(self.collection, schema=schema, index_params=index)
+        self._loaded = True
+
+    def _check_dim(self) -> None:
+        desc = self._client.describe_collection(self.collection)
+        for field in desc.get("fields", []):
+            if field.get("name") == "dense":
+                have = int(field.get("params", {}).get("dim", self.dim))
+                if have != self.dim:
+                    raise FlywheelError(
+                        what=f"The index {self.collection!r} holds {have}-dimensional vectors, "
+                        f"but the embedding model makes {self.dim}-dimensional ones.",
+                        why="It was built with another embedding model.",
+                        fix="Re-ingest with --rebuild (or use FLYWHEEL_COLLECTION=<new name>).",
+                    )
+
+    def drop(self) -> None:
+        if self.exists():
+            self._client.drop_collection(self.collection)
+        self._loaded = False
+
+    # -- writes
+    def add(self, chunks: list[Chunk], vectors: list[list[float]], origin: str) -> None:
+        rows = [
+            {
+                "id": ch.id,
+                "origin": origin,
+                "source": ch.source[:2000],
+                "title": ch.title[:1000],
+                "headings": ch.heading_path[:2000],
+                "chunk_index": ch.index,
+                "doc_hash": ch.doc_hash,
+                "text": ch.text[:_MAX_TEXT],
+                "search_text": ch.embedding_text()[:_MAX_TEXT],
+                "dense": vec,
+            }
+            for ch, vec in zip(chunks, vectors, strict=True)
+        ]
+        for i in range(0, len(rows), 256):
+            self._client.upsert(self.collection, rows[i : i + 256])
+
+    def delete_source(self, origin: str, source: str) -> None:
+        self._client.delete(self.collection, filter=f"origin == {_q(origin)} and source == {_q(source)}")
+
+    def commit(self) -> None:
+        """Flush, then release + load so the index is built and searches are fast."""
+        self._client.flush(self.collection)
+        self._client.release_collection(self.collection)
+        self._client.load_collection(self.collection)
+        self._loaded = True
+
+    # -- reads
+    def doc_hashes(self, origin: str) -> dict[str, str]:
+        """source → doc_hash of every document of ``origin`` in the index."""
+        self._load()
+        rows = self._client.query(
+            self.collection,
+            filter=f"origin == {_q(origin)} and chunk_index == 0",
+            output_fields=["source", "doc_hash"],
+            limit=16384,
+        )
+        return {r["source"]: r["doc_hash"] for r in rows}
+
+    def count(self) -> int:
+        if not self.exists():
+            return 0
+        self._load()
+        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    _FIELDS = ("text", "title", "headings", "source")
+
+    def dense_hits(self, vector: list[float], limit: int) -> list[dict]:
+        with self._lock:
+            self._load()
+        return self._client.search(
+            self.collection,
+            [vector],
+            anns_field="dense",
+            limit=limit,
+            output_fields=list(self._FIELDS),
+            search_params={"metric_type": "COSINE"},
+        )[0]
+
+    def sparse_hits(self, query: str, limit: int) -> list[dict]:
+        if not query.strip():
+            return []
+        with self._lock:
+            self._load()
+        return self._client.search(
+            self.collection,
+            [query],
+            anns_field="sparse",
+            limit=limit,
+            output_fields=list(self._FIELDS),
+            search_params={"metric_type": "BM25"},
+        )[0]
+
+    def search(
+        self, query: str, vector: list[float], k: int = 5, mode: str = "hybrid", candidates: int = 20
+    ) -> list[Hit]:
+        """Top-k chunks. ``hybrid`` fuses dense (cosine) and BM25 rankings with reciprocal rank fusion."""
+        limit = max(k, candidates)
+        sparse = self.sparse_hits(query, limit) if mode == "hybrid" else []
+        return fuse(self.dense_hits(vector, limit), sparse, k)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def fuse(dense: list[dict], sparse: list[dict], k: int, rrf_k: int = 60) -> list[Hit]:
+    """Reciprocal rank fusion of the dense and BM25 result lists (keeps the cosine score)."""
+    fused: dict[str, float] = {}
+    entity: dict[str, dict] = {}
+    dense_score: dict[str, float] = {}
+    for rank, h in enumerate(dense):
+        fused[h["id"]] = fused.get(h["id"], 0.0) + 1.0 / (rrf_k + rank + 1)
+        entity[h["id"]] = h["entity"]
+        dense_score[h["id"]] = float(h["distance"])
+    for rank, h in enumerate(sparse):
+        fused[h["id"]] = fused.get(h["id"], 0.0) + 1.0 / (rrf_k + rank + 1)
+        entity.setdefault(h["id"], h["entity"])
+    best = sorted(fused, key=lambda i: -fused[i])[:k]
+    return [
+        Hit(
+            i,
+            fused[i],
+            dense_score.get(i, 0.0),
+            entity[i]["text"],
+            entity[i]["title"],
+            entity[i]["headings"],
+            entity[i]["source"],
+        )
+        for i in best
+    ]
