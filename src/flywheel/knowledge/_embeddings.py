@@ -13,7 +13,7 @@ import importlib.util
 import os
 import threading
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from flywheel.config import Settings
 from flywheel.errors import MissingDependencyError
@@ -101,7 +101,7 @@ class SentenceTransformerEmbedder:
 class OpenAIEmbedder:
     """Any OpenAI-compatible embeddings endpoint (OpenAI text-embedding-3-small by default)."""
 
-    _DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+    _DIMS: ClassVar[dict[str, int]] = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
     def __init__(self, name: str, base_url: str | None, api_key: str | None) -> None:
         from openai import OpenAI
