@@ -146,7 +146,8 @@ class DocsAgent:
 
     def _retrieve(self, state: State) -> dict:
         hits = run_doc_search(self.ctx, state["question"])
-        relevant = [h for h in hits if h["dense_score"] >= self.config.min_relevance]
+        threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
+        relevant = [h for h in hits if h["dense_score"] >= threshold]
         if not relevant:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         self.ctx.add_hits(hits)  # all top-k, in fused order: BM25-only hits carry no cosine score

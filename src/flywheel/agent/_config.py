@@ -25,7 +25,10 @@ class AgentConfig(BaseModel):
     top_k: int = Field(5, ge=1, le=50)
     search_mode: Literal["hybrid", "dense"] = "hybrid"
     min_relevance: float = Field(
-        0.5, ge=0, le=1, description="below this cosine score the docs are taken not to cover the question"
+        0.43, ge=0, le=1, description="below this cosine score the docs are taken not to cover the question"
+    )
+    min_relevance_ja: float = Field(
+        0.2, ge=0, le=1, description="threshold for Japanese questions (the default embedder is English-only)"
     )
     policy: Policy = "retrieve_first"
     tools: list[str] = Field(default_factory=lambda: ["doc_search", "web_search", "open_url"])
