@@ -34,6 +34,7 @@ def flywheel_cold_up() -> dict[str, float]:
             "FLYWHEEL_DATA_DIR": tmp,
             "FLYWHEEL_MLFLOW_PORT": str(free_port()),
             "FLYWHEEL_LLM_PORT": str(free_port()),
+            "FLYWHEEL_MILVUS_PORT": str(free_port()),
         }
         cmd = [sys.executable, "-m", "flywheel.cli.main"]
         t0 = time.perf_counter()
@@ -54,6 +55,7 @@ def flywheel_cold_up() -> dict[str, float]:
             "up_seconds": up_s,
             "mlflow_rss_mb": rss["mlflow"],
             "llm_rss_mb": rss["llm"],
+            "milvus_rss_mb": rss["milvus"],
             "mlflow_processes": nprocs["mlflow"],
         }
 
@@ -110,6 +112,7 @@ def main() -> None:
         "up_seconds": round(worst_up, 2),
         "mlflow_rss_mb": round(max(r["mlflow_rss_mb"] for r in ours), 1),
         "llm_rss_mb": round(max(r["llm_rss_mb"] for r in ours), 1),
+        "milvus_rss_mb": round(max(r["milvus_rss_mb"] for r in ours), 1),
         "baseline_stock_mlflow_up_seconds": round(base["up_seconds"], 2),
         "baseline_stock_mlflow_rss_mb": round(base["mlflow_rss_mb"], 1),
         "target_up_seconds": 30,
@@ -120,7 +123,7 @@ def main() -> None:
         "cold start to all-healthy",
         [
             (
-                "flywheel up (MLflow + LLM)",
+                "flywheel up (MLflow + LLM + Milvus)",
                 f"{worst_up:.1f} (best {best['up_seconds']:.1f})",
                 f"{summary['mlflow_rss_mb']:.0f}",
                 str(best["mlflow_processes"]),

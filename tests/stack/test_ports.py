@@ -27,7 +27,9 @@ def test_port_is_free_and_holder() -> None:
 
 def test_up_refuses_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
     port = free_port()
-    settings = load_settings(data_dir=tmp_path / "data", mlflow_port=port, llm_port=free_port())
+    settings = load_settings(
+        data_dir=tmp_path / "data", mlflow_port=port, llm_port=free_port(), milvus_port=free_port()
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()

@@ -48,13 +48,17 @@ def _stream(url: str, n: int) -> str:
 
 
 def test_up_serves_mlflow_and_llm_then_down_leaves_nothing(tmp_path: Path) -> None:
-    ports = {"FLYWHEEL_MLFLOW_PORT": free_port(), "FLYWHEEL_LLM_PORT": free_port()}
+    ports = {
+        "FLYWHEEL_MLFLOW_PORT": free_port(),
+        "FLYWHEEL_LLM_PORT": free_port(),
+        "FLYWHEEL_MILVUS_PORT": free_port(),
+    }
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "data"), **{k: str(v) for k, v in ports.items()}}
     up = _flywheel(["up"], env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         records = [json.loads(p.read_text()) for p in (tmp_path / "data" / "run").glob("*.json")]
-        assert {r["name"] for r in records} == {"mlflow", "llm"}
+        assert {r["name"] for r in records} == {"mlflow", "llm", "milvus"}
         pids = [r["pid"] for r in records]
         children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
 
@@ -86,7 +90,7 @@ def test_up_serves_mlflow_and_llm_then_down_leaves_nothing(tmp_path: Path) -> No
 
         status = _flywheel(["status", "--json"], env)
         states = {row["name"]: row["state"] for row in json.loads(status.stdout)}
-        assert states == {"mlflow": "healthy", "llm": "healthy"}
+        assert states == {"mlflow": "healthy", "llm": "healthy", "milvus": "healthy"}
     finally:
         down = _flywheel(["down"], env)
     assert down.returncode == 0, down.stderr

@@ -32,6 +32,7 @@ DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_AGENT_PORT = 5005
 DEFAULT_GATEWAY_PORT = 5010
 DEFAULT_LLM_PORT = 8080
+DEFAULT_MILVUS_PORT = 19530
 DEFAULT_LLM_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     agent_port: int = Field(DEFAULT_AGENT_PORT, ge=1, le=65535)
     gateway_port: int = Field(DEFAULT_GATEWAY_PORT, ge=1, le=65535)
     llm_port: int = Field(DEFAULT_LLM_PORT, ge=1, le=65535)
+    milvus_port: int = Field(DEFAULT_MILVUS_PORT, ge=1, le=65535)
 
     # -- tracking: unset means the embedded MLflow server on host:mlflow_port
     mlflow_tracking_uri: str | None = _alias("MLFLOW_TRACKING_URI")
@@ -147,7 +149,22 @@ class Settings(BaseSettings):
 
     @property
     def index_uri(self) -> str:
-        return self.milvus_uri or str(self.data_path / "milvus.db")
+        """MILVUS_URI; else the embedded Milvus service when it runs; else the Milvus Lite file
+        (opened in-process, which only one process at a time can do)."""
+        if self.milvus_uri:
+            return self.milvus_uri
+        run = self.data_path / "run" / "milvus.json"
+        if run.exists():
+            import json
+            import socket
+
+            try:
+                url = json.loads(run.read_text())["url"]
+                with socket.create_connection((self.host, self.milvus_port), timeout=0.5):
+                    return url
+            except (OSError, ValueError, KeyError):
+                pass
+        return str(self.data_path / "milvus.db")
 
 
 def load_settings(**overrides: Any) -> Settings:

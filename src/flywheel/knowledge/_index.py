@@ -8,6 +8,7 @@ default and its BM25 defaults are rejected by Lite).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ class DocIndex:
     """One collection of chunks. Thread-safe for searching."""
 
     def __init__(self, uri: str, collection: str, dim: int, token: str | None = None) -> None:
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # keepalive chatter of the gRPC core
         from pymilvus import MilvusClient
 
         self.uri = uri

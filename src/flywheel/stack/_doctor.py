@@ -111,14 +111,14 @@ def run_checks(settings: Settings) -> list[Check]:
                 else "will load from the Hugging Face hub",
             )
         )
-    checks.append(
-        Check(
-            "vector index",
-            "ok",
-            settings.index_uri,
-            "Milvus Lite file" if not settings.milvus_uri else "Milvus server",
-        )
-    )
+    uri = settings.index_uri
+    if settings.milvus_uri:
+        note = "Milvus server (MILVUS_URI)"
+    elif uri.startswith("http"):
+        note = "embedded Milvus Lite service, shared by every flywheel process"
+    else:
+        note = "Milvus Lite file, opened in-process (`flywheel up` shares it as a service)"
+    checks.append(Check("vector index", "ok", uri, note))
 
     # tools
     checks.append(

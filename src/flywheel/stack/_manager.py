@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,17 @@ def check_health(url: str, timeout: float = 2.0) -> bool:
     try:
         return httpx.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
+        return False
+
+
+def check_spec(spec: ServiceSpec) -> bool:
+    """HTTP health endpoint when the service has one, else a TCP connect."""
+    if spec.health_url:
+        return check_health(spec.health_url)
+    try:
+        with socket.create_connection((spec.host, spec.port), timeout=1.0):
+            return True
+    except OSError:
         return False
 
 
@@ -113,7 +125,7 @@ class Stack:
         deadline = time.monotonic() + self.settings.start_timeout
         record = read_record(self.pid_file(spec.name))
         while time.monotonic() < deadline:
-            if check_health(spec.health_url):
+            if check_spec(spec):
                 on_event(spec.name, "healthy")
                 return
             if record and not is_alive(record):
@@ -128,7 +140,8 @@ class Stack:
             service=spec.name,
             timeout=self.settings.start_timeout,
             log=self.log_file(spec.name),
-            detail=f"{spec.health_url} did not answer 200. Last log lines:\n" + self.tail(spec.name, 8),
+            detail=f"{spec.health_url or spec.url} did not answer. Last log lines:\n"
+            + self.tail(spec.name, 8),
         )
 
     # -- down
@@ -162,14 +175,16 @@ class Stack:
                 out.append(ServiceStatus(name, "-", None, "unavailable", exc.parts()[0]))
                 continue
             if spec is None:
-                url = self.settings.tracking_uri if name == "mlflow" else self.settings.llm_url
+                url = {"mlflow": self.settings.tracking_uri, "llm": self.settings.llm_url}.get(
+                    name, self.settings.milvus_uri or "-"
+                )
                 out.append(ServiceStatus(name, url, None, "external", "configured, not started by flywheel"))
                 continue
             record = read_record(self.pid_file(name))
             if not record or not is_alive(record):
                 out.append(ServiceStatus(name, spec.url, None, "stopped", spec.description))
                 continue
-            healthy = check_health(spec.health_url)
+            healthy = check_spec(spec)
             try:
                 proc = psutil.Process(record.pid)
                 rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
@@ -181,6 +196,11 @@ class Stack:
                 )
             )
         return out
+
+    def running_url(self, name: str) -> str | None:
+        """URL of a service this data folder's stack is running, else None."""
+        record = read_record(self.pid_file(name))
+        return record.url if record and is_alive(record) else None
 
     # -- logs
     def tail(self, name: str, lines: int = 50) -> str:

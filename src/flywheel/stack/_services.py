@@ -33,7 +33,7 @@ class ServiceSpec:
     host: str
     port: int
     command: list[str]
-    health_path: str
+    health_path: str | None  # None: healthy when the TCP port accepts connections (gRPC services)
     port_env_key: str
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
@@ -44,8 +44,8 @@ class ServiceSpec:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def health_url(self) -> str:
-        return self.url + self.health_path
+    def health_url(self) -> str | None:
+        return self.url + self.health_path if self.health_path else None
 
 
 Builder = Callable[[Settings], "ServiceSpec | None"]
@@ -104,6 +104,33 @@ def _mlflow(settings: Settings) -> ServiceSpec | None:
         health_path="/health",
         port_env_key="FLYWHEEL_MLFLOW_PORT",
         description="MLflow tracking server (SQLite): traces, runs, registry, prompts, datasets",
+    )
+
+
+@register_service("milvus")
+def _milvus(settings: Settings) -> ServiceSpec | None:
+    if settings.milvus_uri:
+        return None
+    return ServiceSpec(
+        name="milvus",
+        host=settings.host,
+        port=settings.milvus_port,
+        command=[
+            sys.executable,
+            "-m",
+            "milvus_lite",
+            "server",
+            "--data-dir",
+            str(settings.data_path / "milvus.db"),
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.milvus_port),
+        ],
+        # Milvus Lite is single-process: as a service, the CLI, agent server and evaluations share it.
+        health_path=None,
+        port_env_key="FLYWHEEL_MILVUS_PORT",
+        description="Milvus Lite vector index (gRPC), shared by every flywheel process",
     )
 
 
