@@ -3,7 +3,7 @@
 from flywheel.agent._agent import AgentAnswer, DocsAgent, make_chat_model
 from flywheel.agent._config import AgentConfig, Policy
 from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
-from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, detect_language
+from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
 from flywheel.agent._tracing import setup_tracing, tracing_enabled
 
@@ -17,6 +17,7 @@ __all__ = [
     "AgentConfig",
     "DocsAgent",
     "GuardRule",
+    "LoadedPrompt",
     "Policy",
     "ToolContext",
     "Verdict",

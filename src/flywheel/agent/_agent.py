@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
@@ -23,7 +25,14 @@ from langgraph.graph.message import add_messages
 
 from flywheel.agent._config import AgentConfig
 from flywheel.agent._guardrails import screen
-from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, detect_language, format_context
+from flywheel.agent._prompts import (
+    ABSTAIN,
+    DEFAULT_SYSTEM_PROMPTS,
+    REFUSAL,
+    LoadedPrompt,
+    detect_language,
+    format_context,
+)
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
 from flywheel.agent._tracing import span, tracing_enabled
 from flywheel.config import Settings
@@ -55,6 +64,7 @@ class AgentAnswer:
     trace_id: str | None = None
     latency_ms: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
+    prompt: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -80,6 +90,17 @@ def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
+@dataclass
+class _Run:
+    """What one ask/stream call accumulates; per call, so concurrent requests do not mix."""
+
+    ctx: ToolContext
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+_RUN: ContextVar[_Run] = ContextVar("flywheel_agent_run")
+
+
 class DocsAgent:
     """Ask questions; conversations are keyed by a thread id."""
 
@@ -90,13 +111,17 @@ class DocsAgent:
         *,
         kb: KnowledgeBase | None = None,
         llm: BaseChatModel | None = None,
+        prompt_loader: Callable[[str], LoadedPrompt] | None = None,
+        identity: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.config = config or AgentConfig()
         self.kb = kb or KnowledgeBase(settings)
         self.llm = llm or make_chat_model(settings, self.config)
+        self._prompt_loader = prompt_loader
+        self._prompts: dict[str, LoadedPrompt] = {}
+        self.identity = dict(identity or {})  # registered model name/version/alias… tagged on traces
         self._memory = MemorySaver()
-        self._ctx: ToolContext | None = None
         self.graph = self._build()
 
     # -- graph
@@ -122,8 +147,11 @@ class DocsAgent:
 
     @property
     def ctx(self) -> ToolContext:
-        assert self._ctx is not None
-        return self._ctx
+        return _RUN.get().ctx
+
+    @property
+    def _usage(self) -> dict[str, int]:
+        return _RUN.get().usage
 
     def _guard(self, state: State) -> dict:
         question = state["question"]
@@ -159,8 +187,21 @@ class DocsAgent:
         ]
         return past[-2 * self.config.history_turns :] if self.config.history_turns else []
 
+    def prompt(self, lang: str) -> LoadedPrompt:
+        """The system prompt for ``lang``: the config's, else the loader's (registry), else built-in."""
+        if lang not in self._prompts:
+            if self.config.system_prompt:
+                self._prompts[lang] = LoadedPrompt(
+                    self.config.system_prompt, self.config.prompt_name or "inline", "inline"
+                )
+            elif self._prompt_loader:
+                self._prompts[lang] = self._prompt_loader(lang)
+            else:
+                self._prompts[lang] = LoadedPrompt(DEFAULT_SYSTEM_PROMPTS[lang], "builtin", "builtin")
+        return self._prompts[lang]
+
     def _system_prompt(self, lang: str) -> str:
-        return self.config.system_prompt or DEFAULT_SYSTEM_PROMPTS[lang]
+        return self.prompt(lang).text
 
     def _generate(self, state: State) -> dict:
         context = format_context(self.ctx.hits, self.config.context_chars)
@@ -229,37 +270,106 @@ class DocsAgent:
         tags: dict[str, str] | None = None,
     ) -> AgentAnswer:
         """Answer ``question``; the result carries the sources, what happened, and the trace id."""
-        thread_id = thread_id or uuid.uuid4().hex
-        self._ctx = ToolContext(self.settings, self.kb, self.config)
-        self._usage: dict[str, int] = {}
-        t0 = time.perf_counter()
-        with span("docs_qa_agent", "AGENT", {"question": question, "thread_id": thread_id}) as root:
-            if tracing_enabled():
-                import mlflow
-
-                mlflow.update_current_trace(
-                    tags={**self.config.tags(), **(tags or {}), "thread_id": thread_id},
-                    metadata={
-                        "mlflow.trace.session": session_id or thread_id,
-                        "mlflow.trace.user": user_id or "anonymous",
-                    },
-                )
-            state = self.graph.invoke(
-                {"question": question, "messages": [HumanMessage(question)]},
-                {"configurable": {"thread_id": thread_id}},
-            )
-            result = self._finish(state, thread_id)
-            root.set_outputs(
-                {
-                    "answer": result.answer,
-                    "sources": result.sources,
-                    "refused": result.refused,
-                    "abstained": result.abstained,
-                }
-            )
-            result.trace_id = getattr(root, "trace_id", None) or getattr(root, "request_id", None)
-        result.latency_ms = (time.perf_counter() - t0) * 1000
+        result: AgentAnswer | None = None
+        for event in self.stream(
+            question,
+            thread_id=thread_id,
+            user_id=user_id,
+            session_id=session_id,
+            tags=tags,
+            stream_tokens=False,
+        ):
+            if event["type"] == "final":
+                result = event["answer"]
+        assert result is not None
         return result
+
+    def stream(
+        self,
+        question: str,
+        *,
+        thread_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        stream_tokens: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """Events: ``{"type": "delta", "text"}`` as the answer is generated, then
+        ``{"type": "final", "answer": AgentAnswer}``. Refusals and abstentions arrive as one delta."""
+        thread_id = thread_id or uuid.uuid4().hex
+        token = _RUN.set(_Run(ToolContext(self.settings, self.kb, self.config)))
+        t0 = time.perf_counter()
+        streamed = False
+        try:
+            with span("docs_qa_agent", "AGENT", {"question": question, "thread_id": thread_id}) as root:
+                if tracing_enabled():
+                    import mlflow
+
+                    mlflow.update_current_trace(
+                        tags={
+                            **self.config.tags(),
+                            **self.identity,
+                            **(tags or {}),
+                            "thread_id": thread_id,
+                            "llm.model": self.config.model or self.settings.llm_model,
+                            "llm.base_url": self.config.base_url or self.settings.llm_url,
+                        },
+                        metadata={
+                            "mlflow.trace.session": session_id or thread_id,
+                            "mlflow.trace.user": user_id or "anonymous",
+                        },
+                    )
+                state: dict[str, Any] = {}
+                for mode, item in self.graph.stream(
+                    {"question": question, "messages": [HumanMessage(question)]},
+                    {"configurable": {"thread_id": thread_id}},
+                    stream_mode=["messages", "values"] if stream_tokens else ["values"],
+                ):
+                    if mode == "values":
+                        state = item
+                    elif mode == "messages":
+                        chunk, meta = item
+                        text = chunk.content if isinstance(chunk.content, str) else ""
+                        if (
+                            text
+                            and meta.get("langgraph_node") in ("generate", "model")
+                            and not getattr(chunk, "tool_call_chunks", None)
+                        ):
+                            streamed = True
+                            yield {"type": "delta", "text": text}
+                result = self._finish(state, thread_id)  # type: ignore[arg-type]
+                lang = state.get("lang", "en")
+                prompt = self.prompt(lang)
+                if tracing_enabled():
+                    import mlflow
+
+                    mlflow.update_current_trace(
+                        tags={
+                            "prompt.name": prompt.name,
+                            "prompt.version": prompt.version,
+                            "agent.outcome": "refused"
+                            if result.refused
+                            else "abstained"
+                            if result.abstained
+                            else "answered",
+                        }
+                    )
+                result.prompt = f"{prompt.name}@{prompt.version}"
+                root.set_outputs(
+                    {
+                        "answer": result.answer,
+                        "sources": result.sources,
+                        "refused": result.refused,
+                        "abstained": result.abstained,
+                    }
+                )
+                result.trace_id = getattr(root, "trace_id", None) or getattr(root, "request_id", None)
+            result.latency_ms = (time.perf_counter() - t0) * 1000
+        finally:
+            _RUN.reset(token)
+        if stream_tokens and not streamed and result.answer:
+            yield {"type": "delta", "text": result.answer}
+        yield {"type": "final", "answer": result}
 
     def _finish(self, state: State, thread_id: str) -> AgentAnswer:
         answer = state.get("answer", "")

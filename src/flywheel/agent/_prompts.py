@@ -6,8 +6,27 @@ These are the fallback: a later stage loads the prompt from the MLflow prompt re
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-__all__ = ["ABSTAIN", "DEFAULT_SYSTEM_PROMPTS", "REFUSAL", "detect_language", "format_context"]
+__all__ = [
+    "ABSTAIN",
+    "DEFAULT_SYSTEM_PROMPTS",
+    "REFUSAL",
+    "LoadedPrompt",
+    "detect_language",
+    "format_context",
+]
+
+
+@dataclass(frozen=True)
+class LoadedPrompt:
+    """A system prompt and where it came from (registry name and version, or "builtin")."""
+
+    text: str
+    name: str
+    version: str
+    fallback_reason: str = ""
+
 
 DEFAULT_SYSTEM_PROMPTS = {
     "en": (

@@ -11,6 +11,8 @@ from flywheel.cli import agent as agent_cmd
 from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import knowledge as knowledge_cmd
+from flywheel.cli import registry as registry_cmd
+from flywheel.cli import serving as serving_cmd
 from flywheel.cli import stack as stack_cmd
 from flywheel.cli._common import err_console
 from flywheel.errors import FlywheelError
@@ -32,6 +34,9 @@ app.registered_commands += stack_cmd.app.registered_commands
 app.command()(doctor_cmd.doctor)
 app.registered_commands += knowledge_cmd.app.registered_commands
 app.registered_commands += agent_cmd.app.registered_commands
+app.registered_commands += registry_cmd.app.registered_commands
+app.add_typer(registry_cmd.prompts_app, name="prompts")
+app.registered_commands += serving_cmd.app.registered_commands
 app.command()(demo_cmd.demo)
 
 

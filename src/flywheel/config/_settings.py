@@ -95,8 +95,14 @@ class Settings(BaseSettings):
     open_url_max_bytes: int = 2_000_000
     open_url_timeout: float = 10.0
 
-    # -- serving
+    # -- serving (agent server)
     api_key: SecretStr | None = None
+    serve_model: str | None = None  # models:/NAME@ALIAS; None: the agent from a local AgentConfig
+    serve_max_concurrency: int = Field(4, ge=1, le=1024)
+    serve_max_queue: int = Field(32, ge=0)
+    serve_timeout: float = Field(180.0, gt=0)
+    serve_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    serve_trace: bool = True
 
     # -- stack behaviour
     start_timeout: float = Field(120.0, gt=0)

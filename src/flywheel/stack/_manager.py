@@ -100,7 +100,13 @@ class Stack:
                 )
             to_start.append(spec)
         for spec in to_start:
-            proc = spawn(spec.name, spec.command, spec.env, self.log_file(spec.name), cwd=self.data)
+            proc = spawn(
+                spec.name,
+                spec.command,
+                spec.env,
+                self.log_file(spec.name),
+                cwd=Path(spec.cwd) if spec.cwd else self.data,
+            )
             ProcessRecord(
                 name=spec.name,
                 pid=proc.pid,

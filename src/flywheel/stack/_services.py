@@ -38,6 +38,8 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
     ui_path: str = "/"
+    on_demand: bool = False  # started only when named (`flywheel up agent`, `flywheel serve --detach`)
+    cwd: str | None = None  # working folder of the process (default: the data folder)
 
     @property
     def url(self) -> str:
@@ -69,7 +71,7 @@ def embedded_specs(settings: Settings, names: list[str] | None = None) -> list[S
         if names and name not in names:
             continue
         spec = build(settings)
-        if spec is not None:
+        if spec is not None and (names or not spec.on_demand):
             specs.append(spec)
     return specs
 
@@ -187,4 +189,46 @@ def _llm(settings: Settings) -> ServiceSpec | None:
         health_path="/health",
         port_env_key="FLYWHEEL_LLM_PORT",
         description=f"local LLM {settings.llm_model} (llama.cpp via xllamacpp, OpenAI-compatible /v1)",
+    )
+
+
+@register_service("agent")
+def _agent(settings: Settings) -> ServiceSpec:
+    # The child reads its settings from the environment: hand over the ones in effect here
+    # (they may come from code, .env or flywheel.toml of this folder).
+    keep = [
+        "host",
+        "mlflow_port",
+        "agent_port",
+        "gateway_port",
+        "llm_port",
+        "milvus_port",
+        "experiment",
+        "collection",
+        "llm_model",
+        "serve_model",
+        "serve_max_concurrency",
+        "serve_max_queue",
+        "serve_timeout",
+        "serve_max_body_bytes",
+        "mlflow_tracking_uri",
+        "llm_base_url",
+        "milvus_uri",
+        "embedding_model",
+    ]
+    env = {
+        f"FLYWHEEL_{k.upper()}": str(getattr(settings, k)) for k in keep if getattr(settings, k) is not None
+    }
+    env["FLYWHEEL_DATA_DIR"] = str(settings.data_path)
+    return ServiceSpec(
+        name="agent",
+        host=settings.host,
+        port=settings.agent_port,
+        command=[sys.executable, "-m", "flywheel.serving"],
+        env=env,
+        health_path="/health",
+        port_env_key="FLYWHEEL_AGENT_PORT",
+        description=f"agent server (Responses API, chat page) · {settings.serve_model or 'local AgentConfig'}",
+        on_demand=True,
+        cwd=str(Path.cwd()),
     )

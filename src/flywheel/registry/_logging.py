@@ -1,0 +1,109 @@
+"""log-model: log the agent from code, register a version, move an alias, verify in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flywheel.agent import AgentConfig
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError, ServiceUnavailableError
+from flywheel.registry._prompts import registry_reachable
+
+__all__ = ["DEFAULT_MODEL_NAME", "LoggedAgent", "log_agent", "set_alias", "verify"]
+
+DEFAULT_MODEL_NAME = "docs-qa-agent"
+MODEL_CODE = Path(__file__).with_name("agent_model.py")
+VERIFY_QUESTION = "How do I start the embedded stack?"
+
+
+@dataclass
+class LoggedAgent:
+    name: str
+    version: int
+    aliases: list[str]
+    model_uri: str
+    model_id: str
+    run_id: str
+    verification: dict = field(default_factory=dict)
+
+
+def _need_registry(settings: Settings) -> None:
+    if not registry_reachable(settings):
+        raise ServiceUnavailableError(
+            service="MLflow tracking server",
+            url=settings.tracking_uri,
+            detail="The registry lives in the tracking server.",
+            env_key="MLFLOW_TRACKING_URI",
+        )
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def log_agent(
+    settings: Settings, config: AgentConfig, name: str = DEFAULT_MODEL_NAME, alias: str | None = "challenger"
+) -> LoggedAgent:
+    """Log the agent (models-from-code), register it as a new version of ``name``, set ``alias``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    _need_registry(settings)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    model_config = config.model_dump()
+    with mlflow.start_run(run_name=f"log-{name}") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in config.model_dump(exclude={"system_prompt"}).items()})
+        mlflow.set_tags({"flywheel.git_commit": _git_commit(), "flywheel.kind": "log-model"})
+        info = mlflow.pyfunc.log_model(
+            name="agent",
+            python_model=str(MODEL_CODE),
+            model_config=model_config,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", "flywheel"],
+            registered_model_name=name,
+        )
+    version = int(info.registered_model_version)
+    client = MlflowClient(settings.tracking_uri)
+    # the version's identity travels with it: tag it so traces can be traced back
+    client.set_model_version_tag(name, str(version), "git_commit", _git_commit())
+    aliases = []
+    if alias:
+        client.set_registered_model_alias(name, alias, str(version))
+        aliases.append(alias)
+    return LoggedAgent(name, version, aliases, f"models:/{name}/{version}", info.model_id, run.info.run_id)
+
+
+def set_alias(settings: Settings, name: str, alias: str, version: int) -> None:
+    from mlflow import MlflowClient
+
+    _need_registry(settings)
+    MlflowClient(settings.tracking_uri).set_registered_model_alias(name, alias, str(version))
+
+
+def verify(settings: Settings, model_uri: str, question: str = VERIFY_QUESTION, timeout: float = 600) -> dict:
+    """Load ``model_uri`` in a fresh Python process and answer ``question``; returns its JSON report."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "flywheel.registry._verify", model_uri, question],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise FlywheelError(
+            what=f"Verification of {model_uri} failed: the model did not load or answer in a fresh process.",
+            why=(proc.stderr.strip().splitlines() or ["no output"])[-1][:400],
+            fix="Check `flywheel status` (LLM, Milvus, MLflow healthy) and `flywheel ingest docs/`, then retry.",
+        )
+    return json.loads(lines[-1])

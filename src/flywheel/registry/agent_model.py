@@ -1,0 +1,102 @@
+"""The agent as an MLflow model, from code (logged with ``python_model=<this file>``).
+
+A ``ResponsesAgent``: it speaks the OpenAI Responses API, which `mlflow models serve`, MLflow's
+Agent Server and flywheel's own server all understand, and it streams. The AgentConfig travels in
+the logged ``model_config``; infrastructure (LLM URL, index, tracking server) comes from the
+environment of wherever the model is loaded, like any deployment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator
+from typing import Any
+
+import mlflow
+from mlflow.pyfunc import ResponsesAgent
+from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse, ResponsesAgentStreamEvent
+
+
+def _question(request: ResponsesAgentRequest) -> str:
+    for item in reversed(request.input):
+        data = item.model_dump() if hasattr(item, "model_dump") else dict(item)
+        if data.get("role") == "user":
+            content = data.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
+    raise ValueError("the request has no user message")
+
+
+class FlywheelResponsesAgent(ResponsesAgent):
+    """Wraps flywheel's DocsAgent; built lazily on the first request (no connections at import)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = dict(config)
+        self._agent: Any = None
+
+    @property
+    def agent(self) -> Any:
+        if self._agent is None:
+            from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
+            from flywheel.config import load_settings
+            from flywheel.registry._prompts import prompt_loader
+
+            config = dict(self._config)
+            identity = config.pop("_identity", {})
+            settings = load_settings()
+            setup_tracing(settings)
+            agent_config = AgentConfig(**config)
+            self._agent = DocsAgent(
+                settings, agent_config, prompt_loader=prompt_loader(settings), identity=identity
+            )
+        return self._agent
+
+    def _kwargs(self, request: ResponsesAgentRequest) -> dict[str, Any]:
+        custom = request.custom_inputs or {}
+        ctx = request.context
+        return {
+            "thread_id": custom.get("thread_id") or (ctx.conversation_id if ctx else None),
+            "user_id": custom.get("user_id") or (ctx.user_id if ctx else None),
+            "tags": {k: str(v) for k, v in (custom.get("tags") or {}).items()},
+        }
+
+    @staticmethod
+    def _custom_outputs(answer: Any) -> dict[str, Any]:
+        return {
+            "sources": answer.sources,
+            "refused": answer.refused,
+            "abstained": answer.abstained,
+            "thread_id": answer.thread_id,
+            "trace_id": answer.trace_id,
+            "prompt": answer.prompt,
+            "tools_called": answer.tools_called,
+        }
+
+    def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:
+        answer = self.agent.ask(_question(request), **self._kwargs(request))
+        item = self.create_text_output_item(text=answer.answer, id=f"msg_{uuid.uuid4().hex[:24]}")
+        return ResponsesAgentResponse(output=[item], custom_outputs=self._custom_outputs(answer))
+
+    def predict_stream(
+        self, request: ResponsesAgentRequest
+    ) -> Generator[ResponsesAgentStreamEvent, None, None]:
+        item_id = f"msg_{uuid.uuid4().hex[:24]}"
+        for event in self.agent.stream(_question(request), **self._kwargs(request)):
+            if event["type"] == "delta":
+                yield ResponsesAgentStreamEvent(
+                    **self.create_text_delta(delta=event["text"], item_id=item_id)
+                )
+            else:
+                answer = event["answer"]
+                yield ResponsesAgentStreamEvent(
+                    type="response.output_item.done",
+                    item=self.create_text_output_item(text=answer.answer, id=item_id),
+                    custom_outputs=self._custom_outputs(answer),
+                )
+
+
+# The logged model_config is only visible while MLflow executes this file: read it now.
+# (development_config: what a plain `python agent_model.py` import gets.)
+_CONFIG = mlflow.models.ModelConfig(development_config={"policy": "retrieve_first"}).to_dict()
+mlflow.models.set_model(FlywheelResponsesAgent(_CONFIG))

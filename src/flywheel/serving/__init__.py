@@ -1,0 +1,15 @@
+"""Serving: the Agent Server (Responses API, invoke + stream) on port 5005, and its chat page."""
+
+from flywheel.serving._app import ServerLimits, build_app
+from flywheel.serving._protocol import ResponsesRequest, StreamWriter, question_of
+from flywheel.serving._runtime import LoadedAgent, load_agent
+
+__all__ = [
+    "LoadedAgent",
+    "ResponsesRequest",
+    "ServerLimits",
+    "StreamWriter",
+    "build_app",
+    "load_agent",
+    "question_of",
+]

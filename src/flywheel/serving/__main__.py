@@ -1,0 +1,24 @@
+"""`python -m flywheel.serving`: run the agent server in the foreground (what `flywheel serve` starts)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from flywheel.config import load_settings
+from flywheel.serving._app import build_app
+from flywheel.serving._runtime import load_agent
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    settings = load_settings()
+    loaded = load_agent(settings, settings.serve_model)
+    app = build_app(settings, loaded)
+    uvicorn.run(app, host=settings.host, port=settings.agent_port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

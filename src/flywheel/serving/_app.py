@@ -1,0 +1,366 @@
+"""The Agent Server: the OpenAI Responses API (invoke and stream), health, auth, limits, chat page.
+
+Every request is an MLflow trace carrying the request id and the version identity. Limits answer
+instead of queueing forever: oversize bodies 413, a full queue 429 with Retry-After, no free slot
+in time 503 with Retry-After, a request over its time budget 504; malformed input 400; nothing a
+client sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from flywheel.config import Settings
+from flywheel.serving._protocol import (
+    ResponsesRequest,
+    StreamWriter,
+    message_item,
+    new_id,
+    question_of,
+    response_object,
+)
+from flywheel.serving._runtime import LoadedAgent
+
+__all__ = ["ServerLimits", "build_app"]
+
+log = logging.getLogger("flywheel.serving")
+CHAT_PAGE = Path(__file__).with_name("chat.html")
+RETRY_AFTER_S = 2
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_concurrency: int = 4
+    max_queue: int = 32
+    queue_timeout: float = 30.0
+    request_timeout: float = 180.0
+    max_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> ServerLimits:
+        return cls(
+            s.serve_max_concurrency,
+            s.serve_max_queue,
+            min(30.0, s.serve_timeout),
+            s.serve_timeout,
+            s.serve_max_body_bytes,
+        )
+
+
+class Feedback(BaseModel):
+    trace_id: str
+    value: bool
+    comment: str | None = None
+    user: str | None = None
+
+
+def _error(status: int, message: str, request_id: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error" if status < 500 else "server_error",
+            "code": status,
+            "request_id": request_id,
+        }
+    }
+    return JSONResponse(body, status_code=status, headers={"X-Request-ID": request_id, **(headers or {})})
+
+
+class _Slots:
+    """A concurrency limit with a bounded queue."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self.sem = asyncio.Semaphore(limits.max_concurrency)
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, request_id: str) -> AsyncIterator[None]:
+        if self.sem.locked() and self.waiting >= self.limits.max_queue:
+            raise _Reject(429, "too many requests are waiting; retry later", request_id)
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self.sem.acquire(), timeout=self.limits.queue_timeout)
+        except TimeoutError as exc:
+            raise _Reject(503, "no free slot in time; retry later", request_id) from exc
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.sem.release()
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str, request_id: str) -> None:
+        self.status, self.message, self.request_id = status, message, request_id
+
+
+def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | None = None) -> FastAPI:
+    limits = limits or ServerLimits.from_settings(settings)
+    app = FastAPI(title="flywheel agent server", docs_url="/docs", redoc_url=None)
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    slots = _Slots(limits)
+    threads: dict[str, str] = {}  # response id → conversation thread, for previous_response_id
+    open_paths = {"/health", "/ready", "/", "/favicon.ico"}
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        if api_key and request.url.path not in open_paths:
+            given = request.headers.get("authorization", "").removeprefix(
+                "Bearer "
+            ).strip() or request.headers.get("x-api-key", "")
+            if not given or not hmac.compare_digest(given, api_key):
+                return _error(
+                    401,
+                    "missing or wrong API key (send Authorization: Bearer <key>)",
+                    request_id,
+                    {"WWW-Authenticate": "Bearer"},
+                )
+        if request.method == "POST":
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > limits.max_body_bytes:
+                return _error(413, f"request body over {limits.max_body_bytes} bytes", request_id)
+        try:
+            response = await call_next(request)
+        except _Reject as rej:
+            return _error(rej.status, rej.message, request_id, {"Retry-After": str(RETRY_AFTER_S)})
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    @app.exception_handler(_Reject)
+    async def _reject(request: Request, exc: _Reject) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.request_id, {"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, f"invalid request: {exc.errors()[0].get('msg')}", request.state.request_id)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(request.state, "request_id", "-"))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error (request %s)", getattr(request.state, "request_id", "-"))
+        return _error(
+            500, "internal error; the server log has the details", getattr(request.state, "request_id", "-")
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        checks = {"agent": True, "index": False}
+        try:
+            checks["index"] = await asyncio.to_thread(loaded.agent.kb.index.exists)
+        except Exception:  # an unreachable index is "not ready", not an error
+            checks["index"] = False
+        ok = all(checks.values())
+        return JSONResponse(
+            {"ready": ok, "checks": checks, **loaded.identity}, status_code=200 if ok else 503
+        )
+
+    @app.get("/agent/info")
+    async def info() -> dict[str, Any]:
+        return {
+            "name": loaded.model_name,
+            "agent_api": "responses",
+            **loaded.identity,
+            "config": loaded.agent.config.model_dump(exclude={"system_prompt"}),
+        }
+
+    @app.get("/", response_class=HTMLResponse)
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
+
+    async def _parse(request: Request) -> ResponsesRequest:
+        raw = await request.body()
+        if len(raw) > limits.max_body_bytes:
+            raise _Reject(413, f"request body over {limits.max_body_bytes} bytes", request.state.request_id)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, f"invalid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise HTTPException(400, "the body must be a JSON object with an 'input' field")
+        try:
+            req = ResponsesRequest.model_validate(data)
+            question_of(req)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise HTTPException(400, f"invalid request: {where}: {first['msg']}") from exc
+        except ValueError as exc:
+            raise HTTPException(400, f"invalid request: {exc}") from exc
+        return req
+
+    def _kwargs(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
+        meta = req.metadata or {}
+        custom = req.custom_inputs or {}
+        thread = (
+            meta.get("thread_id")
+            or custom.get("thread_id")
+            or req.conversation
+            or threads.get(req.previous_response_id or "")
+            or uuid.uuid4().hex
+        )
+        return {
+            "thread_id": thread,
+            "user_id": req.user or meta.get("user_id") or custom.get("user_id"),
+            "session_id": meta.get("session_id"),
+            "tags": {"request_id": request_id},
+        }
+
+    def _custom(answer: Any) -> dict[str, Any]:
+        return {
+            "sources": answer.sources,
+            "refused": answer.refused,
+            "abstained": answer.abstained,
+            "tools_called": answer.tools_called,
+            "prompt": answer.prompt,
+        }
+
+    def _meta(answer: Any, request_id: str) -> dict[str, Any]:
+        return {
+            "trace_id": answer.trace_id or "",
+            "request_id": request_id,
+            "thread_id": answer.thread_id,
+            **{k: v for k, v in loaded.identity.items() if v},
+        }
+
+    async def _invoke(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
+        async with slots.slot(request_id):
+            try:
+                answer = await asyncio.wait_for(
+                    asyncio.to_thread(loaded.agent.ask, question_of(req), **_kwargs(req, request_id)),
+                    timeout=limits.request_timeout,
+                )
+            except TimeoutError as exc:
+                raise HTTPException(
+                    504, f"the agent did not answer within {limits.request_timeout:.0f} s"
+                ) from exc
+        resp_id = new_id("resp")
+        threads[resp_id] = answer.thread_id
+        return response_object(
+            resp_id,
+            loaded.model_name,
+            int(time.time()),
+            output=[message_item(new_id("msg"), answer.answer)],
+            usage=answer.usage,
+            metadata=_meta(answer, request_id),
+            custom_outputs=_custom(answer),
+        )
+
+    async def _stream(req: ResponsesRequest, request_id: str) -> AsyncIterator[str]:
+        writer = StreamWriter(loaded.model_name)
+        for event in writer.start():
+            yield event
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                for event in loaded.agent.stream(question_of(req), **_kwargs(req, request_id)):
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+                    if cancelled.is_set():
+                        break
+            except BaseException as exc:  # reported to the client as response.failed
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = loop.run_in_executor(None, produce)
+        deadline = loop.time() + limits.request_timeout
+        try:
+            while True:
+                item = await asyncio.wait_for(queue.get(), timeout=max(0.1, deadline - loop.time()))
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    log.error("agent failed (request %s): %r", request_id, item)
+                    yield writer.fail("the agent failed; the server log has the details")
+                    return
+                if item["type"] == "delta":
+                    yield writer.delta(item["text"])
+                else:
+                    answer = item["answer"]
+                    threads[writer.resp_id] = answer.thread_id
+                    for event in writer.finish(answer.usage, _meta(answer, request_id), _custom(answer)):
+                        yield event
+        except TimeoutError:
+            yield writer.fail(f"the agent did not finish within {limits.request_timeout:.0f} s")
+        finally:
+            cancelled.set()  # the worker thread stops at its next event
+            slots.sem.release()
+            del worker
+
+    async def responses(request: Request) -> Any:
+        req = await _parse(request)
+        request_id = request.state.request_id
+        if not req.stream:
+            return JSONResponse(await _invoke(req, request_id), headers={"X-Request-ID": request_id})
+        # take the slot before answering 200, so a full server answers 429/503 and not a broken stream
+        if slots.sem.locked() and slots.waiting >= limits.max_queue:
+            raise _Reject(429, "too many requests are waiting; retry later", request_id)
+        try:
+            slots.waiting += 1
+            await asyncio.wait_for(slots.sem.acquire(), timeout=limits.queue_timeout)
+        except TimeoutError as exc:
+            raise _Reject(503, "no free slot in time; retry later", request_id) from exc
+        finally:
+            slots.waiting -= 1
+        return StreamingResponse(
+            _stream(req, request_id),
+            media_type="text/event-stream",
+            headers={"X-Request-ID": request_id, "Cache-Control": "no-cache"},
+        )
+
+    for path in ("/responses", "/v1/responses", "/invocations"):
+        app.add_api_route(path, responses, methods=["POST"])
+
+    @app.post("/feedback")
+    async def feedback(fb: Feedback, request: Request) -> dict[str, Any]:
+        """Thumbs up/down (+ comment) from a person, stored as a HUMAN assessment on the trace."""
+        import mlflow
+        from mlflow.entities import AssessmentSource
+
+        def log() -> Any:
+            return mlflow.log_feedback(
+                trace_id=fb.trace_id,
+                name="user_feedback",
+                value=fb.value,
+                rationale=fb.comment,
+                source=AssessmentSource(source_type="HUMAN", source_id=fb.user or "chat-page"),
+            )
+
+        try:
+            assessment = await asyncio.to_thread(log)
+        except Exception as exc:  # an unknown trace id, or the tracking server is down
+            raise HTTPException(
+                400, f"feedback not recorded for trace {fb.trace_id}: {str(exc)[:200]}"
+            ) from exc
+        return {"ok": True, "assessment_id": getattr(assessment, "assessment_id", None)}
+
+    return app

@@ -1,0 +1,199 @@
+"""The OpenAI Responses API as flywheel speaks it: request schema, response objects, stream events.
+
+The stream follows OpenAI's event sequence (response.created → … → response.completed) so that the
+unmodified OpenAI SDK's ``client.responses.stream`` works; MLflow's stock Agent Server never sends
+``response.created`` and the SDK cannot consume its stream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["ResponsesRequest", "StreamWriter", "question_of", "response_object"]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = "input_text"
+    text: str = ""
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+    type: str | None = "message"
+
+
+class ResponsesRequest(BaseModel):
+    """The subset of a Responses API request the agent uses (other fields are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+    input: str | list[InputMessage] = Field(..., description="a question, or a list of messages")
+    stream: bool = False
+    model: str | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    previous_response_id: str | None = None
+    conversation: str | None = None
+    custom_inputs: dict[str, Any] | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("input must not be empty")
+        if isinstance(value, list) and not value:
+            raise ValueError("input must contain at least one message")
+        return value
+
+
+def question_of(req: ResponsesRequest) -> str:
+    if isinstance(req.input, str):
+        return req.input
+    for msg in reversed(req.input):
+        if msg.role == "user":
+            text = msg.content if isinstance(msg.content, str) else " ".join(p.text for p in msg.content)
+            if text.strip():
+                return text
+    raise ValueError("input has no user message with text")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    content = (
+        [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" or text else []
+    )
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def response_object(
+    resp_id: str,
+    model: str,
+    created: int,
+    *,
+    status: str = "completed",
+    output: list[dict] | None = None,
+    usage: dict[str, int] | None = None,
+    metadata: dict[str, Any] | None = None,
+    custom_outputs: dict[str, Any] | None = None,
+) -> dict:
+    usage = usage or {}
+    inp, out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+    return {
+        "id": resp_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "model": model,
+        "output": output or [],
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "temperature": None,
+        "top_p": None,
+        "usage": {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "total_tokens": inp + out,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+        "metadata": metadata or {},
+        "custom_outputs": custom_outputs or {},
+    }
+
+
+class StreamWriter:
+    """Formats the Responses API event sequence as server-sent events."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.resp_id = new_id("resp")
+        self.item_id = new_id("msg")
+        self.created = int(time.time())
+        self.seq = 0
+        self.text: list[str] = []
+
+    def _event(self, etype: str, **payload: Any) -> str:
+        import json
+
+        body = {"type": etype, "sequence_number": self.seq, **payload}
+        self.seq += 1
+        return f"event: {etype}\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def start(self) -> list[str]:
+        pending = response_object(self.resp_id, self.model, self.created, status="in_progress")
+        return [
+            self._event("response.created", response=pending),
+            self._event("response.in_progress", response=pending),
+            self._event(
+                "response.output_item.added",
+                output_index=0,
+                item=message_item(self.item_id, "", status="in_progress"),
+            ),
+            self._event(
+                "response.content_part.added",
+                item_id=self.item_id,
+                output_index=0,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            ),
+        ]
+
+    def delta(self, text: str) -> str:
+        self.text.append(text)
+        return self._event(
+            "response.output_text.delta",
+            item_id=self.item_id,
+            output_index=0,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
+
+    def finish(
+        self, usage: dict[str, int], metadata: dict[str, Any], custom_outputs: dict[str, Any]
+    ) -> list[str]:
+        text = "".join(self.text)
+        part = {"type": "output_text", "text": text, "annotations": []}
+        item = message_item(self.item_id, text)
+        done = response_object(
+            self.resp_id,
+            self.model,
+            self.created,
+            output=[item],
+            usage=usage,
+            metadata=metadata,
+            custom_outputs=custom_outputs,
+        )
+        return [
+            self._event(
+                "response.output_text.done",
+                item_id=self.item_id,
+                output_index=0,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            ),
+            self._event(
+                "response.content_part.done", item_id=self.item_id, output_index=0, content_index=0, part=part
+            ),
+            self._event("response.output_item.done", output_index=0, item=item),
+            self._event("response.completed", response=done),
+        ]
+
+    def fail(self, message: str) -> str:
+        failed = response_object(self.resp_id, self.model, self.created, status="failed")
+        failed["error"] = {"code": "server_error", "message": message}
+        return self._event("response.failed", response=failed)
