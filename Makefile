@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 DOCS  ?= docs
 Q     ?= How do I start the embedded stack?
 
-.PHONY: help install demo test lint up down status ingest ask log-model serve serve-cli test-request \
+.PHONY: help install demo test lint up down status ingest ask log-model prompts serve serve-cli test-request \
         eval gateway bench clean
 
 help:  ## List the targets
@@ -21,6 +21,7 @@ demo: install  ## The main job: the whole flywheel on embedded defaults
 	@$(FW) demo
 
 test: install  ## Lint and run every test (unit + integration on the real embedded stack)
+	@bash scripts/ensure-chromium.sh
 	@$(VENV)/bin/ruff check src tests bench
 	@$(VENV)/bin/ruff format --check src tests bench
 	@$(PY) -m pytest
@@ -43,17 +44,27 @@ ingest: install  ## Ingest DOCS (default: docs/) into the vector index
 ask: install  ## Ask the agent question Q
 	@$(FW) ask "$(Q)"
 
-log-model: install  ## Log + register the agent in MLflow (not yet available)
-	@$(FW) log-model 2>/dev/null || echo "log-model: not yet available (issue #4)"
+MODEL ?= docs-qa-agent
+ALIAS ?= challenger
+AGENT_URL ?= http://127.0.0.1:5005
 
-serve: install  ## Serve the agent on :5005 (not yet available)
-	@$(FW) serve 2>/dev/null || echo "serve: not yet available (issue #4)"
+log-model: install  ## Log + register the agent (alias ALIAS), verify it in a fresh process
+	@$(FW) log-model --name $(MODEL) --alias $(ALIAS)
 
-serve-cli: install  ## Serve with `mlflow models serve` (not yet available)
-	@echo "serve-cli: not yet available (issue #4)"
+prompts: install  ## Push the built-in system prompts to the prompt registry (alias production)
+	@$(FW) prompts push
 
-test-request: install  ## curl the agent server (not yet available)
-	@echo "test-request: not yet available (issue #4)"
+serve: install  ## Serve models:/MODEL@ALIAS on :5005 (Responses API, streaming, chat page at /)
+	@$(FW) serve --model models:/$(MODEL)@$(ALIAS)
+
+serve-cli: install  ## Serve models:/MODEL@ALIAS with `mlflow models serve` on :5006
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000} \
+	  $(VENV)/bin/mlflow models serve -m models:/$(MODEL)@$(ALIAS) --env-manager local -h 127.0.0.1 -p 5006
+
+test-request: install  ## POST a question to the agent server with curl and print the JSON
+	@curl -sS $(AGENT_URL)/responses -H 'Content-Type: application/json' \
+	  $${FLYWHEEL_API_KEY:+-H "Authorization: Bearer $$FLYWHEEL_API_KEY"} \
+	  -d '{"input": "$(Q)"}' | $(PY) -m json.tool
 
 eval: install  ## Evaluate the agent on a golden dataset (not yet available)
 	@echo "eval: not yet available (issue #5)"

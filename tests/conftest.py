@@ -37,3 +37,31 @@ def shared_or_skip(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared corpora/datasets live beside the project (../shared)")
     return path
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real embedded stack (MLflow, LLM, Milvus) on free ports, with the user guide ingested."""
+    from flywheel.config import load_settings
+    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+    from flywheel.stack import Stack
+
+    data = tmp_path_factory.mktemp("stack")
+    settings = load_settings(
+        data_dir=data,
+        mlflow_port=free_port(),
+        llm_port=free_port(),
+        milvus_port=free_port(),
+        agent_port=free_port(),
+        experiment="integration",
+    )
+    stack = Stack(settings)
+    stack.up()
+    try:
+        ingest(settings, IngestOptions([str(DOCS)]), kb=KnowledgeBase(settings))
+        yield settings
+    finally:
+        stack.down()

@@ -1,0 +1,154 @@
+"""Chapter 7 end to end on the real stack: prompts → log → register → alias → verify → serve → OpenAI SDK
+→ traces carry model and prompt versions; the chat page in a real browser records thumbs-down."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from flywheel.agent import AgentConfig
+from flywheel.config import Settings
+from flywheel.stack import Stack
+
+pytestmark = pytest.mark.integration
+NAME = "it-docs-qa-agent"
+
+
+@pytest.fixture(scope="module")
+def served(stack: Settings) -> Iterator[tuple[Settings, dict]]:
+    from flywheel.registry import log_agent, push_default_prompts, verify
+
+    pushed = dict(push_default_prompts(stack))
+    logged = log_agent(stack, AgentConfig(max_tokens=48), name=NAME, alias="challenger")
+    report = verify(stack, f"models:/{NAME}@challenger")
+    settings = stack.model_copy(update={"serve_model": f"models:/{NAME}@challenger"})
+    Stack(settings).up(["agent"])
+    try:
+        yield settings, {"pushed": pushed, "logged": logged, "verify": report}
+    finally:
+        Stack(settings).down(["agent"])
+
+
+def _exported_tags(trace_id: str, timeout: float = 30.0) -> dict[str, str]:
+    """The server exports traces asynchronously: wait until this one has arrived whole."""
+    import time
+
+    import mlflow
+
+    deadline = time.monotonic() + timeout
+    while True:
+        trace = mlflow.get_trace(trace_id)
+        if trace is not None and "prompt.version" in trace.info.tags:
+            return trace.info.tags
+        if time.monotonic() > deadline:
+            return trace.info.tags if trace else {}
+        time.sleep(0.5)
+
+
+def test_registered_version_is_verified_in_a_fresh_process(served: tuple[Settings, dict]) -> None:
+    _, info = served
+    assert info["logged"].version >= 1 and info["logged"].aliases == ["challenger"]
+    assert info["verify"]["answer"].strip() and info["verify"]["trace_id"]
+    assert info["verify"]["prompt"] == f"docs-qa-system@{info['pushed']['docs-qa-system']}"
+
+
+def test_openai_sdk_against_the_served_alias_and_traces_carry_versions(served: tuple[Settings, dict]) -> None:
+    import mlflow
+    from openai import OpenAI
+
+    settings, info = served
+    client = OpenAI(base_url=f"http://{settings.host}:{settings.agent_port}", api_key="unused")
+    created = client.responses.create(model=NAME, input="Which addresses does open_url refuse to fetch?")
+    assert created.output_text.strip()
+    assert created.metadata["registered_model.version"] == str(info["logged"].version)
+    with client.responses.stream(model=NAME, input="How do I start the embedded stack?") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert deltas and "".join(deltas) == final.output_text
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    for trace_id in (created.metadata["trace_id"], final.metadata["trace_id"]):
+        tags = _exported_tags(trace_id)
+        assert tags["registered_model.name"] == NAME
+        assert tags["registered_model.version"] == str(info["logged"].version)
+        assert tags["registered_model.alias"] == "challenger"
+        assert tags["prompt.name"] == "docs-qa-system"
+        assert tags["prompt.version"] == str(info["pushed"]["docs-qa-system"])
+        assert tags["request_id"]
+    experiment = mlflow.get_experiment_by_name(settings.experiment)
+    found = mlflow.search_traces(
+        locations=[experiment.experiment_id],
+        return_type="list",
+        filter_string=f"tags.`registered_model.name` = '{NAME}'",
+    )
+    assert len(found) >= 2
+
+
+def test_missing_prompt_falls_back_to_builtin_and_says_so(
+    stack: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flywheel.agent import DocsAgent
+    from flywheel.registry import prompt_loader
+
+    agent = DocsAgent(
+        stack, AgentConfig(max_tokens=32), prompt_loader=prompt_loader(stack, base="no-such-prompt")
+    )
+    with caplog.at_level(logging.WARNING, logger="flywheel.prompts"):
+        result = agent.ask("How do I start the embedded stack?")
+    assert result.answer.strip() and result.prompt == "builtin@builtin"
+    assert any("built-in system prompt" in r.message for r in caplog.records)
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="Debian's chromium is not installed (make test installs it as root)",
+)
+def test_chat_page_in_a_real_browser(served: tuple[Settings, dict]) -> None:
+    import mlflow
+    from playwright.sync_api import sync_playwright
+
+    settings, _ = served
+    url = f"http://{settings.host}:{settings.agent_port}/"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page()
+        page.goto(url)
+        page.fill("#question", "Which addresses does open_url refuse to fetch?")
+        page.click("button[type=submit]")
+        answer = page.locator("[data-testid=answer]").first
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=answer]')?.textContent.length > 0", timeout=60_000
+        )
+        page.wait_for_selector("[data-testid=sources] li", timeout=120_000)
+        assert answer.text_content().strip()
+        assert "security.md" in page.locator("[data-testid=sources]").first.text_content()
+        trace_id = page.locator(".meta").first.text_content().split("trace ")[1].split(" ")[0]
+        page.fill("[data-testid=comment]", "cites the right page but rambles")
+        page.click("[data-testid=thumbs-down]")
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=feedback-status]')?.textContent.includes('recorded')",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(settings.data_path / "chat-page.png"))
+        browser.close()
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    _exported_tags(trace_id)
+    assessments = mlflow.get_trace(trace_id).info.assessments
+    human = [a for a in assessments if a.name == "user_feedback"]
+    assert human and human[0].feedback.value is False
+    assert human[0].source.source_type == "HUMAN" and human[0].rationale == "cites the right page but rambles"
