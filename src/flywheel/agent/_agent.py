@@ -10,8 +10,10 @@ react (tool-capable models): guard ─▶ model ⇄ tools ─▶ cite ─▶ END
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -19,7 +21,6 @@ from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langgraph.checkpoint.memory import MemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
@@ -121,7 +122,10 @@ class DocsAgent:
         self._prompt_loader = prompt_loader
         self._prompts: dict[str, LoadedPrompt] = {}
         self.identity = dict(identity or {})  # registered model name/version/alias… tagged on traces
-        self._memory = MemorySaver()
+        # conversation memory: thread id → its human/assistant turns (a bounded LRU; a LangGraph
+        # checkpointer cost ~4 ms per request for the same effect)
+        self._threads: OrderedDict[str, list[BaseMessage]] = OrderedDict()
+        self._threads_lock = threading.Lock()
         self.graph = self._build()
 
     # -- graph
@@ -143,7 +147,7 @@ class DocsAgent:
             g.add_conditional_edges("retrieve", lambda s: "cite" if s.get("abstained") else "generate")
             g.add_edge("generate", "cite")
         g.add_edge("cite", END)
-        return g.compile(checkpointer=self._memory)
+        return g.compile()
 
     @property
     def ctx(self) -> ToolContext:
@@ -302,27 +306,11 @@ class DocsAgent:
         streamed = False
         try:
             with span("docs_qa_agent", "AGENT", {"question": question, "thread_id": thread_id}) as root:
-                if tracing_enabled():
-                    import mlflow
-
-                    mlflow.update_current_trace(
-                        tags={
-                            **self.config.tags(),
-                            **self.identity,
-                            **(tags or {}),
-                            "thread_id": thread_id,
-                            "llm.model": self.config.model or self.settings.llm_model,
-                            "llm.base_url": self.config.base_url or self.settings.llm_url,
-                        },
-                        metadata={
-                            "mlflow.trace.session": session_id or thread_id,
-                            "mlflow.trace.user": user_id or "anonymous",
-                        },
-                    )
                 state: dict[str, Any] = {}
+                with self._threads_lock:
+                    history = list(self._threads.get(thread_id, []))
                 for mode, item in self.graph.stream(
-                    {"question": question, "messages": [HumanMessage(question)]},
-                    {"configurable": {"thread_id": thread_id}},
+                    {"question": question, "messages": [*history, HumanMessage(question)]},
                     stream_mode=["messages", "values"] if stream_tokens else ["values"],
                 ):
                     if mode == "values":
@@ -340,11 +328,22 @@ class DocsAgent:
                 result = self._finish(state, thread_id)  # type: ignore[arg-type]
                 lang = state.get("lang", "en")
                 prompt = self.prompt(lang)
+                self._remember(thread_id, question, result.answer)
                 if tracing_enabled():
                     import mlflow
 
                     mlflow.update_current_trace(
+                        metadata={
+                            "mlflow.trace.session": session_id or thread_id,
+                            "mlflow.trace.user": user_id or "anonymous",
+                        },
                         tags={
+                            **self.config.tags(),
+                            **self.identity,
+                            **(tags or {}),
+                            "thread_id": thread_id,
+                            "llm.model": self.config.model or self.settings.llm_model,
+                            "llm.base_url": self.config.base_url or self.settings.llm_url,
                             "prompt.name": prompt.name,
                             "prompt.version": prompt.version,
                             "agent.outcome": "refused"
@@ -352,7 +351,7 @@ class DocsAgent:
                             else "abstained"
                             if result.abstained
                             else "answered",
-                        }
+                        },
                     )
                 result.prompt = f"{prompt.name}@{prompt.version}"
                 root.set_outputs(
@@ -370,6 +369,17 @@ class DocsAgent:
         if stream_tokens and not streamed and result.answer:
             yield {"type": "delta", "text": result.answer}
         yield {"type": "final", "answer": result}
+
+    MAX_THREADS = 10_000
+
+    def _remember(self, thread_id: str, question: str, answer: str) -> None:
+        keep = 2 * max(self.config.history_turns, 1)
+        with self._threads_lock:
+            turns = self._threads.pop(thread_id, [])
+            turns = [*turns, HumanMessage(question), AIMessage(answer)][-keep:]
+            self._threads[thread_id] = turns
+            while len(self._threads) > self.MAX_THREADS:
+                self._threads.popitem(last=False)
 
     def _finish(self, state: State, thread_id: str) -> AgentAnswer:
         answer = state.get("answer", "")

@@ -112,6 +112,49 @@ class _Reject(Exception):
         self.status, self.message, self.request_id = status, message, request_id
 
 
+class _Guard:
+    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs milliseconds per request):
+    request ids, API-key check, and the body-size limit from Content-Length."""
+
+    def __init__(self, app: Any, api_key: str | None, open_paths: set[str], max_body: int) -> None:
+        self.app, self.api_key, self.open_paths, self.max_body = app, api_key, open_paths, max_body
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        if self.api_key and scope["path"] not in self.open_paths:
+            given = headers.get("authorization", "").removeprefix("Bearer ").strip() or headers.get(
+                "x-api-key", ""
+            )
+            if not given or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                resp = _error(
+                    401,
+                    "missing or wrong API key (send Authorization: Bearer <key>)",
+                    request_id,
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                await resp(scope, receive, send)
+                return
+        length = headers.get("content-length", "")
+        if scope["method"] == "POST" and length.isdigit() and int(length) > self.max_body:
+            await _error(413, f"request body over {self.max_body} bytes", request_id)(scope, receive, send)
+            return
+        rid = request_id.encode("latin-1")
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                existing = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in existing):
+                    message["headers"] = [*existing, (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | None = None) -> FastAPI:
     limits = limits or ServerLimits.from_settings(settings)
     app = FastAPI(title="flywheel agent server", docs_url="/docs", redoc_url=None)
@@ -120,31 +163,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     threads: dict[str, str] = {}  # response id → conversation thread, for previous_response_id
     open_paths = {"/health", "/ready", "/", "/favicon.ico"}
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        if api_key and request.url.path not in open_paths:
-            given = request.headers.get("authorization", "").removeprefix(
-                "Bearer "
-            ).strip() or request.headers.get("x-api-key", "")
-            if not given or not hmac.compare_digest(given, api_key):
-                return _error(
-                    401,
-                    "missing or wrong API key (send Authorization: Bearer <key>)",
-                    request_id,
-                    {"WWW-Authenticate": "Bearer"},
-                )
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > limits.max_body_bytes:
-                return _error(413, f"request body over {limits.max_body_bytes} bytes", request_id)
-        try:
-            response = await call_next(request)
-        except _Reject as rej:
-            return _error(rej.status, rej.message, request_id, {"Retry-After": str(RETRY_AFTER_S)})
-        response.headers["X-Request-ID"] = request_id
-        return response
+    app.add_middleware(_Guard, api_key=api_key, open_paths=open_paths, max_body=limits.max_body_bytes)
 
     @app.exception_handler(_Reject)
     async def _reject(request: Request, exc: _Reject) -> JSONResponse:

@@ -1,0 +1,186 @@
+"""Agent server overhead: p50/p99 latency and requests/s against a bare FastAPI endpoint, same stub LLM.
+
+Both arms call the same stub OpenAI-compatible LLM that answers instantly. The agent arm is the real
+flywheel agent server (Responses API, guardrail, LangGraph graph, LLM client, tracing to a real
+MLflow server) with a stub knowledge base (fixed hits), so that the figure is the server's own
+overhead; a third arm adds real retrieval (MiniLM + Milvus Lite) for context. 1 and 16 concurrent
+clients, bounded request counts. Writes bench/results/serving.json with summary.latency_ratio_p50_c16
+and summary.rps_c16. Targets: ratio <= 1.5, rps >= 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._util import free_port, pct, print_table, write_result  # noqa: E402
+
+APPS = str(ROOT / "bench" / "_serving_apps.py")
+REQUESTS = {1: 150, 16: 600}
+if os.environ.get("BENCH_QUICK"):
+    REQUESTS = {1: 20, 16: 64}
+
+
+def start(args: list[str], url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    for _ in range(600):
+        try:
+            httpx.get(url, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{args} did not start")
+
+
+async def load(url: str, body: dict, concurrency: int, total: int) -> dict[str, float]:
+    lat: list[float] = []
+    errors = 0
+    first_error = ""
+    counter = iter(range(total))
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+        for _ in range(min(10, total)):  # warm-up
+            await client.post(url, json=body)
+
+        async def worker() -> None:
+            nonlocal errors, first_error
+            for _ in counter:
+                t = time.perf_counter()
+                resp = await client.post(url, json=body)
+                lat.append((time.perf_counter() - t) * 1000)
+                if resp.status_code != 200:
+                    errors += 1
+                    first_error = first_error or f"{resp.status_code} {resp.text[:200]}"
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {
+        "p50_ms": pct(lat, 50),
+        "p99_ms": pct(lat, 99),
+        "rps": total / wall,
+        "errors": errors,
+        "n": total,
+        "first_error": first_error,
+    }
+
+
+def main() -> None:
+    procs: list[subprocess.Popen] = []
+    tmp = tempfile.mkdtemp()
+    try:
+        stub_port, bare_port, agent_port, real_port, mlflow_port = (free_port() for _ in range(5))
+        llm = f"http://127.0.0.1:{stub_port}/v1"
+        procs.append(start([APPS, "stub", str(stub_port)], f"http://127.0.0.1:{stub_port}/docs"))
+        procs.append(
+            start(
+                [
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp}/mlflow.db",
+                    "--artifacts-destination",
+                    f"{tmp}/a",
+                ],
+                f"http://127.0.0.1:{mlflow_port}/health",
+                {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
+            )
+        )
+        tracking = f"http://127.0.0.1:{mlflow_port}"
+        procs.append(start([APPS, "bare", str(bare_port), llm], f"http://127.0.0.1:{bare_port}/docs"))
+        procs.append(
+            start([APPS, "agent", str(agent_port), llm, tracking], f"http://127.0.0.1:{agent_port}/health")
+        )
+        env = {"FLYWHEEL_DATA_DIR": tmp, "FLYWHEEL_MILVUS_PORT": str(free_port())}
+        subprocess.run(
+            [sys.executable, "-m", "flywheel.cli.main", "ingest", str(ROOT / "docs")],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        procs.append(
+            start(
+                [APPS, "agent-real-kb", str(real_port), llm, tracking],
+                f"http://127.0.0.1:{real_port}/health",
+                env,
+            )
+        )
+
+        body = {"input": "Which port does the gateway use?"}
+        rows, results = [], {}
+        for c, n in REQUESTS.items():
+            # interleave the arms so they see the same machine noise
+            bare = asyncio.run(load(f"http://127.0.0.1:{bare_port}/bare", body, c, n))
+            agent = asyncio.run(load(f"http://127.0.0.1:{agent_port}/responses", body, c, n))
+            real = asyncio.run(load(f"http://127.0.0.1:{real_port}/responses", body, c, n // 3))
+            results[c] = {"bare": bare, "agent": agent, "agent_real_retrieval": real}
+            for arm, r in results[c].items():
+                if r["errors"]:
+                    print(f"{arm} c={c}: {r['errors']} errors, first: {r['first_error']}")
+            for name, r in (
+                ("bare FastAPI + stub LLM", bare),
+                ("agent server (stub KB)", agent),
+                ("agent server (real retrieval)", real),
+            ):
+                rows.append(
+                    (
+                        name,
+                        str(c),
+                        f"{r['p50_ms']:.1f}",
+                        f"{r['p99_ms']:.1f}",
+                        f"{r['rps']:.0f}",
+                        str(int(r["errors"])),
+                    )
+                )
+        summary = {
+            "latency_ratio_p50_c16": round(results[16]["agent"]["p50_ms"] / results[16]["bare"]["p50_ms"], 2),
+            "latency_ratio_p50_c1": round(results[1]["agent"]["p50_ms"] / results[1]["bare"]["p50_ms"], 2),
+            "rps_c16": round(results[16]["agent"]["rps"], 1),
+            "bare_rps_c16": round(results[16]["bare"]["rps"], 1),
+            "p50_ms_c1": round(results[1]["agent"]["p50_ms"], 2),
+            "p99_ms_c16": round(results[16]["agent"]["p99_ms"], 2),
+            "rps_c16_real_retrieval": round(results[16]["agent_real_retrieval"]["rps"], 1),
+            "errors": sum(int(r[a]["errors"]) for r in results.values() for a in r),
+            "targets": {"latency_ratio_p50_c16": "<= 1.5", "rps_c16": ">= 200"},
+        }
+        print_table(
+            "agent server vs bare endpoint (stub LLM answering instantly)",
+            rows,
+            ("arm", "clients", "p50 ms", "p99 ms", "req/s", "errors"),
+        )
+        print(
+            f"\np50 ratio at 16 clients: {summary['latency_ratio_p50_c16']} · agent req/s at 16: {summary['rps_c16']}"
+        )
+        print(f"wrote {write_result('serving', summary, {str(k): v for k, v in results.items()})}")
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, 15)
+                p.wait(15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, 9)
+
+
+if __name__ == "__main__":
+    main()
