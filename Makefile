@@ -66,8 +66,11 @@ test-request: install  ## POST a question to the agent server with curl and prin
 	  $${FLYWHEEL_API_KEY:+-H "Authorization: Bearer $$FLYWHEEL_API_KEY"} \
 	  -d '{"input": "$(Q)"}' | $(PY) -m json.tool
 
-eval: install  ## Evaluate the agent on a golden dataset (not yet available)
-	@echo "eval: not yet available (issue #5)"
+DATASET ?= datasets/flywheel-docs-golden.json
+TARGET ?= local
+
+eval: install  ## Evaluate TARGET (local | http://… | models:/…) on DATASET; reports in reports/
+	@$(FW) eval --dataset $(DATASET) --target $(TARGET)
 
 gateway: install  ## Start the LLM gateway on :5010 (not yet available)
 	@echo "gateway: not yet available"

@@ -10,6 +10,7 @@ from flywheel import __version__
 from flywheel.cli import agent as agent_cmd
 from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
+from flywheel.cli import evaluation as eval_cmd
 from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import registry as registry_cmd
 from flywheel.cli import serving as serving_cmd
@@ -37,6 +38,7 @@ app.registered_commands += agent_cmd.app.registered_commands
 app.registered_commands += registry_cmd.app.registered_commands
 app.add_typer(registry_cmd.prompts_app, name="prompts")
 app.registered_commands += serving_cmd.app.registered_commands
+app.add_typer(eval_cmd.app, name="eval")
 app.command()(demo_cmd.demo)
 
 

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     serve_max_body_bytes: int = Field(64 * 1024, ge=1024)
     serve_trace: bool = True
 
+    # -- evaluation: an LLM judge (any OpenAI-compatible endpoint or the gateway); unset: local scorers
+    judge_base_url: str | None = None
+    judge_model: str = "gpt-4o-mini"
+    judge_api_key: SecretStr | None = None
+    judge_rps: float = Field(5.0, gt=0, description="requests per second to the judge")
+    eval_concurrency: int = Field(4, ge=1, le=256)
+
     # -- stack behaviour
     start_timeout: float = Field(120.0, gt=0)
 

@@ -1,0 +1,209 @@
+"""`flywheel eval`: evaluate an agent on a golden dataset; `flywheel eval compare A B`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from flywheel.cli._common import console, settings
+
+app = typer.Typer(
+    help="Evaluate an agent on a golden dataset (run with options), or compare two evaluations.",
+    invoke_without_command=True,
+)
+
+
+def _thresholds(items: list[str] | None) -> dict[str, float]:
+    from flywheel.errors import InputError
+
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(
+                detail=f"--fail-under {item!r} is not METRIC=NUMBER",
+                why="Each --fail-under names a metric and its minimum.",
+                fix="For example: --fail-under refusal=1.0 --fail-under response_facts=0.5",
+            )
+    return out
+
+
+@app.callback()
+def evaluate(
+    ctx: typer.Context,
+    dataset: Annotated[Path, typer.Option(help="Golden dataset (.json seed format, .jsonl, .csv).")] = Path(
+        "datasets/flywheel-docs-golden.json"
+    ),
+    target: Annotated[str, typer.Option(help="local | http://host:5005 | models:/NAME@ALIAS")] = "local",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Items in flight (default FLYWHEEL_EVAL_CONCURRENCY=4).")
+    ] = None,
+    scorer: Annotated[
+        list[str] | None, typer.Option("--scorer", help="Scorers to run (default: all).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="AgentConfig override KEY=VALUE (local target).")
+    ] = None,
+    fail_under: Annotated[
+        list[str] | None, typer.Option("--fail-under", help="METRIC=MIN; exit 1 if below.")
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="Ignore results of an interrupted earlier run.")] = False,
+    reports: Annotated[Path, typer.Option(help="Where report.md / report.html go.")] = Path("reports"),
+    name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a target on a golden dataset: scores per item (also as assessments on each trace),
+    one MLflow run with aggregate metrics and the version identity, Markdown and HTML reports.
+
+    Interrupted? Run the same command again: finished items are not re-run.
+    Exit codes: 0 done, 1 a --fail-under threshold was missed, 2 error.
+
+    Examples:
+      flywheel eval --dataset datasets/flywheel-docs-golden.json --target local
+      flywheel eval --target http://127.0.0.1:5005 --fail-under refusal=1.0
+      flywheel eval --target models:/docs-qa-agent@champion --concurrency 8
+      flywheel eval compare RUN_ID_A RUN_ID_B
+    """
+    if ctx.invoked_subcommand:
+        return
+    from flywheel.agent import AgentConfig
+    from flywheel.cli.registry import _parse_sets
+    from flywheel.evaluation import (
+        DEFAULT_SCORERS,
+        EvalOptions,
+        ScorerContext,
+        load_dataset,
+        make_judge,
+        make_scorer,
+        make_target,
+        run_evaluation,
+        write_reports,
+    )
+    from flywheel.knowledge import get_embedder
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    cfg = settings()
+    limits = _thresholds(fail_under)
+    ds = load_dataset(dataset)
+    scorers = [make_scorer(s) for s in (scorer or DEFAULT_SCORERS)]
+    with console.status(f"Preparing target {target}…"):
+        tgt = make_target(target, cfg, AgentConfig(**_parse_sets(set_)) if set_ else None)  # type: ignore[arg-type]
+        embedder = get_embedder(cfg)
+    context = ScorerContext(embed=embedder.embed_documents, judge=make_judge(cfg))
+    counts = ", ".join(f"{k} {v}" for k, v in ds.counts().items())
+    console.print(
+        f"dataset [bold]{ds.name}[/] ({len(ds.items)} items: {counts}; digest {ds.digest}) → target "
+        f"[bold]{target}[/] · judge: {cfg.judge_model if context.judge else 'none (local scorers)'}"
+    )
+    with Progress(
+        TextColumn("[bold]eval[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=len(ds.items))
+
+        def progress(done: int, total: int, item) -> None:  # type: ignore[no-untyped-def]
+            bar.update(task, completed=done, description=item.id)
+
+        result = run_evaluation(
+            cfg,
+            EvalOptions(ds, tgt, scorers, context, concurrency or cfg.eval_concurrency, run_name=name),
+            progress,
+        )
+    folder = reports / (result.run_id or f"{ds.name}-{ds.digest}")
+    paths = write_reports(result, folder)
+    if json_out:
+        print(json.dumps({"run_id": result.run_id, "metrics": result.metrics}, indent=2))
+    else:
+        _print_summary(result, paths)
+    missed = {k: (result.metrics.get(k), v) for k, v in limits.items() if result.metrics.get(k, -1.0) < v}
+    for k, (got, want) in missed.items():
+        console.print(f"[red]fail-under:[/] {k} = {got if got is not None else 'missing'} < {want}")
+    if missed:
+        sys.exit(1)
+
+
+def _print_summary(result, paths) -> None:  # type: ignore[no-untyped-def]
+    from flywheel.evaluation import kind_table
+
+    header, rows = kind_table(result)
+    short = {
+        "response_facts": "facts",
+        "factuality": "factual",
+        "citations": "cite",
+        "trajectory": "traj",
+        "search_term": "term",
+        "refusal": "refuse",
+        "abstention": "abstain",
+        "response_quality": "quality",
+        "response_length": "length",
+        "latency": "latency",
+        "happy_path": "happy",
+        "out_of_scope": "oos",
+    }
+    table = Table(title=f"{result.dataset} → {result.target}", box=None, pad_edge=False)
+    for h in header:
+        table.add_column(short.get(h, h), justify="right" if h != "kind" else "left")
+    rows = [[short.get(r[0], r[0]), *r[1:]] for r in rows]
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    console.print(
+        f"items {len(result.items)} (resumed {result.resumed}) · errors {int(result.metrics.get('errors', 0))} · "
+        f"latency p50 {result.metrics.get('latency_p50_ms', 0):.0f} ms · {result.seconds:.1f} s"
+    )
+    console.print(f"MLflow run: {result.run_id or '- (tracking server not reachable)'}")
+    console.print(f"reports: {paths['markdown']}  ·  {paths['html']}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Annotated[str, typer.Argument(help="MLflow run id or results .jsonl (the baseline).")],
+    run_b: Annotated[str, typer.Argument(help="MLflow run id or results .jsonl (the candidate).")],
+    limit: Annotated[int, typer.Option(help="Most changed items to show.")] = 20,
+) -> None:
+    """Per-item differences between two evaluations (B − A).
+
+    Example: flywheel eval compare 3f2c… 9a41…
+    """
+    from flywheel.evaluation import compare, load_items
+
+    cfg = settings()
+    diff = compare(load_items(run_a, cfg.tracking_uri), load_items(run_b, cfg.tracking_uri))
+    console.print(f"shared items {diff['shared']} · only in A {diff['only_a']} · only in B {diff['only_b']}")
+    table = Table(title="mean change per scorer (B − A)", box=None, pad_edge=False)
+    table.add_column("scorer")
+    table.add_column("Δ", justify="right")
+    for k, v in sorted(diff["mean_delta"].items()):
+        style = "green" if v > 0 else "red" if v < 0 else ""
+        table.add_row(k, f"[{style}]{v:+.3f}[/]" if style else f"{v:+.3f}")
+    console.print(table)
+    rows = Table(title="changed items", box=None, pad_edge=False)
+    for col in ("id", "kind", "scorer", "A", "B", "Δ"):
+        rows.add_column(col)
+    for r in diff["changed"][:limit]:
+        rows.add_row(r["id"], r["kind"], r["scorer"], f"{r['a']:.2f}", f"{r['b']:.2f}", f"{r['delta']:+.2f}")
+    console.print(rows)

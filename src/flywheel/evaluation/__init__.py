@@ -1,0 +1,49 @@
+"""Evaluation: golden datasets, scorers, targets, a concurrent resumable runner, reports, comparison."""
+
+from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem, load_dataset, save_dataset
+from flywheel.evaluation._judge import make_judge
+from flywheel.evaluation._report import compare, kind_table, load_items, write_reports
+from flywheel.evaluation._runner import EvalOptions, EvalResult, ItemResult, aggregate, run_evaluation
+from flywheel.evaluation._scorers import (
+    DEFAULT_SCORERS,
+    PRICES,
+    SCORERS,
+    EvalOutput,
+    Score,
+    Scorer,
+    ScorerContext,
+    make_scorer,
+    register_scorer,
+)
+from flywheel.evaluation._targets import AgentTarget, HttpTarget, Target, make_target
+
+__all__ = [
+    "DEFAULT_SCORERS",
+    "KINDS",
+    "PRICES",
+    "SCORERS",
+    "AgentTarget",
+    "Dataset",
+    "EvalOptions",
+    "EvalOutput",
+    "EvalResult",
+    "GoldenItem",
+    "HttpTarget",
+    "ItemResult",
+    "Score",
+    "Scorer",
+    "ScorerContext",
+    "Target",
+    "aggregate",
+    "compare",
+    "kind_table",
+    "load_dataset",
+    "load_items",
+    "make_judge",
+    "make_scorer",
+    "make_target",
+    "register_scorer",
+    "run_evaluation",
+    "save_dataset",
+    "write_reports",
+]

@@ -1,0 +1,179 @@
+"""Golden datasets: the seed format (JSON list), JSONL and CSV; validation; a content digest as version.
+
+An item: ``{"input": {"question": …}, "expected_output": {"trajectory": […], "search_term": "…",
+"response_facts": […]}, "metadata": {"id": …, "kind": happy_path|edge_case|adversarial|out_of_scope,
+"source": …}}``. Validation errors name the item index and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flywheel.errors import InputError
+
+__all__ = ["KINDS", "Dataset", "GoldenItem", "load_dataset", "save_dataset"]
+
+KINDS = ("happy_path", "edge_case", "adversarial", "out_of_scope")
+Kind = Literal["happy_path", "edge_case", "adversarial", "out_of_scope"]
+
+
+class ItemInput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    question: str = Field(min_length=1)
+
+
+class Expected(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    trajectory: list[str] | None = None
+    search_term: str | None = None
+    response_facts: list[str] = Field(default_factory=list)
+
+
+class ItemMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    kind: Kind = "happy_path"
+    source: str | None = None
+
+
+class GoldenItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: ItemInput
+    expected_output: Expected = Field(default_factory=Expected)
+    metadata: ItemMeta = Field(default_factory=ItemMeta)
+
+    @property
+    def question(self) -> str:
+        return self.input.question
+
+    @property
+    def kind(self) -> str:
+        return self.metadata.kind
+
+
+class Dataset(BaseModel):
+    name: str
+    items: list[GoldenItem]
+
+    @property
+    def digest(self) -> str:
+        """Content digest (the dataset's version): the same items give the same digest."""
+        blob = json.dumps([i.model_dump(mode="json") for i in self.items], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            k: sum(i.kind == k for i in self.items) for k in KINDS if any(i.kind == k for i in self.items)
+        }
+
+
+def _rows(path: Path, text: str) -> list[Any]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError as exc:
+                    raise InputError(
+                        detail=f"{path}, line {n}: not JSON ({exc})",
+                        why="JSONL holds one JSON item per line.",
+                        fix="Fix that line.",
+                    ) from exc
+        return out
+    if suffix == ".csv":
+        out = []
+        for row in csv.DictReader(io.StringIO(text)):
+            facts = [f.strip() for f in (row.get("response_facts") or "").split("|") if f.strip()]
+            traj = [t.strip() for t in (row.get("trajectory") or "").split("|") if t.strip()]
+            out.append(
+                {
+                    "input": {"question": row.get("question", "")},
+                    "expected_output": {
+                        "response_facts": facts,
+                        "trajectory": traj or None,
+                        "search_term": row.get("search_term") or None,
+                    },
+                    "metadata": {
+                        "id": row.get("id") or None,
+                        "kind": row.get("kind") or "happy_path",
+                        "source": row.get("source") or None,
+                    },
+                }
+            )
+        return out
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(
+            detail=f"{path} is not valid JSON ({exc})",
+            why="The seed format is a JSON list of items.",
+            fix="Fix the JSON, or use .jsonl / .csv.",
+        ) from exc
+    if not isinstance(data, list):
+        raise InputError(
+            detail=f"{path} holds a JSON {type(data).__name__}, not a list",
+            why="The seed format is a JSON list of items.",
+            fix="Wrap the items in [ … ].",
+        )
+    return data
+
+
+def load_dataset(path: str | Path, name: str | None = None) -> Dataset:
+    """Read and validate a dataset file (.json seed format, .jsonl, .csv)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("path_not_found", path=str(path), what="dataset", cwd=Path.cwd())
+    items = []
+    for index, raw in enumerate(_rows(p, p.read_text(encoding="utf-8"))):
+        try:
+            items.append(GoldenItem.model_validate(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in err["loc"])
+            raise InputError(
+                detail=f"{p.name}: item {index}, field {field!r}: {err['msg']}",
+                why="Every item needs input.question; kind is one of " + ", ".join(KINDS) + ".",
+                fix=f"Correct item {index} (counting from 0) and run again.",
+            ) from exc
+    for n, item in enumerate(items):
+        if item.metadata.id is None:
+            item.metadata.id = f"item-{n:03d}"
+    return Dataset(name=name or p.stem, items=items)
+
+
+def save_dataset(dataset: Dataset, path: str | Path) -> Path:
+    """Write the dataset as .json (seed format), .jsonl or .csv (facts and trajectory joined by |)."""
+    p = Path(path)
+    rows = [i.model_dump(mode="json", exclude_none=True) for i in dataset.items]
+    if p.suffix.lower() == ".jsonl":
+        p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif p.suffix.lower() == ".csv":
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(
+                fh, ["id", "kind", "question", "response_facts", "trajectory", "search_term", "source"]
+            )
+            w.writeheader()
+            for i in dataset.items:
+                w.writerow(
+                    {
+                        "id": i.metadata.id,
+                        "kind": i.kind,
+                        "question": i.question,
+                        "response_facts": "|".join(i.expected_output.response_facts),
+                        "trajectory": "|".join(i.expected_output.trajectory or []),
+                        "search_term": i.expected_output.search_term or "",
+                        "source": i.metadata.source or "",
+                    }
+                )
+    else:
+        p.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    return p

@@ -1,0 +1,49 @@
+"""The LLM judge: any OpenAI-compatible endpoint, with its own rate limit and retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from flywheel.config import Settings
+
+__all__ = ["make_judge"]
+
+
+def make_judge(settings: Settings) -> Callable[[str], str] | None:
+    """A prompt → completion function, or None when no judge is configured (local scorers are used)."""
+    if not settings.judge_base_url:
+        return None
+    from openai import OpenAI
+
+    key = settings.judge_api_key or settings.openai_api_key
+    client = OpenAI(
+        base_url=settings.judge_base_url, api_key=key.get_secret_value() if key else "none", max_retries=0
+    )
+    interval = 1.0 / settings.judge_rps
+    lock = threading.Lock()
+    last = [0.0]
+
+    def judge(prompt: str) -> str:
+        for attempt in range(4):
+            with lock:  # a simple rate limit shared by all evaluation threads
+                wait = last[0] + interval - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                last[0] = time.monotonic()
+            try:
+                reply = client.chat.completions.create(
+                    model=settings.judge_model,
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=8,
+                    temperature=0,
+                )
+                return reply.choices[0].message.content or ""
+            except Exception:  # transient provider errors: back off and retry
+                if attempt == 3:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        return ""
+
+    return judge

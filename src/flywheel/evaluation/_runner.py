@@ -1,0 +1,269 @@
+"""The evaluation runner: concurrent, resumable, traced, one MLflow run per evaluation.
+
+Every finished item is appended to a results file keyed by (dataset digest, target, scorers); a rerun
+after an interruption skips what is in it, so the final result equals an uninterrupted run. We do not
+use ``mlflow.genai.evaluate`` for the loop: it has no resumption and no bound on concurrency we can
+set per run (bench/eval_throughput.py measures both on the same workload).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem
+from flywheel.evaluation._scorers import EvalOutput, Scorer, ScorerContext
+from flywheel.evaluation._targets import Target
+
+__all__ = ["EvalOptions", "EvalResult", "ItemResult", "aggregate", "run_evaluation"]
+
+log = logging.getLogger("flywheel.eval")
+Progress = Callable[[int, int, "ItemResult"], None]
+
+
+@dataclass
+class EvalOptions:
+    dataset: Dataset
+    target: Target
+    scorers: list[Scorer]
+    context: ScorerContext = field(default_factory=ScorerContext)
+    concurrency: int = 4
+    results_dir: Path | None = None
+    run_name: str | None = None
+    log_to_mlflow: bool = True
+    fresh: bool = False  # ignore earlier partial results
+
+
+@dataclass
+class ItemResult:
+    id: str
+    kind: str
+    question: str
+    output: dict[str, Any]
+    scores: dict[str, dict[str, Any]]  # scorer → {"value": float|None, "rationale": str}
+    seconds: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ItemResult:
+        return cls(**data)
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    digest: str
+    target: str
+    items: list[ItemResult]
+    metrics: dict[str, float]
+    identity: dict[str, str]
+    results_path: Path
+    run_id: str | None = None
+    resumed: int = 0
+    seconds: float = 0.0
+
+
+def _key(options: EvalOptions) -> str:
+    blob = json.dumps(
+        [
+            options.dataset.digest,
+            options.target.spec,
+            [s.name for s in options.scorers],
+            sorted(options.target.identity.items()),
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _score(item: GoldenItem, out: EvalOutput, scorers: list[Scorer], ctx: ScorerContext) -> dict[str, dict]:
+    scores = {}
+    for scorer in scorers:
+        try:
+            s = scorer(item, out, ctx)
+            scores[scorer.name] = {"value": s.value, "rationale": s.rationale}
+        except Exception as exc:  # a broken scorer must not lose the item
+            scores[scorer.name] = {"value": None, "rationale": f"scorer error: {exc!r}"[:300]}
+    return scores
+
+
+def aggregate(items: list[ItemResult]) -> dict[str, float]:
+    """Mean of every scorer over the items it applies to, overall and per kind; plus counts."""
+    metrics: dict[str, float] = {
+        "items": float(len(items)),
+        "errors": float(sum(1 for i in items if i.output.get("error"))),
+    }
+    names = sorted({n for i in items for n in i.scores})
+    for name in names:
+        vals = [i.scores[name]["value"] for i in items if i.scores.get(name, {}).get("value") is not None]
+        if vals:
+            metrics[name] = round(sum(vals) / len(vals), 4)
+        for kind in KINDS:
+            kv = [
+                i.scores[name]["value"]
+                for i in items
+                if i.kind == kind and i.scores.get(name, {}).get("value") is not None
+            ]
+            if kv:
+                metrics[f"{name}.{kind}"] = round(sum(kv) / len(kv), 4)
+    lat = sorted(i.output.get("latency_ms", 0.0) for i in items)
+    if lat:
+        metrics["latency_p50_ms"] = round(lat[len(lat) // 2], 1)
+        metrics["latency_p95_ms"] = round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1)
+    return metrics
+
+
+def _log_assessments(result: ItemResult, run_id: str | None) -> None:
+    import mlflow
+    from mlflow.entities import AssessmentSource
+
+    trace_id = result.output.get("trace_id")
+    if not trace_id:
+        return
+    source = AssessmentSource(source_type="CODE", source_id="flywheel.eval")
+    for name, s in result.scores.items():
+        if s["value"] is None:
+            continue
+        try:
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name=name,
+                value=s["value"],
+                rationale=s["rationale"],
+                source=source,
+                metadata={"eval_run_id": run_id or "", "item_id": result.id},
+            )
+        except Exception as exc:  # the trace may live on another server (HTTP targets)
+            log.debug("assessment %s on %s not logged: %s", name, trace_id, exc)
+            return
+
+
+def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress | None = None) -> EvalResult:
+    """Run (or resume) an evaluation; returns per-item results and aggregate metrics."""
+    t0 = time.perf_counter()
+    ds = options.dataset
+    results_dir = options.results_dir or settings.data_path / "eval"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{ds.name}-{_key(options)}.jsonl"
+    if options.fresh:
+        path.unlink(missing_ok=True)
+    done: dict[str, ItemResult] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                r = ItemResult.from_json(json.loads(line))
+                done[r.id] = r
+            except (ValueError, TypeError):
+                continue  # a line cut by the interruption: that item runs again
+    resumed = len(done)
+    todo = [i for i in ds.items if i.metadata.id not in done]
+    lock = threading.Lock()
+    tracking = options.log_to_mlflow and _tracking_ready(settings)
+    run_id = None
+    if tracking:
+        import mlflow
+
+        mlflow.set_experiment(settings.experiment)
+        run = mlflow.start_run(run_name=options.run_name or f"eval-{ds.name}")
+        run_id = run.info.run_id
+
+    def one(item: GoldenItem) -> ItemResult:
+        start = time.perf_counter()
+        try:
+            out = options.target.run(item.question)
+        except Exception as exc:  # the target failed on this item: scored as an error, not lost
+            out = EvalOutput(error=f"{exc.__class__.__name__}: {exc}"[:500])
+        res = ItemResult(
+            item.metadata.id or "",
+            item.kind,
+            item.question,
+            dataclasses.asdict(out),
+            _score(item, out, options.scorers, options.context),
+            time.perf_counter() - start,
+        )
+        with lock, open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(dataclasses.asdict(res), ensure_ascii=False) + "\n")
+        if tracking:
+            _log_assessments(res, run_id)
+        return res
+
+    finished = list(done.values())
+    try:
+        with cf.ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+            futures = [pool.submit(one, item) for item in todo]
+            for n, fut in enumerate(cf.as_completed(futures), resumed + 1):
+                res = fut.result()
+                finished.append(res)
+                if progress:
+                    progress(n, len(ds.items), res)
+        order = {i.metadata.id: n for n, i in enumerate(ds.items)}
+        finished.sort(key=lambda r: order.get(r.id, 0))
+        metrics = aggregate(finished)
+        result = EvalResult(
+            ds.name,
+            ds.digest,
+            options.target.spec,
+            finished,
+            metrics,
+            dict(options.target.identity),
+            path,
+            run_id,
+            resumed,
+            time.perf_counter() - t0,
+        )
+        if tracking:
+            _log_run(settings, options, result)
+    finally:
+        if tracking:
+            import mlflow
+
+            mlflow.end_run()
+    return result
+
+
+def _tracking_ready(settings: Settings) -> bool:
+    from flywheel.agent import setup_tracing
+
+    return setup_tracing(settings)
+
+
+def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> None:
+    import subprocess
+
+    import mlflow
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    mlflow.log_params(
+        {
+            "dataset": result.dataset,
+            "dataset_digest": result.digest,
+            "target": result.target,
+            "scorers": ",".join(s.name for s in options.scorers),
+            "concurrency": options.concurrency,
+            "items": len(result.items),
+            "judge": settings.judge_model if settings.judge_base_url else "none",
+        }
+    )
+    mlflow.set_tags(
+        {
+            "flywheel.kind": "evaluation",
+            "flywheel.git_commit": commit,
+            **{k: str(v)[:250] for k, v in result.identity.items()},
+        }
+    )
+    mlflow.log_metrics({k.replace("@", "_"): v for k, v in result.metrics.items()})
+    mlflow.log_artifact(str(result.results_path), artifact_path="eval")

@@ -1,0 +1,132 @@
+"""Evaluation targets — what answers the questions: a local AgentConfig, an agent server URL, or a
+registered model (models:/NAME@ALIAS). A Protocol plus constructors chosen from a target string."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import httpx
+
+from flywheel.agent import AgentConfig
+from flywheel.config import Settings
+from flywheel.errors import InputError
+from flywheel.evaluation._scorers import EvalOutput
+
+__all__ = ["AgentTarget", "HttpTarget", "Target", "make_target"]
+
+
+class Target(Protocol):
+    spec: str
+    identity: dict[str, str]
+
+    def run(self, question: str) -> EvalOutput: ...
+
+
+def _from_answer(answer: Any, model: str) -> EvalOutput:
+    return EvalOutput(
+        answer=answer.answer,
+        sources=answer.sources,
+        tools_called=answer.tools_called,
+        search_queries=answer.search_queries,
+        refused=answer.refused,
+        abstained=answer.abstained,
+        latency_ms=answer.latency_ms,
+        usage=answer.usage,
+        trace_id=answer.trace_id,
+        model=model,
+    )
+
+
+class AgentTarget:
+    """The agent in this process (a local AgentConfig, or a registered version loaded from MLflow)."""
+
+    def __init__(
+        self, settings: Settings, config: AgentConfig | None = None, model_uri: str | None = None
+    ) -> None:
+        from flywheel.serving import load_agent
+
+        loaded = load_agent(settings, model_uri, config)
+        self.agent = loaded.agent
+        self.spec = model_uri or "local"
+        self.identity = {
+            **loaded.identity,
+            **{
+                f"agent.{k}": str(v)
+                for k, v in self.agent.config.model_dump(exclude={"system_prompt"}).items()
+            },
+        }
+        self.model = self.agent.config.model or settings.llm_model
+
+    def run(self, question: str) -> EvalOutput:
+        return _from_answer(
+            self.agent.ask(question, user_id="flywheel-eval", tags={"flywheel.eval": "1"}), self.model
+        )
+
+
+class HttpTarget:
+    """An agent server speaking the Responses API (flywheel serve, or anything compatible)."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 300) -> None:
+        self.spec = url
+        self.url = url.rstrip("/")
+        if not self.url.endswith(("/responses", "/invocations")):
+            self.url += "/responses"
+        self.identity = {"endpoint": url}
+        self._client = httpx.Client(
+            timeout=timeout, headers={"Authorization": f"Bearer {api_key}"} if api_key else {}
+        )
+
+    def run(self, question: str) -> EvalOutput:
+        t0 = time.perf_counter()
+        resp = self._client.post(self.url, json={"input": question, "user": "flywheel-eval"})
+        latency = (time.perf_counter() - t0) * 1000
+        if resp.status_code != 200:
+            return EvalOutput(error=f"HTTP {resp.status_code}: {resp.text[:200]}", latency_ms=latency)
+        data = resp.json()
+        text = "".join(
+            part.get("text", "")
+            for item in data.get("output", [])
+            if item.get("type") == "message"
+            for part in item.get("content", [])
+        )
+        custom, meta, usage = (
+            data.get("custom_outputs") or {},
+            data.get("metadata") or {},
+            data.get("usage") or {},
+        )
+        for key in ("registered_model.name", "registered_model.version", "registered_model.alias"):
+            if key in meta:
+                self.identity[key] = meta[key]
+        return EvalOutput(
+            answer=text,
+            sources=custom.get("sources", []),
+            tools_called=custom.get("tools_called", []),
+            refused=bool(custom.get("refused")),
+            abstained=bool(custom.get("abstained")),
+            latency_ms=latency,
+            trace_id=meta.get("trace_id") or None,
+            model=data.get("model", ""),
+            usage={
+                "input_tokens": usage.get("input_tokens", 0),
+                "output_tokens": usage.get("output_tokens", 0),
+            },
+            search_queries=custom.get(
+                "search_queries", [question] if "doc_search" in custom.get("tools_called", []) else []
+            ),
+        )
+
+
+def make_target(spec: str, settings: Settings, config: AgentConfig | None = None) -> Target:
+    """``local`` | ``http(s)://…`` | ``models:/NAME@ALIAS``."""
+    if spec == "local":
+        return AgentTarget(settings, config)
+    if spec.startswith("models:/"):
+        return AgentTarget(settings, model_uri=spec)
+    if spec.startswith(("http://", "https://")):
+        return HttpTarget(spec, settings.api_key.get_secret_value() if settings.api_key else None)
+    raise InputError(
+        detail=f"unknown target {spec!r}",
+        why="A target is what answers the dataset's questions.",
+        fix="Use --target local, --target http://127.0.0.1:5005, or --target models:/docs-qa-agent@champion",
+    )
