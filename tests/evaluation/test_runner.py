@@ -28,7 +28,7 @@ class ScriptedTarget:
     """Deterministic answers by kind; counts the questions it was asked."""
 
     spec = "scripted"
-    identity = {"model_uri": "scripted"}
+    identity = {"model_uri": "scripted"}  # noqa: RUF012
 
     def __init__(self) -> None:
         self.asked: list[str] = []
