@@ -168,13 +168,12 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
     todo = [i for i in ds.items if i.metadata.id not in done]
     lock = threading.Lock()
     tracking = options.log_to_mlflow and _tracking_ready(settings)
-    run_id = None
+    background = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-mlflow")
+    run_future: cf.Future[str | None] = cf.Future()
+    run_future.set_result(None)
     if tracking:
-        import mlflow
-
-        mlflow.set_experiment(settings.experiment)
-        run = mlflow.start_run(run_name=options.run_name or f"eval-{ds.name}")
-        run_id = run.info.run_id
+        # the MLflow run is created while the first items already run (it costs a few round trips)
+        run_future = background.submit(_create_run, settings, options.run_name or f"eval-{ds.name}")
 
     def one(item: GoldenItem) -> ItemResult:
         start = time.perf_counter()
@@ -193,7 +192,7 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
         with lock, open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(dataclasses.asdict(res), ensure_ascii=False) + "\n")
         if tracking:
-            _log_assessments(res, run_id)
+            _log_assessments(res, run_future.result())
         return res
 
     finished = list(done.values())
@@ -216,17 +215,15 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
             metrics,
             dict(options.target.identity),
             path,
-            run_id,
+            run_future.result(),
             resumed,
-            time.perf_counter() - t0,
+            0.0,
         )
         if tracking:
             _log_run(settings, options, result)
     finally:
-        if tracking:
-            import mlflow
-
-            mlflow.end_run()
+        background.shutdown(wait=False)
+    result.seconds = time.perf_counter() - t0
     return result
 
 
@@ -236,10 +233,21 @@ def _tracking_ready(settings: Settings) -> bool:
     return setup_tracing(settings)
 
 
+def _create_run(settings: Settings, name: str) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    exp = client.get_experiment_by_name(settings.experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(settings.experiment)
+    return client.create_run(exp_id, run_name=name).info.run_id
+
+
 def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> None:
+    """Params, tags and metrics in one batch, the per-item results as an artifact, then close the run."""
     import subprocess
 
-    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
 
     try:
         commit = subprocess.run(
@@ -247,23 +255,29 @@ def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> No
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    mlflow.log_params(
-        {
-            "dataset": result.dataset,
-            "dataset_digest": result.digest,
-            "target": result.target,
-            "scorers": ",".join(s.name for s in options.scorers),
-            "concurrency": options.concurrency,
-            "items": len(result.items),
-            "judge": settings.judge_model if settings.judge_base_url else "none",
-        }
+    params = {
+        "dataset": result.dataset,
+        "dataset_digest": result.digest,
+        "target": result.target,
+        "scorers": ",".join(s.name for s in options.scorers),
+        "concurrency": options.concurrency,
+        "items": len(result.items),
+        "judge": settings.judge_model if settings.judge_base_url else "none",
+    }
+    tags = {
+        "flywheel.kind": "evaluation",
+        "flywheel.git_commit": commit,
+        **{k: str(v)[:250] for k, v in result.identity.items()},
+    }
+    now = int(time.time() * 1000)
+    client = MlflowClient(settings.tracking_uri)
+    run_id = result.run_id
+    assert run_id
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k.replace("@", "_"), float(v), now, 0) for k, v in result.metrics.items()],
+        params=[Param(k, str(v)[:500]) for k, v in params.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
     )
-    mlflow.set_tags(
-        {
-            "flywheel.kind": "evaluation",
-            "flywheel.git_commit": commit,
-            **{k: str(v)[:250] for k, v in result.identity.items()},
-        }
-    )
-    mlflow.log_metrics({k.replace("@", "_"): v for k, v in result.metrics.items()})
-    mlflow.log_artifact(str(result.results_path), artifact_path="eval")
+    client.log_artifact(run_id, str(result.results_path), artifact_path="eval")
+    client.set_terminated(run_id)
