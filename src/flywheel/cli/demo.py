@@ -18,8 +18,9 @@ def demo() -> None:
     """Run the flywheel end to end on embedded defaults and print where to look.
 
     Steps: start the stack, ask the local LLM, ingest the user guide (docs/), ask the agent an
-    answerable, an adversarial and an out-of-scope question (each an MLflow trace). Later steps —
-    register, serve, evaluate, gate, simulate, monitor — are added as they land.
+    answerable, an adversarial and an out-of-scope question (each an MLflow trace), push the system
+    prompts, log + register + alias + verify the agent, serve it and call it with the OpenAI SDK,
+    evaluate it on the golden dataset. Later steps — gate, simulate, monitor — are added as they land.
 
     Example: flywheel demo
     """
@@ -84,6 +85,72 @@ def demo() -> None:
             console.print(
                 f"     [{src['n']}] {src['title']} › {src['headings']} — {src['source']}", markup=False
             )
+
+    _step(5, "register: prompts, log the agent from code, alias it, verify it in a fresh process")
+    from flywheel.registry import log_agent, push_default_prompts, verify
+
+    with console.status("Pushing the system prompts to the prompt registry…"):
+        for prompt, version in push_default_prompts(cfg):
+            console.print(f"  prompts:/{prompt}@production → version {version}")
+    demo_config = AgentConfig(max_tokens=96)
+    with console.status("Logging and registering the agent (models-from-code)…"):
+        logged = log_agent(cfg, demo_config, alias="challenger")
+    console.print(
+        f"  registered docs-qa-agent version {logged.version} · alias challenger · {logged.model_uri}"
+    )
+    with console.status("Verifying models:/docs-qa-agent@challenger in a fresh process…"):
+        report = verify(cfg, "models:/docs-qa-agent@challenger")
+    console.print(f"  verified: trace {report['trace_id']} · prompt {report['prompt']}")
+
+    _step(6, "serve models:/docs-qa-agent@challenger on :5005 and call it with the OpenAI SDK")
+    serve_cfg = cfg.model_copy(update={"serve_model": "models:/docs-qa-agent@challenger"})
+    served = Stack(serve_cfg)
+    served.down(["agent"])  # serve the version just registered, not an older one
+    with console.status("Starting the agent server…"):
+        served.up(["agent"])
+    agent_url = f"http://{cfg.host}:{cfg.agent_port}"
+    oa = OpenAI(base_url=agent_url, api_key=cfg.api_key.get_secret_value() if cfg.api_key else "none")
+    console.print("  [bold]stream:[/] ", end="")
+    with oa.responses.stream(model="docs-qa-agent", input="Which port does the MLflow tracking server use by default?") as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                console.print(event.delta, end="", markup=False)
+        final = stream.get_final_response()
+    console.print(
+        f"\n  [dim]trace {final.metadata.get('trace_id')} · model version "
+        f"{final.metadata.get('registered_model.version')} · chat page: {agent_url}/[/]"
+    )
+
+    _step(7, "evaluate the agent on the golden dataset (datasets/flywheel-docs-golden.json)")
+    from flywheel.cli.evaluation import _print_summary
+    from flywheel.evaluation import (
+        DEFAULT_SCORERS,
+        AgentTarget,
+        EvalOptions,
+        ScorerContext,
+        load_dataset,
+        make_judge,
+        make_scorer,
+        run_evaluation,
+        write_reports,
+    )
+
+    ds = load_dataset("datasets/flywheel-docs-golden.json")
+    target = AgentTarget(cfg, demo_config)
+    context = ScorerContext(embed=kb.embedder.embed_documents, judge=make_judge(cfg))
+    with console.status(f"Evaluating {len(ds.items)} items (4 at a time)…"):
+        result = run_evaluation(
+            cfg,
+            EvalOptions(
+                ds,
+                target,
+                [make_scorer(n) for n in DEFAULT_SCORERS],
+                context,
+                concurrency=4,
+                run_name="demo-eval",
+            ),
+        )
+    _print_summary(result, write_reports(result, Path("reports") / (result.run_id or "demo")))
 
     _summary(stack)
 
