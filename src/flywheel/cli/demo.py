@@ -111,7 +111,9 @@ def demo() -> None:
     agent_url = f"http://{cfg.host}:{cfg.agent_port}"
     oa = OpenAI(base_url=agent_url, api_key=cfg.api_key.get_secret_value() if cfg.api_key else "none")
     console.print("  [bold]stream:[/] ", end="")
-    with oa.responses.stream(model="docs-qa-agent", input="Which port does the MLflow tracking server use by default?") as stream:
+    with oa.responses.stream(
+        model="docs-qa-agent", input="Which port does the MLflow tracking server use by default?"
+    ) as stream:
         for event in stream:
             if event.type == "response.output_text.delta":
                 console.print(event.delta, end="", markup=False)
