@@ -24,6 +24,7 @@ test: install  ## Lint and run every test (unit + integration on the real embedd
 	@bash scripts/ensure-chromium.sh
 	@$(VENV)/bin/ruff check src tests bench
 	@$(VENV)/bin/ruff format --check src tests bench
+	@$(VENV)/bin/mypy
 	@$(PY) -m pytest
 
 lint: install  ## ruff + mypy

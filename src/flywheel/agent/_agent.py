@@ -186,7 +186,7 @@ class DocsAgent:
         return {"abstained": False}
 
     def _history(self, state: State) -> list[BaseMessage]:
-        past = [
+        past: list[BaseMessage] = [
             m for m in state.get("messages", [])[:-1] if isinstance(m, HumanMessage | AIMessage) and m.content
         ]
         return past[-2 * self.config.history_turns :] if self.config.history_turns else []

@@ -78,8 +78,8 @@ def run_doc_search(ctx: ToolContext, query: str) -> list[dict]:
                         "source": h["source"],
                         "title": h["title"],
                         "headings": h["headings"],
-                        "score": round(h["dense_score"], 4),
-                        "rrf": round(h["score"], 5),
+                        "score": round(float(h["dense_score"]), 4),
+                        "rrf": round(float(h["score"]), 5),
                     },
                 }
                 for h in hits

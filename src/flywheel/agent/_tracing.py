@@ -14,7 +14,7 @@ from flywheel.config import Settings
 __all__ = ["setup_tracing", "span", "tracing_enabled"]
 
 log = logging.getLogger("flywheel.tracing")
-_STATE = {"enabled": False, "uri": None}
+_STATE: dict[str, Any] = {"enabled": False, "uri": None}
 
 
 def setup_tracing(settings: Settings, experiment: str | None = None) -> bool:

@@ -99,8 +99,8 @@ def demo() -> None:
         f"  registered docs-qa-agent version {logged.version} · alias challenger · {logged.model_uri}"
     )
     with console.status("Verifying models:/docs-qa-agent@challenger in a fresh process…"):
-        report = verify(cfg, "models:/docs-qa-agent@challenger")
-    console.print(f"  verified: trace {report['trace_id']} · prompt {report['prompt']}")
+        verified = verify(cfg, "models:/docs-qa-agent@challenger")
+    console.print(f"  verified: trace {verified['trace_id']} · prompt {verified['prompt']}")
 
     _step(6, "serve models:/docs-qa-agent@challenger on :5005 and call it with the OpenAI SDK")
     serve_cfg = cfg.model_copy(update={"serve_model": "models:/docs-qa-agent@challenger"})
@@ -119,8 +119,8 @@ def demo() -> None:
                 console.print(event.delta, end="", markup=False)
         final = stream.get_final_response()
     console.print(
-        f"\n  [dim]trace {final.metadata.get('trace_id')} · model version "
-        f"{final.metadata.get('registered_model.version')} · chat page: {agent_url}/[/]"
+        f"\n  [dim]trace {(final.metadata or {}).get('trace_id')} · model version "
+        f"{(final.metadata or {}).get('registered_model.version')} · chat page: {agent_url}/[/]"
     )
 
     _step(7, "evaluate the agent on the golden dataset (datasets/flywheel-docs-golden.json)")
@@ -141,7 +141,7 @@ def demo() -> None:
     target = AgentTarget(cfg, demo_config)
     context = ScorerContext(embed=kb.embedder.embed_documents, judge=make_judge(cfg))
     with console.status(f"Evaluating {len(ds.items)} items (4 at a time)…"):
-        result = run_evaluation(
+        evaluation = run_evaluation(
             cfg,
             EvalOptions(
                 ds,
@@ -152,7 +152,7 @@ def demo() -> None:
                 run_name="demo-eval",
             ),
         )
-    _print_summary(result, write_reports(result, Path("reports") / (result.run_id or "demo")))
+    _print_summary(evaluation, write_reports(evaluation, Path("reports") / (evaluation.run_id or "demo")))
 
     _summary(stack)
 

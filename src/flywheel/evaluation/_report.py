@@ -152,7 +152,8 @@ def compare(a: list[ItemResult], b: list[ItemResult]) -> dict[str, Any]:
     """Per-item and per-scorer differences (b − a) for the items both evaluations share."""
     by_a, by_b = {i.id: i for i in a}, {i.id: i for i in b}
     shared = [k for k in by_a if k in by_b]
-    rows, totals = [], {}
+    rows: list[dict[str, Any]] = []
+    totals: dict[str, list[float]] = {}
     for item_id in shared:
         ia, ib = by_a[item_id], by_b[item_id]
         for name in sorted(set(ia.scores) | set(ib.scores)):

@@ -80,7 +80,7 @@ class SentenceTransformerEmbedder:
                 "all-MiniLM-L6-v2 works.",
                 fix="Set EMBEDDING_MODEL=all-MiniLM-L6-v2 (offline), or connect to the Hugging Face hub.",
             ) from exc
-        self.dim = int(self._model.get_embedding_dimension())
+        self.dim = int(self._model.get_embedding_dimension() or 0)
         self._lock = threading.Lock()  # torch inference from many threads gains nothing on 2 cores
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -12,6 +12,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flywheel.errors import FlywheelError, ServiceUnavailableError
 from flywheel.knowledge._documents import Chunk
@@ -33,7 +34,7 @@ class Hit:
     headings: str
     source: str
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 

@@ -73,12 +73,12 @@ class FlywheelResponsesAgent(ResponsesAgent):
             "tools_called": answer.tools_called,
         }
 
-    def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:
+    def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:  # type: ignore[override]
         answer = self.agent.ask(_question(request), **self._kwargs(request))
         item = self.create_text_output_item(text=answer.answer, id=f"msg_{uuid.uuid4().hex[:24]}")
         return ResponsesAgentResponse(output=[item], custom_outputs=self._custom_outputs(answer))
 
-    def predict_stream(
+    def predict_stream(  # type: ignore[override]
         self, request: ResponsesAgentRequest
     ) -> Generator[ResponsesAgentStreamEvent, None, None]:
         item_id = f"msg_{uuid.uuid4().hex[:24]}"

@@ -23,7 +23,7 @@ _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "ins
 
 def _system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def is_public_address(addr: str) -> bool:
