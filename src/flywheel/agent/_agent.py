@@ -70,6 +70,19 @@ class AgentAnswer:
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
+    def custom_outputs(self) -> dict[str, Any]:
+        """What a Responses API answer carries besides the text (sources, outcome, identity)."""
+        return {
+            "sources": self.sources,
+            "refused": self.refused,
+            "abstained": self.abstained,
+            "tools_called": self.tools_called,
+            "search_queries": self.search_queries,
+            "thread_id": self.thread_id,
+            "trace_id": self.trace_id,
+            "prompt": self.prompt,
+        }
+
 
 def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
     """An OpenAI-compatible chat model: the embedded llama.cpp server, OpenAI, vLLM, a gateway…"""

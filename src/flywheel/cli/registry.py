@@ -120,18 +120,11 @@ def prompts_push(
 
     Example: flywheel prompts push --alias production
     """
-    from flywheel.errors import ServiceUnavailableError
-    from flywheel.registry import push_default_prompts, registry_reachable
+    from flywheel.registry import push_default_prompts, require_registry
 
     _quiet()
     cfg = settings()
-    if not registry_reachable(cfg):
-        raise ServiceUnavailableError(
-            service="MLflow prompt registry",
-            url=cfg.tracking_uri,
-            detail="Prompts live in the tracking server.",
-            env_key="MLFLOW_TRACKING_URI",
-        )
+    require_registry(cfg)
     for prompt, version in push_default_prompts(cfg, name, alias):
         console.print(f"prompts:/{prompt}@{alias} → version {version}")
 

@@ -1,6 +1,13 @@
 """Registry: the agent as an MLflow model (log, register, alias, verify) and system prompts."""
 
-from flywheel.registry._logging import DEFAULT_MODEL_NAME, LoggedAgent, log_agent, set_alias, verify
+from flywheel.registry._logging import (
+    DEFAULT_MODEL_NAME,
+    LoggedAgent,
+    log_agent,
+    require_registry,
+    set_alias,
+    verify,
+)
 from flywheel.registry._prompts import (
     DEFAULT_PROMPT_ALIAS,
     DEFAULT_PROMPT_NAME,
@@ -22,6 +29,7 @@ __all__ = [
     "prompt_name_for",
     "push_default_prompts",
     "registry_reachable",
+    "require_registry",
     "set_alias",
     "verify",
 ]

@@ -13,7 +13,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError, ServiceUnavailableError
 from flywheel.registry._prompts import registry_reachable
 
-__all__ = ["DEFAULT_MODEL_NAME", "LoggedAgent", "log_agent", "set_alias", "verify"]
+__all__ = ["DEFAULT_MODEL_NAME", "LoggedAgent", "log_agent", "require_registry", "set_alias", "verify"]
 
 DEFAULT_MODEL_NAME = "docs-qa-agent"
 MODEL_CODE = Path(__file__).with_name("agent_model.py")
@@ -31,7 +31,8 @@ class LoggedAgent:
     verification: dict = field(default_factory=dict)
 
 
-def _need_registry(settings: Settings) -> None:
+def require_registry(settings: Settings) -> None:
+    """Raise a clear error when the tracking server (registry, prompts) is not reachable."""
     if not registry_reachable(settings):
         raise ServiceUnavailableError(
             service="MLflow tracking server",
@@ -58,7 +59,7 @@ def log_agent(
     import mlflow
     from mlflow import MlflowClient
 
-    _need_registry(settings)
+    require_registry(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)
     model_config = config.model_dump()
@@ -86,7 +87,7 @@ def log_agent(
 def set_alias(settings: Settings, name: str, alias: str, version: int) -> None:
     from mlflow import MlflowClient
 
-    _need_registry(settings)
+    require_registry(settings)
     MlflowClient(settings.tracking_uri).set_registered_model_alias(name, alias, str(version))
 
 

@@ -61,22 +61,10 @@ class FlywheelResponsesAgent(ResponsesAgent):
             "tags": {k: str(v) for k, v in (custom.get("tags") or {}).items()},
         }
 
-    @staticmethod
-    def _custom_outputs(answer: Any) -> dict[str, Any]:
-        return {
-            "sources": answer.sources,
-            "refused": answer.refused,
-            "abstained": answer.abstained,
-            "thread_id": answer.thread_id,
-            "trace_id": answer.trace_id,
-            "prompt": answer.prompt,
-            "tools_called": answer.tools_called,
-        }
-
     def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:  # type: ignore[override]
         answer = self.agent.ask(_question(request), **self._kwargs(request))
         item = self.create_text_output_item(text=answer.answer, id=f"msg_{uuid.uuid4().hex[:24]}")
-        return ResponsesAgentResponse(output=[item], custom_outputs=self._custom_outputs(answer))
+        return ResponsesAgentResponse(output=[item], custom_outputs=answer.custom_outputs())
 
     def predict_stream(  # type: ignore[override]
         self, request: ResponsesAgentRequest
@@ -92,7 +80,7 @@ class FlywheelResponsesAgent(ResponsesAgent):
                 yield ResponsesAgentStreamEvent(
                     type="response.output_item.done",
                     item=self.create_text_output_item(text=answer.answer, id=item_id),
-                    custom_outputs=self._custom_outputs(answer),
+                    custom_outputs=answer.custom_outputs(),
                 )
 
 

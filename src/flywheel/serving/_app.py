@@ -251,15 +251,6 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             "tags": {"request_id": request_id},
         }
 
-    def _custom(answer: Any) -> dict[str, Any]:
-        return {
-            "sources": answer.sources,
-            "refused": answer.refused,
-            "abstained": answer.abstained,
-            "tools_called": answer.tools_called,
-            "prompt": answer.prompt,
-        }
-
     def _meta(answer: Any, request_id: str) -> dict[str, Any]:
         return {
             "trace_id": answer.trace_id or "",
@@ -288,7 +279,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             output=[message_item(new_id("msg"), answer.answer)],
             usage=answer.usage,
             metadata=_meta(answer, request_id),
-            custom_outputs=_custom(answer),
+            custom_outputs=answer.custom_outputs(),
         )
 
     async def _stream(req: ResponsesRequest, request_id: str) -> AsyncIterator[str]:
@@ -326,7 +317,9 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                 else:
                     answer = item["answer"]
                     threads[writer.resp_id] = answer.thread_id
-                    for event in writer.finish(answer.usage, _meta(answer, request_id), _custom(answer)):
+                    for event in writer.finish(
+                        answer.usage, _meta(answer, request_id), answer.custom_outputs()
+                    ):
                         yield event
         except TimeoutError:
             yield writer.fail(f"the agent did not finish within {limits.request_timeout:.0f} s")
