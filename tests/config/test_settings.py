@@ -61,3 +61,16 @@ def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "flywheel.toml" in info.value.render("en")
+
+
+def test_to_env_hands_the_settings_in_effect_to_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = load_settings(data_dir=tmp_path / "d", mlflow_port=6123, openai_api_key="sk-secret").to_env()
+    assert env["FLYWHEEL_MLFLOW_PORT"] == "6123" and env["FLYWHEEL_DATA_DIR"] == str(
+        (tmp_path / "d").resolve()
+    )
+    assert "sk-secret" not in str(env)  # secrets are not copied
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().mlflow_port == 6123

@@ -56,6 +56,7 @@ def test_mlflow_docs_evaluation_with_assessments_on_traces(stack: Settings, tmp_
     mlflow.set_tracking_uri(settings.tracking_uri)
     run = mlflow.get_run(result.run_id)
     assert run.data.params["dataset_digest"] == ds.digest
+    assert run.data.tags["flywheel.dataset_id"].startswith("d-")  # stored as an MLflow evaluation dataset
     assert run.data.metrics["refusal.adversarial"] == 1.0
     mlflow.flush_trace_async_logging()
     trace_id = next(i.output["trace_id"] for i in result.items if i.kind == "happy_path")

@@ -138,6 +138,38 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    _CHILD_KEYS = (
+        "host",
+        "mlflow_port",
+        "agent_port",
+        "gateway_port",
+        "llm_port",
+        "milvus_port",
+        "experiment",
+        "collection",
+        "llm_model",
+        "serve_model",
+        "serve_max_concurrency",
+        "serve_max_queue",
+        "serve_timeout",
+        "serve_max_body_bytes",
+        "mlflow_tracking_uri",
+        "llm_base_url",
+        "milvus_uri",
+        "embedding_model",
+    )
+
+    def to_env(self) -> dict[str, str]:
+        """The settings in effect here (from code, .env or flywheel.toml) as FLYWHEEL_* variables, for a
+        child process. Secrets are not copied: children inherit them from the environment or .env."""
+        env = {
+            f"FLYWHEEL_{k.upper()}": str(getattr(self, k))
+            for k in self._CHILD_KEYS
+            if getattr(self, k) is not None
+        }
+        env["FLYWHEEL_DATA_DIR"] = str(self.data_path)
+        return env
+
     # -- derived values
     @cached_property
     def data_path(self) -> Path:

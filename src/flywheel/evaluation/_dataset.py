@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flywheel.errors import InputError
 
-__all__ = ["KINDS", "Dataset", "GoldenItem", "load_dataset", "save_dataset"]
+__all__ = ["KINDS", "Dataset", "GoldenItem", "load_dataset", "register_dataset", "save_dataset"]
 
 KINDS = ("happy_path", "edge_case", "adversarial", "out_of_scope")
 Kind = Literal["happy_path", "edge_case", "adversarial", "out_of_scope"]
@@ -177,3 +177,31 @@ def save_dataset(dataset: Dataset, path: str | Path) -> Path:
     else:
         p.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
     return p
+
+
+def register_dataset(dataset: Dataset, experiment_id: str) -> str:
+    """Store the dataset as an MLflow evaluation dataset named NAME@DIGEST (once per digest); its id."""
+    from mlflow.genai.datasets import create_dataset, search_datasets
+
+    name = f"{dataset.name}@{dataset.digest}"
+    found = search_datasets(filter_string=f"name = '{name}'", max_results=1)
+    if found:
+        return found[0].dataset_id
+    created = create_dataset(
+        name=name,
+        experiment_id=experiment_id,
+        tags={"flywheel.digest": dataset.digest, "flywheel.items": str(len(dataset.items))},
+    )
+    created.merge_records(
+        [
+            {
+                "inputs": {"question": i.question},
+                "expectations": {
+                    k: v for k, v in i.expected_output.model_dump(exclude_none=True).items() if v
+                },
+                "tags": {"kind": i.kind, "id": i.metadata.id or "", "source": i.metadata.source or ""},
+            }
+            for i in dataset.items
+        ]
+    )
+    return created.dataset_id

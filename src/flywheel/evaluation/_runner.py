@@ -280,4 +280,14 @@ def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> No
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
     client.log_artifact(run_id, str(result.results_path), artifact_path="eval")
+    try:  # the dataset itself, versioned by its digest, as an MLflow evaluation dataset
+        from flywheel.evaluation._dataset import register_dataset
+
+        dataset_id = register_dataset(options.dataset, client.get_run(run_id).info.experiment_id)
+        client.set_tag(run_id, "flywheel.dataset_id", dataset_id)
+        result.identity["dataset_id"] = dataset_id
+    except Exception as exc:  # an older server without evaluation datasets: the digest is still logged
+        log.warning(
+            "the dataset was not stored as an MLflow evaluation dataset: %s", str(exc).splitlines()[0][:200]
+        )
     client.set_terminated(run_id)

@@ -20,6 +20,7 @@ from flywheel.knowledge._documents import Chunk
 __all__ = ["DocIndex", "Hit", "fuse"]
 
 _MAX_TEXT = 16000
+_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
 @dataclass
@@ -51,7 +52,9 @@ class DocIndex:
         if not uri.startswith(("http://", "https://", "tcp://")):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._client = MilvusClient(uri=uri, token=token or "")
+            # Milvus Lite's gRPC server refuses pymilvus' default 10 s keepalive pings ("too many
+            # pings") and then drops the connection of a long-lived process: ping every 5 minutes.
+            self._client = MilvusClient(uri=uri, token=token or "", grpc_options=_GRPC_OPTIONS)
         except Exception as exc:  # pymilvus raises MilvusException and bare errors alike
             raise ServiceUnavailableError(
                 service="Milvus", url=uri, detail=str(exc), env_key="MILVUS_URI"

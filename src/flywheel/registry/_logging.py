@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ def verify(settings: Settings, model_uri: str, question: str = VERIFY_QUESTION, 
     """Load ``model_uri`` in a fresh Python process and answer ``question``; returns its JSON report."""
     proc = subprocess.run(
         [sys.executable, "-m", "flywheel.registry._verify", model_uri, question],
+        env={**os.environ, **settings.to_env()},
         capture_output=True,
         text=True,
         timeout=timeout,

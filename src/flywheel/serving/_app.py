@@ -359,13 +359,22 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         from mlflow.entities import AssessmentSource
 
         def log() -> Any:
-            return mlflow.log_feedback(
-                trace_id=fb.trace_id,
-                name="user_feedback",
-                value=fb.value,
-                rationale=fb.comment,
-                source=AssessmentSource(source_type="HUMAN", source_id=fb.user or "chat-page"),
-            )
+            # traces are exported asynchronously: the rated answer's trace may still be on its way
+            mlflow.flush_trace_async_logging()
+            for attempt in range(20):
+                try:
+                    return mlflow.log_feedback(
+                        trace_id=fb.trace_id,
+                        name="user_feedback",
+                        value=fb.value,
+                        rationale=fb.comment,
+                        source=AssessmentSource(source_type="HUMAN", source_id=fb.user or "chat-page"),
+                    )
+                except Exception:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
+            return None
 
         try:
             assessment = await asyncio.to_thread(log)

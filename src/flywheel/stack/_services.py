@@ -120,8 +120,7 @@ def _milvus(settings: Settings) -> ServiceSpec | None:
         command=[
             sys.executable,
             "-m",
-            "milvus_lite",
-            "server",
+            "flywheel.stack._milvus_server",
             "--data-dir",
             str(settings.data_path / "milvus.db"),
             "--host",
@@ -194,32 +193,7 @@ def _llm(settings: Settings) -> ServiceSpec | None:
 
 @register_service("agent")
 def _agent(settings: Settings) -> ServiceSpec:
-    # The child reads its settings from the environment: hand over the ones in effect here
-    # (they may come from code, .env or flywheel.toml of this folder).
-    keep = [
-        "host",
-        "mlflow_port",
-        "agent_port",
-        "gateway_port",
-        "llm_port",
-        "milvus_port",
-        "experiment",
-        "collection",
-        "llm_model",
-        "serve_model",
-        "serve_max_concurrency",
-        "serve_max_queue",
-        "serve_timeout",
-        "serve_max_body_bytes",
-        "mlflow_tracking_uri",
-        "llm_base_url",
-        "milvus_uri",
-        "embedding_model",
-    ]
-    env = {
-        f"FLYWHEEL_{k.upper()}": str(getattr(settings, k)) for k in keep if getattr(settings, k) is not None
-    }
-    env["FLYWHEEL_DATA_DIR"] = str(settings.data_path)
+    env = settings.to_env()  # the child reads its settings from the environment
     return ServiceSpec(
         name="agent",
         host=settings.host,
