@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,20 @@ def require_registry(settings: Settings) -> None:
         )
 
 
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(
@@ -67,13 +83,16 @@ def log_agent(
     with mlflow.start_run(run_name=f"log-{name}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in config.model_dump(exclude={"system_prompt"}).items()})
         mlflow.set_tags({"flywheel.git_commit": _git_commit(), "flywheel.kind": "log-model"})
-        info = mlflow.pyfunc.log_model(
-            name="agent",
-            python_model=str(MODEL_CODE),
-            model_config=model_config,
-            pip_requirements=[f"mlflow=={mlflow.__version__}", "flywheel"],
-            registered_model_name=name,
-        )
+        # MLflow runs the model once while logging it (signature inference): in this process, with
+        # settings taken from the environment, so hand it the ones in effect here.
+        with _environ(settings.to_env()):
+            info = mlflow.pyfunc.log_model(
+                name="agent",
+                python_model=str(MODEL_CODE),
+                model_config=model_config,
+                pip_requirements=[f"mlflow=={mlflow.__version__}", "flywheel"],
+                registered_model_name=name,
+            )
     version = int(info.registered_model_version)
     client = MlflowClient(settings.tracking_uri)
     # the version's identity travels with it: tag it so traces can be traced back

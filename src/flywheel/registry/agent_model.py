@@ -34,6 +34,7 @@ class FlywheelResponsesAgent(ResponsesAgent):
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = dict(config)
         self._agent: Any = None
+        self.settings: Any = None  # set by whoever loads the model in-process; else from the environment
 
     @property
     def agent(self) -> Any:
@@ -44,7 +45,7 @@ class FlywheelResponsesAgent(ResponsesAgent):
 
             config = dict(self._config)
             identity = config.pop("_identity", {})
-            settings = load_settings()
+            settings = self.settings or load_settings()
             setup_tracing(settings)
             agent_config = AgentConfig(**config)
             self._agent = DocsAgent(

@@ -70,6 +70,7 @@ def load_agent(
                 why="It was not logged with `flywheel log-model`.",
                 fix="Serve a version logged by `flywheel log-model`, or omit --model.",
             )
+        wrapper.settings = settings  # this process's settings, not only what the environment says
         agent: DocsAgent = wrapper.agent
         agent.identity.update(identity)
         name = f"{identity['registered_model.name']}/{identity['registered_model.version']}"
