@@ -60,5 +60,6 @@ def test_mlflow_docs_evaluation_with_assessments_on_traces(stack: Settings, tmp_
     assert run.data.metrics["refusal.adversarial"] == 1.0
     mlflow.flush_trace_async_logging()
     trace_id = next(i.output["trace_id"] for i in result.items if i.kind == "happy_path")
-    names = {a.name for a in mlflow.get_trace(trace_id).info.assessments}
-    assert {"citations", "trajectory", "response_quality"} <= names
+    trace = mlflow.get_trace(trace_id)
+    assert {"citations", "trajectory", "response_quality"} <= {a.name for a in trace.info.assessments}
+    assert trace.info.tags["dataset_digest"] == ds.digest

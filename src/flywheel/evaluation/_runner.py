@@ -167,6 +167,8 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
     resumed = len(done)
     todo = [i for i in ds.items if i.metadata.id not in done]
     lock = threading.Lock()
+    if hasattr(options.target, "trace_tags"):  # every trace says which dataset version produced it
+        options.target.trace_tags.update({"dataset": ds.name, "dataset_digest": ds.digest})
     tracking = options.log_to_mlflow and _tracking_ready(settings)
     background = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-mlflow")
     run_future: cf.Future[str | None] = cf.Future()

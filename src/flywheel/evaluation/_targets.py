@@ -57,10 +57,13 @@ class AgentTarget:
             },
         }
         self.model = self.agent.config.model or settings.llm_model
+        self.trace_tags: dict[str, str] = {
+            "flywheel.eval": "1"
+        }  # the runner adds the dataset name and digest
 
     def run(self, question: str) -> EvalOutput:
         return _from_answer(
-            self.agent.ask(question, user_id="flywheel-eval", tags={"flywheel.eval": "1"}), self.model
+            self.agent.ask(question, user_id="flywheel-eval", tags=self.trace_tags), self.model
         )
 
 
