@@ -6,10 +6,11 @@ import json
 import platform
 import socket
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from flywheel.identity import git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,15 +31,6 @@ def pct(values: list[float], q: float) -> float:
 
 def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write_result(name: str, summary: dict[str, Any], details: dict[str, Any]) -> Path:

@@ -7,9 +7,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
 from flywheel.config import Settings
+from flywheel.stack import tracking_reachable
 
 __all__ = ["setup_tracing", "span", "tracing_enabled"]
 
@@ -24,13 +23,7 @@ def setup_tracing(settings: Settings, experiment: str | None = None) -> bool:
     uri = settings.tracking_uri
     if _STATE["uri"] == (uri, experiment or settings.experiment):
         return bool(_STATE["enabled"])
-    reachable = True
-    if uri.startswith("http"):
-        try:
-            reachable = httpx.get(uri.rstrip("/") + "/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            reachable = False
-    if not reachable:
+    if not tracking_reachable(settings):
         log.warning(
             "tracking server %s is not reachable: this run is not traced (start it with `flywheel up`)", uri
         )

@@ -246,17 +246,12 @@ def _create_run(settings: Settings, name: str) -> str:
 
 def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> None:
     """Params, tags and metrics in one batch, the per-item results as an artifact, then close the run."""
-    import subprocess
-
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+    from flywheel.identity import git_commit
+
+    commit = git_commit()
     params = {
         "dataset": result.dataset,
         "dataset_digest": result.digest,

@@ -14,6 +14,7 @@ from pathlib import Path
 from flywheel.agent import AgentConfig
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, ServiceUnavailableError
+from flywheel.identity import git_commit
 from flywheel.registry._prompts import registry_reachable
 
 __all__ = ["DEFAULT_MODEL_NAME", "LoggedAgent", "log_agent", "require_registry", "set_alias", "verify"]
@@ -59,16 +60,6 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def log_agent(
     settings: Settings, config: AgentConfig, name: str = DEFAULT_MODEL_NAME, alias: str | None = "challenger"
 ) -> LoggedAgent:
@@ -82,7 +73,7 @@ def log_agent(
     model_config = config.model_dump()
     with mlflow.start_run(run_name=f"log-{name}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in config.model_dump(exclude={"system_prompt"}).items()})
-        mlflow.set_tags({"flywheel.git_commit": _git_commit(), "flywheel.kind": "log-model"})
+        mlflow.set_tags({"flywheel.git_commit": git_commit(), "flywheel.kind": "log-model"})
         # MLflow runs the model once while logging it (signature inference): in this process, with
         # settings taken from the environment, so hand it the ones in effect here.
         with _environ(settings.to_env()):
@@ -96,7 +87,7 @@ def log_agent(
     version = int(info.registered_model_version)
     client = MlflowClient(settings.tracking_uri)
     # the version's identity travels with it: tag it so traces can be traced back
-    client.set_model_version_tag(name, str(version), "git_commit", _git_commit())
+    client.set_model_version_tag(name, str(version), "git_commit", git_commit())
     aliases = []
     if alias:
         client.set_registered_model_alias(name, alias, str(version))

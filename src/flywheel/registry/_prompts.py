@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
 from flywheel.agent import DEFAULT_SYSTEM_PROMPTS, LoadedPrompt
 from flywheel.config import Settings
+from flywheel.stack import tracking_reachable
 
 __all__ = [
     "DEFAULT_PROMPT_ALIAS",
@@ -34,13 +33,8 @@ def prompt_name_for(base: str, lang: str) -> str:
 
 
 def registry_reachable(settings: Settings) -> bool:
-    uri = settings.tracking_uri
-    if not uri.startswith("http"):
-        return True
-    try:
-        return httpx.get(uri.rstrip("/") + "/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    """The registry lives in the tracking server."""
+    return tracking_reachable(settings)
 
 
 def push_default_prompts(

@@ -10,7 +10,7 @@ import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.stack._manager import check_health
+from flywheel.stack._manager import tracking_reachable
 from flywheel.stack._services import find_gguf
 
 __all__ = ["Check", "run_checks"]
@@ -44,7 +44,7 @@ def run_checks(settings: Settings) -> list[Check]:
     # tracking
     uri = settings.tracking_uri
     if uri.startswith("http"):
-        up = check_health(uri.rstrip("/") + "/health")
+        up = tracking_reachable(settings)
         checks.append(
             Check(
                 "tracking (MLflow)",
