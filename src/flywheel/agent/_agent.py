@@ -134,7 +134,8 @@ class DocsAgent:
         self.llm = llm or make_chat_model(settings, self.config)
         self._prompt_loader = prompt_loader
         self._prompts: dict[str, LoadedPrompt] = {}
-        self.identity = dict(identity or {})  # registered model name/version/alias… tagged on traces
+        self.identity = dict(identity or {})
+        self._config_tags = self.config.tags()  # the config is fixed for the agent's life: tag it once  # registered model name/version/alias… tagged on traces
         # conversation memory: thread id → its human/assistant turns (a bounded LRU; a LangGraph
         # checkpointer cost ~4 ms per request for the same effect)
         self._threads: OrderedDict[str, list[BaseMessage]] = OrderedDict()
@@ -351,7 +352,7 @@ class DocsAgent:
                             "mlflow.trace.user": user_id or "anonymous",
                         },
                         tags={
-                            **self.config.tags(),
+                            **self._config_tags,
                             **self.identity,
                             **(tags or {}),
                             "thread_id": thread_id,

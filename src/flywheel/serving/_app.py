@@ -90,8 +90,8 @@ class _Slots:
         self.sem = asyncio.Semaphore(limits.max_concurrency)
         self.waiting = 0
 
-    @contextlib.asynccontextmanager
-    async def slot(self, request_id: str) -> AsyncIterator[None]:
+    async def acquire(self, request_id: str) -> None:
+        """Take a slot, waiting in the bounded queue: 429 when the queue is full, 503 on timeout."""
         if self.sem.locked() and self.waiting >= self.limits.max_queue:
             raise _Reject(429, "too many requests are waiting; retry later", request_id)
         self.waiting += 1
@@ -101,10 +101,17 @@ class _Slots:
             raise _Reject(503, "no free slot in time; retry later", request_id) from exc
         finally:
             self.waiting -= 1
+
+    def release(self) -> None:
+        self.sem.release()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, request_id: str) -> AsyncIterator[None]:
+        await self.acquire(request_id)
         try:
             yield
         finally:
-            self.sem.release()
+            self.release()
 
 
 class _Reject(Exception):
@@ -325,7 +332,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             yield writer.fail(f"the agent did not finish within {limits.request_timeout:.0f} s")
         finally:
             cancelled.set()  # the worker thread stops at its next event
-            slots.sem.release()
+            slots.release()
             del worker
 
     async def responses(request: Request) -> Any:
@@ -333,16 +340,9 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         request_id = request.state.request_id
         if not req.stream:
             return JSONResponse(await _invoke(req, request_id), headers={"X-Request-ID": request_id})
-        # take the slot before answering 200, so a full server answers 429/503 and not a broken stream
-        if slots.sem.locked() and slots.waiting >= limits.max_queue:
-            raise _Reject(429, "too many requests are waiting; retry later", request_id)
-        try:
-            slots.waiting += 1
-            await asyncio.wait_for(slots.sem.acquire(), timeout=limits.queue_timeout)
-        except TimeoutError as exc:
-            raise _Reject(503, "no free slot in time; retry later", request_id) from exc
-        finally:
-            slots.waiting -= 1
+        # take the slot before answering 200, so a full server answers 429/503 and not a broken stream;
+        # the stream releases it when it ends
+        await slots.acquire(request_id)
         return StreamingResponse(
             _stream(req, request_id),
             media_type="text/event-stream",
