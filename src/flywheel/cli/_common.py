@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import TYPE_CHECKING
+
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from flywheel.config import Settings, load_settings
 
-__all__ = ["console", "err_console", "settings"]
+if TYPE_CHECKING:
+    from flywheel.agent import AgentConfig
+
+__all__ = ["agent_config", "console", "err_console", "progress_bar", "quiet_mlflow", "settings"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -14,3 +29,48 @@ err_console = Console(stderr=True, highlight=False)
 
 def settings() -> Settings:
     return load_settings()
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO chatter (run links, flush notices) is noise on a command line."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def progress_bar(label: str, eta: bool = False) -> Progress:
+    """The bar long commands share: label, bar, done/total, elapsed (and remaining), current item."""
+    columns = [TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, TextColumn("{task.description}"), console=console, transient=True)
+
+
+def agent_config(sets: list[str] | None) -> AgentConfig:
+    """An AgentConfig from --set KEY=VALUE options (values parsed as JSON when they are JSON)."""
+    from pydantic import ValidationError
+
+    from flywheel.agent import AgentConfig
+    from flywheel.errors import InputError
+
+    values: dict[str, object] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(
+                detail=f"--set {item!r} is not KEY=VALUE",
+                why="Each --set overrides one AgentConfig field.",
+                fix="For example: --set top_k=8 --set policy=react",
+            )
+        try:
+            values[key.strip()] = json.loads(value)
+        except ValueError:
+            values[key.strip()] = value
+    try:
+        return AgentConfig(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:  # a user mistake, not a bug
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise InputError(
+            detail=f"--set {field}: {err['msg']}",
+            why="Each --set must name an AgentConfig field and give it a valid value.",
+            fix="For example: --set top_k=8 --set policy=react (the fields are listed in docs/agent.md)",
+        ) from exc

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flywheel.cli._common import console, settings
+from flywheel.cli._common import console, quiet_mlflow, settings
 
 app = typer.Typer()
 
@@ -38,7 +38,7 @@ def ask(
             fix="Use --policy retrieve_first or --policy react.",
         )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_mlflow()
     cfg = settings()
     traced = setup_tracing(cfg)
     agent = DocsAgent(cfg, AgentConfig(policy=policy, top_k=top_k))  # type: ignore[arg-type]

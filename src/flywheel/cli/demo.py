@@ -6,7 +6,7 @@ import time
 
 from rich.panel import Panel
 
-from flywheel.cli._common import console, settings
+from flywheel.cli._common import console, quiet_mlflow, settings
 from flywheel.stack import Stack
 
 
@@ -61,11 +61,10 @@ def demo() -> None:
     )
 
     _step(4, "ask the QA agent (every answer is an MLflow trace)")
-    import logging
 
     from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_mlflow()
     setup_tracing(cfg)
     agent = DocsAgent(cfg, AgentConfig(max_tokens=160), kb=kb)
     for question in (

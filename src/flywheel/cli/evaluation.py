@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from flywheel.cli._common import console, settings
+from flywheel.cli._common import agent_config, console, progress_bar, quiet_mlflow, settings
 
 app = typer.Typer(
     help="Evaluate an agent on a golden dataset (run with options), or compare two evaluations.",
@@ -84,8 +75,6 @@ def evaluate(
     """
     if ctx.invoked_subcommand:
         return
-    from flywheel.agent import AgentConfig
-    from flywheel.cli.registry import _parse_sets
     from flywheel.evaluation import (
         DEFAULT_SCORERS,
         EvalOptions,
@@ -99,13 +88,13 @@ def evaluate(
     )
     from flywheel.knowledge import get_embedder
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_mlflow()
     cfg = settings()
     limits = _thresholds(fail_under)
     ds = load_dataset(dataset)
     scorers = [make_scorer(s) for s in (scorer or DEFAULT_SCORERS)]
     with console.status(f"Preparing target {target}…"):
-        tgt = make_target(target, cfg, AgentConfig(**_parse_sets(set_)) if set_ else None)  # type: ignore[arg-type]
+        tgt = make_target(target, cfg, agent_config(set_) if set_ else None)
         embedder = get_embedder(cfg)
     context = ScorerContext(embed=embedder.embed_documents, judge=make_judge(cfg))
     counts = ", ".join(f"{k} {v}" for k, v in ds.counts().items())
@@ -113,16 +102,7 @@ def evaluate(
         f"dataset [bold]{ds.name}[/] ({len(ds.items)} items: {counts}; digest {ds.digest}) → target "
         f"[bold]{target}[/] · judge: {cfg.judge_model if context.judge else 'none (local scorers)'}"
     )
-    with Progress(
-        TextColumn("[bold]eval[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("eval", eta=True) as bar:
         task = bar.add_task("", total=len(ds.items))
 
         def progress(done: int, total: int, item) -> None:  # type: ignore[no-untyped-def]

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flywheel.cli._common import console, settings
+from flywheel.cli._common import console, progress_bar, settings
 
 app = typer.Typer()
 
@@ -37,15 +36,7 @@ def ingest(
     from flywheel.knowledge import ingest as run_ingest
 
     cfg = settings()
-    with Progress(
-        TextColumn("[bold]ingest[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("ingest") as bar:
         task = bar.add_task("loading the embedding model…", total=None)
 
         def progress(name: str, done: int, total: int) -> None:

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from flywheel.cli._common import console, settings
+from flywheel.cli._common import agent_config, console, quiet_mlflow, settings
 
 app = typer.Typer()
 prompts_app = typer.Typer(
     help="System prompts in the MLflow prompt registry (push, list, alias).", no_args_is_help=True
 )
-
-
-def _quiet() -> None:
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
-def _parse_sets(sets: list[str] | None) -> dict[str, object]:
-    from flywheel.errors import InputError
-
-    out: dict[str, object] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(
-                detail=f"--set {item!r} is not KEY=VALUE",
-                why="Each --set overrides one AgentConfig field.",
-                fix="For example: --set top_k=8 --set policy=react",
-            )
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
 
 
 @app.command("log-model")
@@ -64,18 +39,13 @@ def log_model(
       flywheel log-model
       flywheel log-model --alias champion --set top_k=8
     """
-    from flywheel.agent import AgentConfig
-    from flywheel.errors import ConfigError
     from flywheel.registry import log_agent, verify
 
-    _quiet()
+    quiet_mlflow()
     cfg = settings()
-    try:
-        agent_config = AgentConfig(**_parse_sets(set_))  # type: ignore[arg-type]
-    except Exception as exc:
-        raise ConfigError(name="--set", detail=str(exc).splitlines()[0]) from exc
+    config = agent_config(set_)
     with console.status("Logging and registering the agent…"):
-        logged = log_agent(cfg, agent_config, name=name, alias=alias or None)
+        logged = log_agent(cfg, config, name=name, alias=alias or None)
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_row("registered model", f"{logged.name} version {logged.version}")
     table.add_row("aliases", ", ".join(logged.aliases) or "-")
@@ -122,7 +92,7 @@ def prompts_push(
     """
     from flywheel.registry import push_default_prompts, require_registry
 
-    _quiet()
+    quiet_mlflow()
     cfg = settings()
     require_registry(cfg)
     for prompt, version in push_default_prompts(cfg, name, alias):
@@ -138,7 +108,7 @@ def prompts_list() -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    _quiet()
+    quiet_mlflow()
     cfg = settings()
     mlflow.set_tracking_uri(cfg.tracking_uri)
     table = Table(box=None, pad_edge=False)
