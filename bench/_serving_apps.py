@@ -108,7 +108,8 @@ def agent_app(llm_url: str, tracking_uri: str, real_kb: bool) -> FastAPI:
     settings = load_settings(
         llm_base_url=llm_url, mlflow_tracking_uri=tracking_uri, experiment="bench-serving"
     )
-    setup_tracing(settings)
+    if settings.serve_trace:
+        setup_tracing(settings, export=settings.serve_trace_export)
     kb = None if real_kb else StubKnowledgeBase(settings)
     agent = DocsAgent(settings, AgentConfig(), kb=kb)  # type: ignore[arg-type]
     return build_app(

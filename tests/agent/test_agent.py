@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,13 @@ def test_open_url_tool_refuses_loopback(kb: KnowledgeBase) -> None:
     open_url = next(t for t in build_tools(ctx) if t.name == "open_url")
     out = open_url.invoke({"url": "http://127.0.0.1:5000/"})
     assert out.startswith("Could not open") and "non-public" in out
+
+
+def test_config_identity_is_one_digest_not_a_tag_per_field() -> None:
+    a, b = AgentConfig(), AgentConfig(top_k=7)
+    tags = a.tags()
+    assert set(tags) == {"agent.config", "agent.config_digest", "agent.policy"}
+    assert json.loads(tags["agent.config"])["top_k"] == 5
+    assert tags["agent.config_digest"] == AgentConfig().tags()["agent.config_digest"]  # stable
+    assert tags["agent.config_digest"] != b.tags()["agent.config_digest"]
+    assert a.params()["agent.top_k"] == "5" and "agent.system_prompt" not in a.params()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,8 @@ def served(stack: Settings) -> Iterator[tuple[Settings, dict]]:
         Stack(settings).down(["agent"])
 
 
-def _exported_tags(trace_id: str, timeout: float = 30.0) -> dict[str, str]:
-    """The server exports traces asynchronously: wait until this one has arrived whole."""
+def _exported(trace_id: str, timeout: float = 30.0) -> Any:
+    """The server exports traces in batches (OTLP): wait until this one has arrived whole."""
     import time
 
     import mlflow
@@ -42,9 +43,9 @@ def _exported_tags(trace_id: str, timeout: float = 30.0) -> dict[str, str]:
     while True:
         trace = mlflow.get_trace(trace_id)
         if trace is not None and "prompt.version" in trace.info.tags:
-            return trace.info.tags
+            return trace
         if time.monotonic() > deadline:
-            return trace.info.tags if trace else {}
+            return trace
         time.sleep(0.5)
 
 
@@ -71,7 +72,16 @@ def test_openai_sdk_against_the_served_alias_and_traces_carry_versions(served: t
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     for trace_id in (created.metadata["trace_id"], final.metadata["trace_id"]):
-        tags = _exported_tags(trace_id)
+        trace = _exported(trace_id)
+        assert trace is not None, f"trace {trace_id} never reached the tracking server"
+        tags = trace.info.tags
+        # the whole trace came through the OTLP path: every span, the session and the user
+        names = {sp.name for sp in trace.data.spans}
+        assert names >= {"docs_qa_agent", "guardrail", "doc_search", "llm"}, (names, tags, trace.info)
+        assert trace.info.state.value == "OK"
+        assert trace.info.trace_metadata.get("mlflow.trace.user") == "anonymous"
+        assert trace.info.trace_metadata.get("mlflow.trace.session")
+        assert tags["agent.config_digest"] and tags["agent.policy"] == "retrieve_first"
         assert tags["registered_model.name"] == NAME
         assert tags["registered_model.version"] == str(info["logged"].version)
         assert tags["registered_model.alias"] == "challenger"
@@ -147,7 +157,7 @@ def test_chat_page_in_a_real_browser(served: tuple[Settings, dict]) -> None:
         browser.close()
 
     mlflow.set_tracking_uri(settings.tracking_uri)
-    _exported_tags(trace_id)
+    _exported(trace_id)
     assessments = mlflow.get_trace(trace_id).info.assessments
     human = [a for a in assessments if a.name == "user_feedback"]
     assert human and human[0].feedback.value is False

@@ -61,6 +61,10 @@ def test_up_serves_mlflow_and_llm_then_down_leaves_nothing(tmp_path: Path) -> No
         assert {r["name"] for r in records} == {"mlflow", "llm", "milvus"}
         pids = [r["pid"] for r in records]
         children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
+        # trace ingest is background work: the tracking server (and its worker) run at lower priority
+        mlflow_pid = next(r["pid"] for r in records if r["name"] == "mlflow")
+        assert {p.nice() for p in [psutil.Process(mlflow_pid), *psutil.Process(mlflow_pid).children()]} == {5}
+        assert all(psutil.Process(r["pid"]).nice() == 0 for r in records if r["name"] != "mlflow")
 
         # `up` again is a no-op: same PIDs, no duplicates
         again = _flywheel(["up"], env)

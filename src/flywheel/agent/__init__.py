@@ -5,7 +5,7 @@ from flywheel.agent._config import AgentConfig, Policy
 from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
 from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
-from flywheel.agent._tracing import setup_tracing, tracing_enabled
+from flywheel.agent._tracing import flush_traces, setup_tracing, tracing_enabled
 
 __all__ = [
     "ABSTAIN",
@@ -23,6 +23,7 @@ __all__ = [
     "Verdict",
     "build_tools",
     "detect_language",
+    "flush_traces",
     "make_chat_model",
     "register_rule",
     "register_tool",

@@ -35,7 +35,7 @@ from flywheel.agent._prompts import (
     format_context,
 )
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
-from flywheel.agent._tracing import span, tracing_enabled
+from flywheel.agent._tracing import set_trace_identity, span, tracing_enabled
 from flywheel.config import Settings
 from flywheel.knowledge import KnowledgeBase
 
@@ -86,13 +86,12 @@ class AgentAnswer:
 
 def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
     """An OpenAI-compatible chat model: the embedded llama.cpp server, OpenAI, vLLM, a gateway…"""
-    from langchain_openai import ChatOpenAI
+    from flywheel.agent._llm import OpenAICompatibleChat
 
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-    return ChatOpenAI(
+    return OpenAICompatibleChat(
         model=config.model or settings.llm_model,
         base_url=config.base_url or settings.llm_url,
-        api_key=key,
+        api_key=settings.openai_api_key,
         temperature=config.temperature,
         max_tokens=config.max_tokens,
         frequency_penalty=config.frequency_penalty,
@@ -135,7 +134,9 @@ class DocsAgent:
         self._prompt_loader = prompt_loader
         self._prompts: dict[str, LoadedPrompt] = {}
         self.identity = dict(identity or {})
-        self._config_tags = self.config.tags()  # the config is fixed for the agent's life: tag it once  # registered model name/version/alias… tagged on traces
+        # the config is fixed for the agent's life: its trace identity is computed once
+        self._config_tags = self.config.tags()
+        self._config_json = self._config_tags.pop("agent.config")
         # conversation memory: thread id → its human/assistant turns (a bounded LRU; a LangGraph
         # checkpointer cost ~4 ms per request for the same effect)
         self._threads: OrderedDict[str, list[BaseMessage]] = OrderedDict()
@@ -344,20 +345,13 @@ class DocsAgent:
                 prompt = self.prompt(lang)
                 self._remember(thread_id, question, result.answer)
                 if tracing_enabled():
-                    import mlflow
-
-                    mlflow.update_current_trace(
-                        metadata={
-                            "mlflow.trace.session": session_id or thread_id,
-                            "mlflow.trace.user": user_id or "anonymous",
-                        },
-                        tags={
+                    set_trace_identity(
+                        root,
+                        {
                             **self._config_tags,
                             **self.identity,
                             **(tags or {}),
-                            "thread_id": thread_id,
                             "llm.model": self.config.model or self.settings.llm_model,
-                            "llm.base_url": self.config.base_url or self.settings.llm_url,
                             "prompt.name": prompt.name,
                             "prompt.version": prompt.version,
                             "agent.outcome": "refused"
@@ -366,8 +360,17 @@ class DocsAgent:
                             if result.abstained
                             else "answered",
                         },
+                        session_id=session_id or thread_id,
+                        user_id=user_id,
                     )
                 result.prompt = f"{prompt.name}@{prompt.version}"
+                root.set_attributes(  # details, not worth a tag each (every tag is a DB row per trace)
+                    {
+                        "llm.base_url": self.config.base_url or self.settings.llm_url,
+                        "agent.config": self._config_json,
+                        "thread_id": thread_id,
+                    }
+                )
                 root.set_outputs(
                     {
                         "answer": result.answer,

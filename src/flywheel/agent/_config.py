@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -41,5 +42,17 @@ class AgentConfig(BaseModel):
     timeout: float = Field(120.0, gt=0)
 
     def tags(self) -> dict[str, str]:
-        """Flat string tags for traces and runs."""
+        """What identifies the config on a trace: the whole config as JSON (``agent.config``, kept on
+        the root span), its digest (traces of one config group by ``agent.config_digest``) and the
+        policy. One trace tag per field would cost the tracking server a database merge per field per
+        trace — most of its ingest time."""
+        config = self.model_dump_json(exclude={"system_prompt"})
+        return {
+            "agent.config": config,
+            "agent.config_digest": hashlib.sha256(config.encode()).hexdigest()[:12],
+            "agent.policy": self.policy,
+        }
+
+    def params(self) -> dict[str, str]:
+        """Flat string parameters (one per field) for MLflow runs."""
         return {f"agent.{k}": str(v) for k, v in self.model_dump(exclude={"system_prompt"}).items()}

@@ -11,7 +11,7 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     serve_timeout: float = Field(180.0, gt=0)
     serve_max_body_bytes: int = Field(64 * 1024, ge=1024)
     serve_trace: bool = True
+    # otlp: spans go to the tracking server's OTLP endpoint (/v1/traces) in batches, a few ms of CPU
+    # per trace on both sides; mlflow: MLflow's own exporter, one REST round of calls per trace
+    # (~70 ms of tracking-server CPU per trace on SQLite: it falls behind above ~15 requests/s)
+    serve_trace_export: Literal["otlp", "mlflow"] = "otlp"
 
     # -- evaluation: an LLM judge (any OpenAI-compatible endpoint or the gateway); unset: local scorers
     judge_base_url: str | None = None
@@ -153,6 +157,7 @@ class Settings(BaseSettings):
         "serve_max_queue",
         "serve_timeout",
         "serve_max_body_bytes",
+        "serve_trace_export",
         "mlflow_tracking_uri",
         "llm_base_url",
         "milvus_uri",

@@ -46,15 +46,13 @@ class AgentTarget:
     ) -> None:
         from flywheel.serving import load_agent
 
-        loaded = load_agent(settings, model_uri, config)
+        # MLflow's own exporter: assessments are logged on each trace right after it is written
+        loaded = load_agent(settings, model_uri, config, trace_export="mlflow")
         self.agent = loaded.agent
         self.spec = model_uri or "local"
         self.identity = {
             **loaded.identity,
-            **{
-                f"agent.{k}": str(v)
-                for k, v in self.agent.config.model_dump(exclude={"system_prompt"}).items()
-            },
+            **self.agent.config.params(),
         }
         self.model = self.agent.config.model or settings.llm_model
         self.trace_tags: dict[str, str] = {

@@ -358,9 +358,11 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         import mlflow
         from mlflow.entities import AssessmentSource
 
+        from flywheel.agent import flush_traces
+
         def log() -> Any:
             # traces are exported asynchronously: the rated answer's trace may still be on its way
-            mlflow.flush_trace_async_logging()
+            flush_traces()
             for attempt in range(20):
                 try:
                     return mlflow.log_feedback(

@@ -49,13 +49,19 @@ def _resolve(uri: str, settings: Settings) -> dict[str, str]:
 
 
 def load_agent(
-    settings: Settings, model_uri: str | None = None, config: AgentConfig | None = None, **agent_kwargs: Any
+    settings: Settings,
+    model_uri: str | None = None,
+    config: AgentConfig | None = None,
+    *,
+    trace_export: str | None = None,
+    **agent_kwargs: Any,
 ) -> LoadedAgent:
-    """Load the agent to serve; tracing is set up first so every request is a trace."""
+    """Load the agent to serve; tracing is set up first so every request is a trace (exported the
+    server's way, ``serve_trace_export``, unless ``trace_export`` says otherwise)."""
     from flywheel.registry import prompt_loader
 
     if settings.serve_trace:
-        setup_tracing(settings)
+        setup_tracing(settings, export=trace_export or settings.serve_trace_export)
     if model_uri:
         import mlflow
 

@@ -112,6 +112,7 @@ class Stack:
                 spec.env,
                 self.log_file(spec.name),
                 cwd=Path(spec.cwd) if spec.cwd else self.data,
+                nice=spec.nice,
             )
             ProcessRecord(
                 name=spec.name,

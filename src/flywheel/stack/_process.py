@@ -48,8 +48,11 @@ def is_alive(record: ProcessRecord) -> bool:
         return False
 
 
-def spawn(name: str, command: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> psutil.Process:
-    """Start ``command`` in its own session (so its children can be stopped with it)."""
+def spawn(
+    name: str, command: list[str], env: dict[str, str], log_path: Path, cwd: Path, nice: int = 0
+) -> psutil.Process:
+    """Start ``command`` in its own session (so its children can be stopped with it), ``nice`` steps
+    below normal CPU priority (inherited by the processes it starts)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(
@@ -64,6 +67,7 @@ def spawn(name: str, command: list[str], env: dict[str, str], log_path: Path, cw
             env={**os.environ, **env},
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None,
         )
     return psutil.Process(proc.pid)
 

@@ -40,6 +40,7 @@ class ServiceSpec:
     ui_path: str = "/"
     on_demand: bool = False  # started only when named (`flywheel up agent`, `flywheel serve --detach`)
     cwd: str | None = None  # working folder of the process (default: the data folder)
+    nice: int = 0  # CPU priority below the default (0), for background work
 
     @property
     def url(self) -> str:
@@ -103,6 +104,9 @@ def _mlflow(settings: Settings) -> ServiceSpec | None:
         ],
         # Lean: one worker, no job runner, no telemetry (defaults start 16 processes, ~3 GB RSS).
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        # Trace ingest is background work: under load the agent server and the LLM come first, the
+        # tracking server catches up from the exporters' queues (bench/serving.py).
+        nice=5,
         health_path="/health",
         port_env_key="FLYWHEEL_MLFLOW_PORT",
         description="MLflow tracking server (SQLite): traces, runs, registry, prompts, datasets",

@@ -1,0 +1,323 @@
+"""A lean chat model for any OpenAI-compatible ``/chat/completions`` endpoint.
+
+The embedded llama.cpp server, OpenAI, vLLM, Ollama, the flywheel gateway: they all speak the same
+JSON. This LangChain chat model talks it over one keep-alive httpx client, with no SDK in between —
+on the agent server's hot path the OpenAI SDK's request building and response parsing cost ~1.6 ms
+of CPU per call, three times the HTTP round trip itself (bench/serving.py). It supports what the
+agent uses: invoke, token streaming (so LangGraph's ``messages`` stream mode sees tokens), tool
+calling (``bind_tools``), token usage, sync and async. Failures become flywheel errors that say
+which endpoint failed and how to fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import httpx
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, PrivateAttr, SecretStr
+
+from flywheel.errors import ServiceError, ServiceUnavailableError
+
+__all__ = ["OpenAICompatibleChat", "to_openai_messages"]
+
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages → the OpenAI chat format."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            out.append({"role": "system", "content": m.content})
+        elif isinstance(m, HumanMessage):
+            out.append({"role": "user", "content": m.content})
+        elif isinstance(m, AIMessage):
+            msg: dict[str, Any] = {"role": "assistant", "content": m.content or ""}
+            if m.tool_calls:
+                msg["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
+                    }
+                    for c in m.tool_calls
+                ]
+            out.append(msg)
+        elif isinstance(m, ToolMessage):
+            out.append({"role": "tool", "content": str(m.content), "tool_call_id": m.tool_call_id})
+        else:
+            out.append({"role": m.type, "content": m.content})
+    return out
+
+
+def _usage(raw: dict[str, Any] | None) -> dict[str, int] | None:
+    if not raw:
+        return None
+    i, o = int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0)
+    return {"input_tokens": i, "output_tokens": o, "total_tokens": int(raw.get("total_tokens") or i + o)}
+
+
+def _tool_calls(raw: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    calls = []
+    for c in raw or []:
+        fn = c.get("function") or {}
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except ValueError:
+            args = {"__raw__": fn.get("arguments")}
+        calls.append({"name": fn.get("name", ""), "args": args, "id": c.get("id") or "", "type": "tool_call"})
+    return calls
+
+
+class OpenAICompatibleChat(BaseChatModel):
+    """Chat completions over plain HTTP; see the module docstring."""
+
+    model: str
+    base_url: str
+    api_key: SecretStr | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    frequency_penalty: float | None = None
+    timeout: float = 120.0
+    max_retries: int = 1
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _client: httpx.Client | None = PrivateAttr(default=None)
+    _aclients: dict[int, httpx.AsyncClient] = PrivateAttr(default_factory=dict)
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-compatible"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "base_url": self.base_url}
+
+    # -- HTTP plumbing
+    def _headers(self) -> dict[str, str]:
+        key = self.api_key.get_secret_value() if self.api_key else ""
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.base_url.rstrip("/"), headers=self._headers(), timeout=self.timeout
+            )
+        return self._client
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        loop = id(asyncio.get_running_loop())  # an AsyncClient belongs to one event loop
+        if loop not in self._aclients:
+            self._aclients[loop] = httpx.AsyncClient(
+                base_url=self.base_url.rstrip("/"),
+                headers=self._headers(),
+                timeout=self.timeout,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            )
+        return self._aclients[loop]
+
+    def _body(self, messages: list[BaseMessage], stop: list[str] | None, stream: bool, **kw: Any) -> dict:
+        body: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(messages)}
+        for key in ("temperature", "max_tokens", "frequency_penalty"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
+        if stop:
+            body["stop"] = stop
+        if kw.get("tools"):
+            body["tools"] = kw["tools"]
+            if kw.get("tool_choice"):
+                body["tool_choice"] = kw["tool_choice"]
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            service="the LLM",
+            url=self.base_url,
+            detail=f"{type(exc).__name__}: {exc}".rstrip(": "),
+            env_key="LLM_BASE_URL",
+        )
+
+    def _failed(self, resp: httpx.Response) -> ServiceError:
+        try:
+            text = resp.read().decode("utf-8", "replace")
+        except httpx.HTTPError:
+            text = ""
+        return ServiceError(
+            what=f"The LLM at {self.base_url} answered HTTP {resp.status_code} for model {self.model!r}.",
+            why=text[:300] or resp.reason_phrase,
+            fix="Check LLM_MODEL, LLM_BASE_URL and the API key (OPENAI_API_KEY); `flywheel doctor` "
+            "checks the embedded LLM.",
+        )
+
+    def _post(self, body: dict) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self.client.post("/chat/completions", json=body)
+            except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+                if attempt < self.max_retries:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise self._unreachable(exc) from exc
+            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            if resp.status_code >= 400:
+                raise self._failed(resp)
+            return resp.json()  # type: ignore[no-any-return]
+        raise AssertionError("unreachable")
+
+    async def _apost(self, body: dict) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = await self.aclient.post("/chat/completions", json=body)
+            except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+                if attempt < self.max_retries:
+                    await asyncio.sleep(0.5 * (attempt + 1))
+                    continue
+                raise self._unreachable(exc) from exc
+            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            if resp.status_code >= 400:
+                raise self._failed(resp)
+            return resp.json()  # type: ignore[no-any-return]
+        raise AssertionError("unreachable")
+
+    # -- results
+    def _result(self, data: dict[str, Any]) -> ChatResult:
+        choice = (data.get("choices") or [{}])[0]
+        msg = choice.get("message") or {}
+        message = AIMessage(
+            content=msg.get("content") or "",
+            tool_calls=_tool_calls(msg.get("tool_calls")),
+            usage_metadata=_usage(data.get("usage")),  # type: ignore[arg-type]
+            response_metadata={
+                "model_name": data.get("model", self.model),
+                "finish_reason": choice.get("finish_reason"),
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    @staticmethod
+    def _chunk(data: dict[str, Any]) -> ChatGenerationChunk | None:
+        usage = _usage(data.get("usage"))
+        choices = data.get("choices") or []
+        delta = (choices[0].get("delta") or {}) if choices else {}
+        text = delta.get("content") or ""
+        calls = [
+            {
+                "name": (c.get("function") or {}).get("name"),
+                "args": (c.get("function") or {}).get("arguments"),
+                "id": c.get("id"),
+                "index": c.get("index"),
+                "type": "tool_call_chunk",
+            }
+            for c in delta.get("tool_calls") or []
+        ]
+        if not text and not calls and not usage:
+            return None
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content=text,
+                tool_call_chunks=calls,  # type: ignore[arg-type]
+                usage_metadata=usage,  # type: ignore[arg-type]
+            )
+        )
+
+    # -- LangChain entry points
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._result(self._post(self._body(messages, stop, False, **kwargs)))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._result(await self._apost(self._body(messages, stop, False, **kwargs)))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        body = self._body(messages, stop, True, **kwargs)
+        try:
+            with self.client.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    raise self._failed(resp)
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    chunk = self._chunk(json.loads(payload))
+                    if chunk is None:
+                        continue
+                    if run_manager and chunk.text:
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            raise self._unreachable(exc) from exc
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        body = self._body(messages, stop, True, **kwargs)
+        try:
+            async with self.aclient.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise self._failed(resp)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    chunk = self._chunk(json.loads(payload))
+                    if chunk is None:
+                        continue
+                    if run_manager and chunk.text:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            raise self._unreachable(exc) from exc
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)

@@ -1,0 +1,172 @@
+"""The lean OpenAI-compatible chat model against a scripted server on a real socket: invoke, token
+streaming, tool calls, usage, retry on 5xx, and clear errors for a refused key or a dead endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+
+from flywheel.agent._llm import OpenAICompatibleChat, to_openai_messages
+from flywheel.errors import ServiceError, ServiceUnavailableError
+from tests.conftest import free_port
+
+
+class _Script:
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, Any]] = []  # (status, JSON body | list of SSE payloads)
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+
+
+@pytest.fixture
+def llm_server() -> Iterator[tuple[str, _Script]]:
+    script = _Script()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None: ...
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            script.requests.append(body)
+            script.headers.append(dict(self.headers))
+            status, reply = script.replies.pop(0)
+            if isinstance(reply, list):  # a stream
+                self.send_response(status)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for payload in [*reply, "[DONE]"]:
+                    data = payload if isinstance(payload, str) else json.dumps(payload)
+                    self.wfile.write(f"data: {data}\n\n".encode())
+                return
+            raw = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
+    finally:
+        server.shutdown()
+
+
+def _completion(content: str = "", tool_calls: list | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        msg["tool_calls"] = tool_calls
+    return {
+        "model": "m",
+        "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    }
+
+
+def _model(url: str, **kw: Any) -> OpenAICompatibleChat:
+    return OpenAICompatibleChat(model="m", base_url=url, max_tokens=64, temperature=0.1, **kw)
+
+
+def test_invoke_sends_the_openai_body_and_reads_text_and_usage(llm_server: tuple[str, _Script]) -> None:
+    url, script = llm_server
+    script.replies.append((200, _completion("Port 5010 [1].")))
+    reply = _model(url, api_key="sk-test").invoke([SystemMessage("be brief"), HumanMessage("port?")])
+    assert reply.content == "Port 5010 [1]."
+    assert reply.usage_metadata == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
+    body = script.requests[0]
+    assert body["model"] == "m" and body["max_tokens"] == 64 and body["temperature"] == 0.1
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "port?"},
+    ]
+    assert script.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_stream_yields_tokens_and_usage(llm_server: tuple[str, _Script]) -> None:
+    url, script = llm_server
+    chunks = [{"choices": [{"delta": {"content": t}}]} for t in ("Port ", "5010", ".")]
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}})
+    script.replies.append((200, chunks))
+    parts = list(_model(url).stream([HumanMessage("port?")]))
+    assert "".join(str(p.content) for p in parts) == "Port 5010."
+    assert script.requests[0]["stream"] is True
+    assert sum((p.usage_metadata or {}).get("output_tokens", 0) for p in parts) == 3
+
+
+def test_async_invoke_and_stream(llm_server: tuple[str, _Script]) -> None:
+    url, script = llm_server
+    script.replies.append((200, _completion("async ok")))
+    script.replies.append(
+        (200, [{"choices": [{"delta": {"content": "a"}}]}, {"choices": [{"delta": {"content": "b"}}]}])
+    )
+    model = _model(url)
+
+    async def go() -> tuple[str, str]:
+        one = await model.ainvoke([HumanMessage("x")])
+        two = "".join([str(c.content) async for c in model.astream([HumanMessage("y")])])
+        return str(one.content), two
+
+    assert asyncio.run(go()) == ("async ok", "ab")
+
+
+def test_tool_calls_round_trip(llm_server: tuple[str, _Script]) -> None:
+    url, script = llm_server
+
+    @tool
+    def doc_search(query: str) -> str:
+        """Search the docs."""
+        return query
+
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "doc_search", "arguments": '{"query": "ports"}'},
+    }
+    script.replies.append((200, _completion(tool_calls=[call])))
+    reply = _model(url).bind_tools([doc_search]).invoke([HumanMessage("ports?")])
+    assert reply.tool_calls == [
+        {"name": "doc_search", "args": {"query": "ports"}, "id": "call_1", "type": "tool_call"}
+    ]
+    assert script.requests[0]["tools"][0]["function"]["name"] == "doc_search"
+    # the tool round is sent back in the OpenAI format
+    history = [HumanMessage("ports?"), reply, ToolMessage("5010", tool_call_id="call_1")]
+    sent = to_openai_messages(history)
+    assert sent[1]["tool_calls"][0]["function"] == {"name": "doc_search", "arguments": '{"query": "ports"}'}
+    assert sent[2] == {"role": "tool", "content": "5010", "tool_call_id": "call_1"}
+
+
+def test_a_5xx_is_retried_once(llm_server: tuple[str, _Script]) -> None:
+    url, script = llm_server
+    script.replies += [(503, {"error": "loading model"}), (200, _completion("after retry"))]
+    assert _model(url).invoke([HumanMessage("x")]).content == "after retry"
+    assert len(script.requests) == 2
+
+
+def test_a_refused_request_says_which_endpoint_and_what_to_check(llm_server: tuple[str, _Script]) -> None:
+    url, script = llm_server
+    script.replies.append((401, {"error": {"message": "invalid api key"}}))
+    with pytest.raises(ServiceError) as err:
+        _model(url).invoke([HumanMessage("x")])
+    text = err.value.render("en")
+    assert "HTTP 401" in text and url in text and "invalid api key" in text and "OPENAI_API_KEY" in text
+
+
+def test_a_dead_endpoint_is_a_service_unavailable_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(ServiceUnavailableError) as err:
+        _model(url, max_retries=0).invoke([HumanMessage("x")])
+    assert "LLM_BASE_URL" in err.value.render("en") and "flywheel up" in err.value.render("en")
+
+
+def test_ai_message_without_tool_calls_is_plain() -> None:
+    assert to_openai_messages([AIMessage("hi")]) == [{"role": "assistant", "content": "hi"}]
