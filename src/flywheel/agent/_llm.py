@@ -37,6 +37,8 @@ from flywheel.errors import ServiceError, ServiceUnavailableError
 __all__ = ["OpenAICompatibleChat", "to_openai_messages"]
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+TRANSIENT = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
+_DONE = object()  # the end of a server-sent event stream
 
 
 def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -170,38 +172,45 @@ class OpenAICompatibleChat(BaseChatModel):
             "checks the embedded LLM.",
         )
 
+    def _outcome(self, attempt: int, resp: httpx.Response | None, exc: Exception | None) -> float | None:
+        """After one attempt: seconds to wait before retrying, or None when ``resp`` is the answer.
+        Raises the flywheel error when the attempt failed for good."""
+        retry = attempt < self.max_retries
+        if exc is not None:
+            if retry:
+                return 0.5 * (attempt + 1)
+            raise self._unreachable(exc) from exc
+        assert resp is not None
+        if resp.status_code in RETRY_STATUSES and retry:
+            return 0.5 * (attempt + 1)
+        if resp.status_code >= 400:
+            raise self._failed(resp)
+        return None
+
     def _post(self, body: dict) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
+            resp, exc = None, None
             try:
                 resp = self.client.post("/chat/completions", json=body)
-            except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
-                if attempt < self.max_retries:
-                    time.sleep(0.5 * (attempt + 1))
-                    continue
-                raise self._unreachable(exc) from exc
-            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                time.sleep(0.5 * (attempt + 1))
-                continue
-            if resp.status_code >= 400:
-                raise self._failed(resp)
-            return resp.json()  # type: ignore[no-any-return]
+            except TRANSIENT as e:
+                exc = e
+            wait = self._outcome(attempt, resp, exc)
+            if wait is None:
+                return resp.json()  # type: ignore[union-attr, no-any-return]
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     async def _apost(self, body: dict) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
+            resp, exc = None, None
             try:
                 resp = await self.aclient.post("/chat/completions", json=body)
-            except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
-                if attempt < self.max_retries:
-                    await asyncio.sleep(0.5 * (attempt + 1))
-                    continue
-                raise self._unreachable(exc) from exc
-            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                await asyncio.sleep(0.5 * (attempt + 1))
-                continue
-            if resp.status_code >= 400:
-                raise self._failed(resp)
-            return resp.json()  # type: ignore[no-any-return]
+            except TRANSIENT as e:
+                exc = e
+            wait = self._outcome(attempt, resp, exc)
+            if wait is None:
+                return resp.json()  # type: ignore[union-attr, no-any-return]
+            await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
     # -- results
@@ -218,6 +227,14 @@ class OpenAICompatibleChat(BaseChatModel):
             },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    @classmethod
+    def _sse(cls, line: str) -> ChatGenerationChunk | object | None:
+        """One server-sent event line → a chunk, ``_DONE`` at the end, None for nothing to yield."""
+        if not line.startswith("data:"):
+            return None
+        payload = line[5:].strip()
+        return _DONE if payload == "[DONE]" else cls._chunk(json.loads(payload))
 
     @staticmethod
     def _chunk(data: dict[str, Any]) -> ChatGenerationChunk | None:
@@ -277,18 +294,14 @@ class OpenAICompatibleChat(BaseChatModel):
                 if resp.status_code >= 400:
                     raise self._failed(resp)
                 for line in resp.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    chunk = self._sse(line)
+                    if chunk is _DONE:
                         break
-                    chunk = self._chunk(json.loads(payload))
-                    if chunk is None:
-                        continue
-                    if run_manager and chunk.text:
-                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+                    if isinstance(chunk, ChatGenerationChunk):
+                        if run_manager and chunk.text:
+                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                        yield chunk
+        except TRANSIENT as exc:
             raise self._unreachable(exc) from exc
 
     async def _astream(
@@ -305,18 +318,14 @@ class OpenAICompatibleChat(BaseChatModel):
                     await resp.aread()
                     raise self._failed(resp)
                 async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    chunk = self._sse(line)
+                    if chunk is _DONE:
                         break
-                    chunk = self._chunk(json.loads(payload))
-                    if chunk is None:
-                        continue
-                    if run_manager and chunk.text:
-                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+                    if isinstance(chunk, ChatGenerationChunk):
+                        if run_manager and chunk.text:
+                            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                        yield chunk
+        except TRANSIENT as exc:
             raise self._unreachable(exc) from exc
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:  # type: ignore[override]
