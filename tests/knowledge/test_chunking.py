@@ -89,3 +89,11 @@ def test_html_keeps_headings_and_drops_navigation() -> None:
     assert "var x" not in doc.text and "Home | Docs" not in doc.text
     chunks = chunk_document(doc, ChunkOptions(min_chars=10))
     assert any(c.heading_path == "Data retention > Deleting" and "delete_traces" in c.text for c in chunks)
+
+
+def test_an_overlong_line_is_cut_in_place_not_ahead_of_the_lines_before_it() -> None:
+    from flywheel.knowledge._chunking import _hard_split
+
+    pieces = _hard_split("short one\nshort two\n" + "x" * 25 + "\ntail", 10)
+    assert pieces == ["short one", "short two", "x" * 10, "x" * 10, "xxxxx\ntail"]
+    assert all(len(p) <= 10 for p in pieces)

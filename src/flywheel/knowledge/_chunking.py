@@ -7,6 +7,7 @@ with the heading path repeated on every piece. Code fences are never mistaken fo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flywheel.knowledge._documents import Chunk, Document
@@ -117,35 +118,35 @@ def _sections(text: str) -> list[tuple[list[str], str]]:
 def _split_long(body: str, max_chars: int) -> list[str]:
     if len(body) <= max_chars:
         return [body]
-    pieces: list[str] = []
-    current = ""
-    for para in re.split(r"\n\s*\n", body):
-        units = [para] if len(para) <= max_chars else _hard_split(para, max_chars)
-        for unit in units:
-            if current and len(current) + len(unit) + 2 > max_chars:
-                pieces.append(current)
-                current = unit
-            else:
-                current = f"{current}\n\n{unit}" if current else unit
-    if current:
-        pieces.append(current)
-    return pieces
+    units = (
+        unit
+        for para in re.split(r"\n\s*\n", body)
+        for unit in ([para] if len(para) <= max_chars else _hard_split(para, max_chars))
+    )
+    return _pack(units, max_chars, "\n\n")
 
 
 def _hard_split(text: str, max_chars: int) -> list[str]:
-    out, current = [], ""
-    for line in text.splitlines():
-        while len(line) > max_chars:
-            out.append(line[:max_chars])
-            line = line[max_chars:]
-        if current and len(current) + len(line) + 1 > max_chars:
-            out.append(current)
-            current = line
+    """Lines packed up to ``max_chars``; a line longer than that is cut."""
+    lines = (
+        line[i : i + max_chars] for line in text.splitlines() for i in range(0, max(len(line), 1), max_chars)
+    )
+    return _pack(lines, max_chars, "\n")
+
+
+def _pack(units: Iterable[str], max_chars: int, sep: str) -> list[str]:
+    """Join consecutive units with ``sep`` into pieces of at most ``max_chars`` (greedy)."""
+    pieces: list[str] = []
+    current = ""
+    for unit in units:
+        if current and len(current) + len(unit) + len(sep) > max_chars:
+            pieces.append(current)
+            current = unit
         else:
-            current = f"{current}\n{line}" if current else line
+            current = f"{current}{sep}{unit}" if current else unit
     if current:
-        out.append(current)
-    return out
+        pieces.append(current)
+    return pieces
 
 
 def chunk_document(doc: Document, options: ChunkOptions | None = None) -> list[Chunk]:
