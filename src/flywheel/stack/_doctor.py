@@ -24,8 +24,11 @@ class Check:
     note: str = ""
 
 
-def _secret(value: object | None) -> str:
-    return "set (hidden)" if value else "not set"
+def _key_check(area: str, secret: object | None, note_set: str, note_unset: str) -> Check:
+    """A key or token: whether it is set (never its value) and what that means."""
+    if secret:
+        return Check(area, "ok", "set (hidden)", note_set)
+    return Check(area, "off", "not set", note_unset)
 
 
 def run_checks(settings: Settings) -> list[Check]:
@@ -86,12 +89,7 @@ def run_checks(settings: Settings) -> list[Check]:
         except FlywheelError as exc:
             checks.append(Check("LLM weights", "fail", "missing", exc.parts()[2]))
     checks.append(
-        Check(
-            "OPENAI_API_KEY",
-            "ok" if settings.openai_api_key else "off",
-            _secret(settings.openai_api_key),
-            "" if settings.openai_api_key else "not needed on embedded defaults",
-        )
+        _key_check("OPENAI_API_KEY", settings.openai_api_key, "", "not needed on embedded defaults")
     )
 
     # embeddings and index
@@ -122,13 +120,11 @@ def run_checks(settings: Settings) -> list[Check]:
 
     # tools
     checks.append(
-        Check(
+        _key_check(
             "web_search",
-            "ok" if settings.exa_api_key else "off",
-            _secret(settings.exa_api_key),
-            "Exa web search offered to the agent"
-            if settings.exa_api_key
-            else "disabled: set EXA_API_KEY to offer web_search to the agent",
+            settings.exa_api_key,
+            "Exa web search offered to the agent",
+            "disabled: set EXA_API_KEY to offer web_search to the agent",
         )
     )
     allow = ", ".join(settings.open_url_allow_hosts) or "none"
@@ -138,11 +134,8 @@ def run_checks(settings: Settings) -> list[Check]:
         )
     )
     checks.append(
-        Check(
-            "server API key",
-            "ok" if settings.api_key else "off",
-            _secret(settings.api_key),
-            "" if settings.api_key else "agent server and gateway accept requests without a key",
+        _key_check(
+            "server API key", settings.api_key, "", "agent server and gateway accept requests without a key"
         )
     )
     return checks
