@@ -29,6 +29,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench._util import free_port, pct, print_table, write_result  # noqa: E402
+from flywheel.config import load_settings  # noqa: E402
+from flywheel.stack._services import embedded_specs  # noqa: E402
 
 APPS = str(ROOT / "bench" / "_serving_apps.py")
 REQUESTS = {1: 150, 16: 600}
@@ -37,8 +39,9 @@ if os.environ.get("BENCH_QUICK"):
 
 
 def start(args: list[str], url: str, env: dict[str, str] | None = None, nice: int = 0) -> subprocess.Popen:
+    """Run ``args`` (a full command, or arguments for this Python) until ``url`` answers."""
     proc = subprocess.Popen(
-        [sys.executable, *args],
+        args if args[0] == sys.executable else [sys.executable, *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -115,30 +118,14 @@ def main() -> None:
         stub_port, bare_port, agent_port, real_port, mlflow_port = (free_port() for _ in range(5))
         llm = f"http://127.0.0.1:{stub_port}/v1"
         procs.append(start([APPS, "stub", str(stub_port)], f"http://127.0.0.1:{stub_port}/docs"))
-        procs.append(
-            start(
-                [
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--workers",
-                    "1",
-                    "--backend-store-uri",
-                    f"sqlite:///{tmp}/mlflow.db",
-                    "--artifacts-destination",
-                    f"{tmp}/a",
-                ],
-                f"http://127.0.0.1:{mlflow_port}/health",
-                {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
-                nice=5,  # as `flywheel up` runs it: trace ingest yields the CPU to serving
-            )
-        )
-        db = f"{tmp}/mlflow.db"
-        tracking = f"http://127.0.0.1:{mlflow_port}"
+        # the tracking server exactly as `flywheel up` runs it (one worker, nice 5: trace ingest yields
+        # the CPU to serving)
+        spec = embedded_specs(
+            load_settings(data_dir=tmp, mlflow_port=mlflow_port, mlflow_tracking_uri=None), ["mlflow"]
+        )[0]
+        procs.append(start(spec.command, spec.url + "/health", spec.env, nice=spec.nice))
+        db = f"{tmp}/mlflow.db"  # the stack's SQLite file in its data folder
+        tracking = spec.url
         procs.append(start([APPS, "bare", str(bare_port), llm], f"http://127.0.0.1:{bare_port}/docs"))
         procs.append(
             start([APPS, "agent", str(agent_port), llm, tracking], f"http://127.0.0.1:{agent_port}/health")
