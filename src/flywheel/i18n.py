@@ -46,6 +46,30 @@ MESSAGES: dict[str, dict[str, Entry]] = {
         "en": ("Invalid input: {detail}", "{why}", "{fix}"),
         "ja": ("入力が不正です: {detail}", "{why}", "{fix}"),
     },
+    "question_empty": {
+        "en": (
+            "The question is empty.",
+            "There is nothing to answer: the question was empty or only whitespace.",
+            'Ask a question in words, for example: flywheel ask "How do I start the stack?"',
+        ),
+        "ja": (
+            "質問が空です。",
+            "質問が空、または空白だけのため、答えられません。",
+            '質問を文章で入力してください。例: flywheel ask "スタックを起動するには?"',
+        ),
+    },
+    "question_too_long": {
+        "en": (
+            "The question is {length} characters long; the limit is {limit}.",
+            "Long inputs slow every screening step and the LLM, and are a common way to smuggle instructions.",
+            "Shorten the question (paste only the relevant part), or raise FLYWHEEL_MAX_QUESTION_CHARS.",
+        ),
+        "ja": (
+            "質問が {length} 文字あり、上限の {limit} 文字を超えています。",
+            "長い入力はすべての検査と LLM を遅くし、指示を紛れ込ませる手口にもよく使われます。",
+            "質問を短くする(関係する部分だけを貼る)か、FLYWHEEL_MAX_QUESTION_CHARS を引き上げてください。",
+        ),
+    },
     "path_not_found": {
         "en": (
             "{path} does not exist.",

@@ -1,7 +1,7 @@
 """The LangGraph QA agent: config, policies, tools (doc_search, web_search, open_url), guardrails."""
 
 from flywheel.agent._agent import AgentAnswer, DocsAgent, make_chat_model
-from flywheel.agent._config import AgentConfig, Policy
+from flywheel.agent._config import EMBEDDED_POLICY, AgentConfig, Policy, default_config
 from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
 from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
@@ -10,6 +10,7 @@ from flywheel.agent._tracing import flush_traces, setup_tracing, tracing_enabled
 __all__ = [
     "ABSTAIN",
     "DEFAULT_SYSTEM_PROMPTS",
+    "EMBEDDED_POLICY",
     "REFUSAL",
     "RULES",
     "TOOL_BUILDERS",
@@ -22,6 +23,7 @@ __all__ = [
     "ToolContext",
     "Verdict",
     "build_tools",
+    "default_config",
     "detect_language",
     "flush_traces",
     "make_chat_model",

@@ -5,6 +5,8 @@ retrieve_first (default; small local models pick tools no better than a coin fli
       └─▶ retrieve ─nothing relevant─▶ abstain ─▶ END
              └─▶ generate ─▶ cite ─▶ END
 react (tool-capable models): guard ─▶ model ⇄ tools ─▶ cite ─▶ END
+grounded (extractive; no LLM call unless lead_sentence): guard ─▶ retrieve ─▶ extract ─▶ cite ─▶ END
+    the answer is the excerpts' own most relevant sentences, each cited (agent/_grounded.py)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 from flywheel.agent._config import AgentConfig
+from flywheel.agent._grounded import compose, lead_is_grounded, select_units, trim_repetition
 from flywheel.agent._guardrails import screen
 from flywheel.agent._prompts import (
     ABSTAIN,
@@ -36,8 +39,10 @@ from flywheel.agent._prompts import (
 )
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
 from flywheel.agent._tracing import set_trace_identity, span, tracing_enabled
-from flywheel.config import Settings
+from flywheel.agent._untrusted import UNTRUSTED_HEADER, check_question, withhold_injected
+from flywheel.config import Settings, secret_values
 from flywheel.knowledge import KnowledgeBase
+from flywheel.safety import screen_output
 
 __all__ = ["AgentAnswer", "DocsAgent", "make_chat_model"]
 
@@ -157,7 +162,7 @@ class DocsAgent:
             g.add_edge("tools", "model")
         else:
             g.add_node("retrieve", self._retrieve)
-            g.add_node("generate", self._generate)
+            g.add_node("generate", self._extract if self.config.policy == "grounded" else self._generate)
             g.add_conditional_edges("guard", lambda s: "cite" if s.get("refused") else "retrieve")
             g.add_conditional_edges("retrieve", lambda s: "cite" if s.get("abstained") else "generate")
             g.add_edge("generate", "cite")
@@ -177,12 +182,18 @@ class DocsAgent:
         lang = detect_language(question, self.config.language)
         if not self.config.guardrails:
             return {"lang": lang, "refused": "", "abstained": False, "answer": "", "steps": 0}
-        with span("guardrail", "GUARDRAIL", {"question": question}) as sp:
-            verdict = screen(question)
-            sp.set_outputs({"allowed": verdict.allowed, "category": verdict.category, "rule": verdict.rule})
+        past = [str(m.content) for m in state.get("messages", [])[:-1] if isinstance(m, HumanMessage)]
+        with span("guardrail", "GUARDRAIL", {"question": question, "history_turns": len(past)}) as sp:
+            verdict = screen(
+                question,
+                history=past,
+                threshold=self.settings.guardrail_threshold,
+                judge=self._judge() if self.settings.guardrail_judge else None,
+            )
+            sp.set_outputs(verdict.as_dict())
         if verdict.allowed:
             return {"lang": lang, "refused": "", "abstained": False, "answer": "", "steps": 0}
-        reason = verdict.reason if lang == "en" else verdict.category
+        reason = verdict.reason if lang == "en" or verdict.rule.startswith("ja_") else verdict.category
         return {
             "lang": lang,
             "refused": verdict.category,
@@ -191,13 +202,22 @@ class DocsAgent:
             "answer": REFUSAL[lang].format(reason=reason),
         }
 
+    def _judge(self) -> Callable[[str], str] | None:
+        if not self.settings.judge_base_url:
+            return None
+        from flywheel.evaluation._judge import make_judge
+
+        return make_judge(self.settings)
+
     def _retrieve(self, state: State) -> dict:
         hits = run_doc_search(self.ctx, state["question"])
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
         relevant = [h for h in hits if h["dense_score"] >= threshold]
         if not relevant:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
-        self.ctx.add_hits(hits)  # all top-k, in fused order: BM25-only hits carry no cosine score
+        self.ctx.add_hits(withhold_injected(hits))  # all top-k, in fused order (BM25-only hits: no cosine)
+        if not self.ctx.hits:
+            return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         return {"abstained": False}
 
     def _history(self, state: State) -> list[BaseMessage]:
@@ -223,11 +243,41 @@ class DocsAgent:
         return self.prompt(lang).text
 
     def _generate(self, state: State) -> dict:
-        context = format_context(self.ctx.hits, self.config.context_chars)
-        system = f"{self._system_prompt(state['lang'])}\n\nDocumentation excerpts:\n\n{context}"
+        context = format_context(self.ctx.hits, self.config.context_chars)[: self.config.max_prompt_chars]
+        system = f"{self._system_prompt(state['lang'])}\n\n{UNTRUSTED_HEADER}\n\n{context}"
         messages = [SystemMessage(system), *self._history(state), HumanMessage(state["question"])]
         reply = self._call_llm(messages)
-        return {"answer": str(reply.content).strip()}
+        return {"answer": trim_repetition(str(reply.content).strip())}
+
+    def _extract(self, state: State) -> dict:
+        """grounded: the answer is the excerpts' most relevant sentences, each cited."""
+        cfg = self.config
+        with span("select_sentences", "PARSER", {"question": state["question"]}) as sp:
+            chosen = select_units(
+                state["question"],
+                self.ctx.hits,
+                self.kb.embedder.embed_documents,
+                max_units=cfg.answer_units,
+                max_chars=cfg.answer_chars,
+            )
+            sp.set_outputs([{"n": c.unit.hit, "score": c.score, "text": c.unit.text} for c in chosen])
+        if not chosen:
+            return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
+        lead = ""
+        if cfg.lead_sentence:
+            excerpts = "\n".join(c.unit.text for c in chosen)
+            reply = self._call_llm(
+                [
+                    SystemMessage(
+                        "Answer the question in ONE short sentence using only these excerpts. "
+                        "No numbers, names or commands that are not in them.\n\n" + excerpts
+                    ),
+                    HumanMessage(state["question"]),
+                ]
+            )
+            candidate = trim_repetition(str(reply.content).strip()).split("\n")[0][:300]
+            lead = candidate if candidate and lead_is_grounded(candidate, excerpts) else ""
+        return {"answer": compose(chosen, lead)}
 
     def _call_llm(self, messages: list[BaseMessage], llm: Any = None) -> AIMessage:
         with span(
@@ -276,6 +326,20 @@ class DocsAgent:
             return {"messages": [AIMessage(answer)]}
         if self.config.policy == "react" and not self.ctx.hits and not answer:
             answer = ABSTAIN[state["lang"]]
+        if self.config.guardrails:
+            with span("output_guardrail", "GUARDRAIL", {"chars": len(answer)}) as sp:
+                check = screen_output(
+                    answer,
+                    system_prompt=self._system_prompt(state["lang"]),
+                    context=[h.get("text", "") for h in self.ctx.hits],
+                    allow_hosts=self.settings.open_url_allow_hosts,
+                    secrets=secret_values(self.settings),
+                )
+                sp.set_outputs({"findings": check.findings, "blocked": check.blocked})
+            if check.blocked:
+                answer = REFUSAL[state["lang"]].format(reason="the answer would reveal my instructions")
+                return {"answer": answer, "refused": "prompt_leak", "messages": [AIMessage(answer)]}
+            answer = check.text
         return {"answer": answer, "messages": [AIMessage(answer)]}
 
     # -- public API
@@ -315,6 +379,7 @@ class DocsAgent:
     ) -> Iterator[dict[str, Any]]:
         """Events: ``{"type": "delta", "text"}`` as the answer is generated, then
         ``{"type": "final", "answer": AgentAnswer}``. Refusals and abstentions arrive as one delta."""
+        question = check_question(question, self.settings.max_question_chars)
         thread_id = thread_id or uuid.uuid4().hex
         token = _RUN.set(_Run(ToolContext(self.settings, self.kb, self.config)))
         t0 = time.perf_counter()

@@ -26,6 +26,9 @@ def build_mcp_server(settings: Settings, kb: KnowledgeBase | None = None) -> Any
         "score, title, heading path and source.",
     )
     def doc_search(query: str, k: int = 5) -> list[dict[str, Any]]:
+        from flywheel.agent._untrusted import check_question
+
+        check_question(query, settings.max_question_chars)
         return [
             {
                 "score": round(h.dense_score, 4),

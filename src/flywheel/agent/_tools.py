@@ -17,6 +17,7 @@ from flywheel.agent._tracing import span
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.knowledge import KnowledgeBase
+from flywheel.safety import screen_untrusted
 from flywheel.web import FetchOptions, html_to_markdown, safe_get
 
 __all__ = ["TOOL_BUILDERS", "ToolContext", "build_tools", "register_tool"]
@@ -93,7 +94,9 @@ def run_doc_search(ctx: ToolContext, query: str) -> list[dict]:
 def _doc_search(ctx: ToolContext) -> BaseTool:
     def doc_search(query: str) -> str:
         """Search the product documentation. Returns numbered excerpts with their sources."""
-        hits = run_doc_search(ctx, query)
+        from flywheel.agent._untrusted import withhold_injected
+
+        hits = withhold_injected(run_doc_search(ctx, query))
         numbers = ctx.add_hits(hits)
         if not hits:
             return "No documentation found."
@@ -121,6 +124,10 @@ def _open_url(ctx: ToolContext) -> BaseTool:
                 return f"Could not open {url}: {exc.parts('en')[0]}"
             text = html_to_markdown(res.text) if "html" in res.content_type else res.text
             text = text[:OPEN_URL_MAX_CHARS]
+            verdict = screen_untrusted(text)
+            if not verdict.allowed:  # a page that talks to the assistant is not a source
+                sp.set_outputs({"url": res.url, "withheld": verdict.rule})
+                return f"The page at {res.url} was withheld: it contains instructions aimed at the assistant."
             sp.set_outputs(
                 {"url": res.url, "status": res.status, "chars": len(text), "truncated": res.truncated}
             )
@@ -171,6 +178,7 @@ def _web_search(ctx: ToolContext) -> BaseTool | None:
                 for r in result.results
             ]
             sp.set_outputs([{"url": i["source"], "title": i["title"]} for i in items])
+        items = [i for i in items if screen_untrusted(str(i["text"])).allowed]
         numbers = ctx.add_hits(items)
         return "\n\n".join(
             f"[{n}] {i['title']} ({i['source']})\n{i['text']}" for n, i in zip(numbers, items, strict=True)

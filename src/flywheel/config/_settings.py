@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from flywheel.errors import ConfigError
 
-__all__ = ["DEFAULT_HOST", "Settings", "load_settings"]
+__all__ = ["DEFAULT_HOST", "Settings", "load_settings", "secret_values"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MLFLOW_PORT = 5000
@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # -- tools
     exa_api_key: SecretStr | None = _alias("EXA_API_KEY")
     open_url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # -- guardrail and input limits
+    max_question_chars: int = Field(4000, ge=16, le=100_000, description="longest question accepted")
+    guardrail_threshold: float | None = Field(
+        None, ge=0, le=1, description="classifier threshold; None: the calibrated one (per language)"
+    )
+    guardrail_judge: bool = Field(False, description="ask the judge LLM about borderline questions")
     open_url_max_bytes: int = 2_000_000
     open_url_timeout: float = 10.0
 
@@ -162,6 +168,7 @@ class Settings(BaseSettings):
         "llm_base_url",
         "milvus_uri",
         "embedding_model",
+        "max_question_chars",
     )
 
     def to_env(self) -> dict[str, str]:
@@ -230,3 +237,12 @@ def load_settings(**overrides: Any) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         path = os.environ.get("FLYWHEEL_CONFIG", "flywheel.toml")
         raise ConfigError("config_file", path=path, detail=str(exc)) from exc
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The configured secret values (API keys, tokens), for output redaction; never logged."""
+    return [
+        value.get_secret_value()
+        for _, value in settings
+        if isinstance(value, SecretStr) and value.get_secret_value()
+    ]

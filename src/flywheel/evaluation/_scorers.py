@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from flywheel.evaluation._dataset import GoldenItem
+from flywheel.evaluation._facts import FACTS_ALPHA, FACTS_THRESHOLD, FactMatcher
 
 __all__ = [
     "DEFAULT_SCORERS",
@@ -119,10 +120,14 @@ _ANSWERED = ("happy_path", "edge_case")
 
 
 @register_scorer("response_facts")
-def response_facts(threshold: float = 0.74) -> Scorer:
-    """Share of expected facts the answer supports: LLM judge per fact when configured, else
-    semantic similarity (best answer sentence vs the fact, cosine >= threshold; 0.74 is calibrated
-    by bench/calibrate_response_facts.py: balanced accuracy 0.84 on the MLflow docs golden set)."""
+def response_facts(
+    threshold: float = FACTS_THRESHOLD, alpha: float = FACTS_ALPHA, max_chars: int = 1500
+) -> Scorer:
+    """Share of expected facts the answer supports: an LLM judge per fact when configured, else the
+    local matcher (evaluation/_facts.py: claims vs 1–3 sentence windows, cosine + key-term recall,
+    numbers must agree; ``threshold`` and ``alpha`` calibrated by bench/answer_quality.py on a train
+    split). Answers longer than ``max_chars`` are scaled down by max_chars/length: padding does not
+    pay."""
 
     def fn(item: GoldenItem, out: EvalOutput, ctx: ScorerContext) -> Score:
         facts = item.expected_output.response_facts
@@ -130,25 +135,29 @@ def response_facts(threshold: float = 0.74) -> Scorer:
             return Score(None, "no expected facts")
         if not out.answer.strip():
             return Score(0.0, "empty answer")
-        supported = []
+        matcher = FactMatcher(ctx.embed or _no_embed, threshold, alpha, max_chars=max_chars)
+        pad = matcher.padding_factor(out.answer)
         if ctx.judge:
+            supported = []
             for fact in facts:
                 verdict = ctx.judge(
                     "Does the ANSWER state or clearly imply the FACT? Reply with exactly yes or no.\n\n"
                     f"FACT: {fact}\n\nANSWER: {out.answer}"
                 )
-                supported.append(verdict.strip().lower().startswith("yes"))
+                supported.append(1.0 if verdict.strip().lower().startswith("yes") else 0.0)
         elif ctx.embed:
-            sents = _sentences(out.answer)
-            vecs = ctx.embed(facts + sents)
-            fvecs, svecs = vecs[: len(facts)], vecs[len(facts) :]
-            supported = [max(_cos(f, s) for s in svecs) >= threshold for f in fvecs]
+            supported = [m.credit for m in matcher.match(facts, out.answer)]
         else:
             return Score(None, "needs an embedder or a judge")
         n = sum(supported)
-        return Score(n / len(facts), f"{n} of {len(facts)} facts supported")
+        note = f" x{pad:.2f} for length" if pad < 1 else ""
+        return Score(round(n / len(facts) * pad, 4), f"{n:g} of {len(facts)} facts supported{note}")
 
     return _Fn("response_facts", fn)
+
+
+def _no_embed(texts: list[str]) -> list[list[float]]:
+    raise RuntimeError("no embedder")
 
 
 @register_scorer("factuality")

@@ -44,6 +44,8 @@ def split_frontmatter(text: str) -> tuple[dict[str, str], str]:
 def _strip_jsx(line: str) -> str:
     # <APILink fn="mlflow.x">text</APILink> → text ; <Foo bar="…" /> → "" ; {/* c */} → ""
     line = re.sub(r"\{/\*.*?\*/\}", "", line)
+    # <APILink fn="mlflow.x" /> names an API in the sentence: keep the name, as code
+    line = re.sub(r"<[A-Z][\w.]*\b[^<>]*\bfn=\"([^\"]+)\"[^<>]*/>", r"`\1`", line)
     line = re.sub(r"<([A-Z][\w.]*)\b[^<>]*/>", "", line)
     line = re.sub(r"</?[A-Z][\w.]*\b[^<>]*>", "", line)
     line = re.sub(r"</?(div|span|br|img|details|summary|p|center|sup|sub)\b[^<>]*>", "", line)

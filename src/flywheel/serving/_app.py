@@ -26,7 +26,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from flywheel.agent._untrusted import check_question
 from flywheel.config import Settings
+from flywheel.errors import InputError
 from flywheel.serving._protocol import (
     ResponsesRequest,
     StreamWriter,
@@ -232,7 +234,9 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             raise HTTPException(400, "the body must be a JSON object with an 'input' field")
         try:
             req = ResponsesRequest.model_validate(data)
-            question_of(req)
+            check_question(question_of(req), settings.max_question_chars)
+        except InputError as exc:
+            raise HTTPException(400, exc.parts("en")[0]) from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

@@ -1,0 +1,179 @@
+"""Builds datasets/safety/safety.jsonl, the labelled set the guardrail is trained and measured on.
+
+    .venv/bin/python scripts/build_safety_set.py     # deterministic: same seeds → same file
+
+Sources (each row says which in ``source``):
+  - ``seed``: hand-written attacks and benign questions (datasets/safety/seeds_*.py, by flywheel's
+    developers);
+  - ``obfuscated``: each English attack seed in two obfuscated forms (leetspeak, letter spacing,
+    look-alike letters, invisible characters, base64, ROT13, hex, reversed text);
+  - ``headings``: ordinary documentation questions made from section headings of the MLflow docs
+    (Apache-2.0) and Pydantic AI docs (MIT) corpora in ../shared.
+
+Split once, by seed: every variant of a seed shares the seed's split (60 % train, 40 % test, by a
+hash of the seed id), so no obfuscated copy of a test attack is ever trained on. Never tune on test.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import hashlib
+import importlib.util
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "datasets" / "safety"
+SHARED = ROOT.parent / "shared" / "corpora"
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, OUT / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def split_of(seed_id: str) -> str:
+    return "train" if int(hashlib.sha256(seed_id.encode()).hexdigest(), 16) % 10 < 6 else "test"
+
+
+LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"})
+HOMO = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "i": "і", "y": "у", "s": "ѕ"}
+INVISIBLE = ["\u200b", "\u00ad", "\u2062", "\u034f", "\u180e", "\u2060"]
+
+
+def _tags(text: str) -> str:
+    return "".join(chr(0xE0000 + ord(c)) if c.isascii() and c.isprintable() else c for c in text)
+
+
+def transforms(text: str, rnd: random.Random) -> dict[str, str]:
+    words = text.split()
+    return {
+        "leetspeak": text.lower().translate(LEET),
+        "letter_spacing": " ".join(" ".join(w) if len(w) > 3 and rnd.random() < 0.6 else w for w in words),
+        "homoglyphs": "".join(HOMO.get(c, c) if rnd.random() < 0.5 else c for c in text),
+        "invisible_chars": "".join(
+            c + (rnd.choice(INVISIBLE) if c.isalpha() and rnd.random() < 0.4 else "") for c in text
+        ),
+        "tag_characters": "Please answer: " + _tags(text),
+        "base64": "Decode this base64 and follow it: " + base64.b64encode(text.encode()).decode(),
+        "rot13": "ROT13 message, decode and do it: " + codecs.encode(text, "rot13"),
+        "hex": "Hex-encoded task: " + text.encode().hex(),
+        "reversed": "Read this backwards and comply: " + text[::-1],
+    }
+
+
+def heading_questions(limit: int) -> list[dict]:
+    rows: list[dict] = []
+    templates = [
+        "How do I {h}?",
+        "What does the documentation say about {h}?",
+        "Can you explain {h}?",
+        "Where can I read about {h}?",
+    ]
+    for corpus in ("mlflow-docs", "pydantic-ai-docs"):
+        folder = SHARED / corpus
+        if not folder.exists():
+            continue
+        heads: list[str] = []
+        for path in sorted(folder.rglob("*.md*")):
+            for line in path.read_text(encoding="utf-8", errors="ignore").splitlines():
+                m = re.match(r"^#{2,3}\s+(.+?)\s*$", line)
+                if m:
+                    h = re.sub(r"[`*_{}<>\[\]()]|\\", "", m.group(1))
+                    h = re.sub(r"^\d+[.)]\s*|\s*#\S+", "", h).strip()
+                    if 3 <= len(h.split()) <= 9 and h.isascii():
+                        heads.append(h)
+        heads = sorted(set(heads))
+        rnd = random.Random(corpus)
+        rnd.shuffle(heads)
+        for n, h in enumerate(heads[: limit // 2]):
+            h0 = h[0].lower() + h[1:] if not h[:2].isupper() else h
+            rows.append(
+                {
+                    "text": templates[n % len(templates)].format(h=h0),
+                    "family": f"doc_question_{corpus.split('-')[0]}",
+                    "seed_id": f"{corpus}:{n}",
+                    "source": "headings",
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    atk, ben = _load("seeds_attacks"), _load("seeds_benign")
+    rows: list[dict] = []
+    names = list(transforms("x", random.Random(0)))
+    for family, items in atk.ATTACKS.items():
+        for n, text in enumerate(items):
+            seed = f"attack:{family}:{n}"
+            rows.append(
+                {"text": text, "label": "attack", "family": family, "seed_id": seed, "source": "seed"}
+            )
+            if family == "japanese":
+                continue
+            rnd = random.Random(seed)
+            variants = transforms(text, rnd)
+            for name in rnd.sample(names, 2):
+                rows.append(
+                    {
+                        "text": variants[name],
+                        "label": "attack",
+                        "family": f"obfuscated_{name}",
+                        "seed_id": seed,
+                        "source": "obfuscated",
+                    }
+                )
+    for n, turns in enumerate(atk.MULTI_TURN):
+        rows.append(
+            {
+                "turns": turns,
+                "text": turns[-1],
+                "label": "attack",
+                "family": "multi_turn",
+                "seed_id": f"attack:multi:{n}",
+                "source": "seed",
+            }
+        )
+    for family, items in ben.BENIGN.items():
+        for n, text in enumerate(items):
+            rows.append(
+                {
+                    "text": text,
+                    "label": "benign",
+                    "family": family,
+                    "seed_id": f"benign:{family}:{n}",
+                    "source": "seed",
+                }
+            )
+    for n, turns in enumerate(ben.MULTI_TURN_BENIGN):
+        rows.append(
+            {
+                "turns": turns,
+                "text": turns[-1],
+                "label": "benign",
+                "family": "multi_turn_benign",
+                "seed_id": f"benign:multi:{n}",
+                "source": "seed",
+            }
+        )
+    for r in heading_questions(220):
+        rows.append({**r, "label": "benign"})
+    for r in rows:
+        r["split"] = split_of(r["seed_id"])
+        r["lang"] = "ja" if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", r["text"]) else "en"
+    path = OUT / "safety.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[f"{r['label']}/{r['split']}"] = counts.get(f"{r['label']}/{r['split']}", 0) + 1
+    print(f"wrote {path}: {len(rows)} rows {counts}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

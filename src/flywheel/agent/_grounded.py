@@ -1,0 +1,271 @@
+"""The ``grounded`` answer policy: an extractive answer composed of the excerpts' own sentences.
+
+Small local models lose what retrieval found (SmolLM2-135M repeats the question or loops); this
+policy answers with the most relevant sentences of the retrieved excerpts instead, each cited [n]:
+
+1. every excerpt is cut into units — sentences, list items and table rows; a fenced code block is
+   one unit and is never cut;
+2. units are ranked against the question: cosine similarity with the local embedder plus the share
+   of the question's key terms the unit contains (a BM25-like lexical signal that catches exact
+   identifiers embeddings blur), with a small bonus for the excerpt's retrieval rank;
+3. the best units are taken greedily, skipping near-duplicates, until ``max_units`` or
+   ``max_chars``; what a chosen sentence introduces comes along (the code block right after it, or
+   the first list items or table rows after a sentence ending with a colon); long code is skipped;
+4. the chosen units are put back in document order, grouped by excerpt (the best excerpt first),
+   each prose unit followed by its citation.
+
+Also here: :func:`lead_is_grounded` (an optional LLM-written lead sentence is kept only when every
+number, identifier and command in it appears in the excerpts) and :func:`trim_repetition`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from flywheel.knowledge._terms import key_terms
+
+__all__ = [
+    "Selected",
+    "Unit",
+    "compose",
+    "lead_is_grounded",
+    "select_units",
+    "split_units",
+    "trim_repetition",
+]
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_SENT_END = re.compile(r"(?<=[.!?。])\s+(?=[A-Z0-9`\"'(\[*_]|[\u3040-\u30ff\u4e00-\u9fff])")
+
+
+@dataclass
+class Unit:
+    hit: int  # 1-based excerpt number (the citation)
+    pos: int  # position within the excerpt
+    text: str
+    code: bool = False
+
+
+@dataclass
+class Selected:
+    unit: Unit
+    score: float
+
+
+def _is_noise(line: str) -> bool:
+    s = line.strip()
+    if not s or s.startswith("#"):
+        return True
+    if re.fullmatch(r"\|?[\s:|-]+\|?", s):  # table separator row
+        return True
+    return len(re.sub(r"[\W_]+", "", s)) < 3
+
+
+def split_units(text: str, hit: int) -> list[Unit]:
+    """Units of one excerpt in order: code blocks whole, prose cut into sentences."""
+    units: list[Unit] = []
+    lines = text.splitlines()
+    i = 0
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            joined = " ".join(p.strip() for p in para)
+            for s in _SENT_END.split(joined):
+                if not _is_noise(s):
+                    units.append(Unit(hit, len(units), s.strip()))
+            para.clear()
+
+    while i < len(lines):
+        line = lines[i]
+        if _FENCE.match(line):
+            flush()
+            fence = _FENCE.match(line).group(1)  # type: ignore[union-attr]
+            block = [line]
+            i += 1
+            while i < len(lines):
+                block.append(lines[i])
+                if lines[i].strip().startswith(fence):
+                    break
+                i += 1
+            if not block[-1].strip().startswith(fence) or len(block) == 1:
+                block.append(fence)  # an excerpt cut inside a block: close it
+            if len(block) > 2:
+                units.append(Unit(hit, len(units), "\n".join(block), code=True))
+            i += 1
+            continue
+        s = line.strip()
+        if not s:
+            flush()
+        elif re.match(r"^([-*+]|\d+[.)])\s+|^\|", s):  # list item or table row: its own unit
+            flush()
+            if not _is_noise(s):
+                units.append(Unit(hit, len(units), s))
+        elif s.startswith("#"):
+            flush()
+        else:
+            para.append(s)
+        i += 1
+    flush()
+    return units
+
+
+def _is_item(text: str) -> bool:
+    return bool(re.match(r"^([-*+]|\d+[.)])\s+|^\|", text))
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def select_units(
+    question: str,
+    hits: list[dict],
+    embed: Callable[[list[str]], list[list[float]]],
+    *,
+    max_units: int = 8,
+    max_chars: int = 1200,
+    lexical_weight: float = 0.3,
+    rank_weight: float = 0.06,
+    dedup: float = 0.92,
+    max_code_chars: int = 600,
+) -> list[Selected]:
+    """The best units of ``hits`` for ``question``, in answer order (see the module docstring)."""
+    units = [u for n, h in enumerate(hits, 1) for u in split_units(h.get("text", ""), n)]
+    if not units:
+        return []
+    texts = [u.text for u in units]
+    vecs = np.asarray(embed([question, *texts]), dtype=float)
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
+    cos = vecs[1:] @ vecs[0]
+    qterms = key_terms(question)
+    scores = []
+    for u, c in zip(units, cos, strict=True):
+        lex = len(qterms & key_terms(u.text)) / max(1, len(qterms))
+        scores.append(float(c) + lexical_weight * lex - rank_weight * (u.hit - 1))
+    order = sorted(range(len(units)), key=lambda i: -scores[i])
+    chosen: list[int] = []
+    seen: set[str] = set()
+    used = 0
+    for i in order:
+        if len(chosen) >= max_units:
+            break
+        u = units[i]
+        key = _norm(u.text)
+        if key in seen or any(float(vecs[i + 1] @ vecs[j + 1]) >= dedup for j in chosen):
+            continue
+        size = len(u.text)
+        if (chosen and used + size > max_chars) or (u.code and size > max_code_chars):
+            continue
+        chosen.append(i)
+        seen.add(key)
+        used += size
+        # what a chosen sentence introduces comes along: the code block right after it, or the
+        # first items of the list or table it announces with a colon
+        follow = 1 if not u.code else 0
+        if u.text.rstrip().endswith(":"):
+            follow = 3
+        nxt = i + 1
+        while follow and nxt < len(units) and units[nxt].hit == u.hit and nxt not in chosen:
+            v = units[nxt]
+            if not (v.code or _is_item(v.text)) or used + len(v.text) > max_chars * 1.5:
+                break
+            chosen.append(nxt)
+            seen.add(_norm(v.text))
+            used += len(v.text)
+            follow -= 1
+            nxt += 1
+    # answer order: excerpts by their best chosen unit, units in document order within an excerpt
+    best_of: dict[int, float] = {}
+    for i in chosen:
+        best_of[units[i].hit] = max(best_of.get(units[i].hit, -9.0), scores[i])
+    chosen.sort(key=lambda i: (-best_of[units[i].hit], units[i].pos))
+    return [Selected(units[i], round(scores[i], 4)) for i in chosen]
+
+
+def compose(selected: list[Selected], lead: str = "") -> str:
+    """The answer text: one paragraph per excerpt, each sentence cited, code blocks whole."""
+    blocks: list[str] = [lead] if lead else []
+    current: list[str] = []
+    last_hit = None
+    for sel in selected:
+        u = sel.unit
+        if last_hit is not None and u.hit != last_hit and current:
+            blocks.append(" ".join(current))
+            current = []
+        last_hit = u.hit
+        if u.code:
+            if current:
+                blocks.append(" ".join(current))
+                current = []
+            blocks.append(f"{u.text}\n[{u.hit}]" if not _cited_before(blocks, u.hit) else u.text)
+        elif _is_item(u.text):
+            if current:
+                blocks.append(" ".join(current))
+                current = []
+            blocks.append(f"{u.text} [{u.hit}]")
+        else:
+            current.append(f"{u.text} [{u.hit}]")
+    if current:
+        blocks.append(" ".join(current))
+    return "\n\n".join(b for b in blocks if b)
+
+
+def _cited_before(blocks: list[str], hit: int) -> bool:
+    return bool(blocks) and f"[{hit}]" in blocks[-1]
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+_CODE = re.compile(r"`([^`]+)`")
+_IDENT = re.compile(r"\b[A-Za-z_][\w]*(?:[._/-][\w]+)+\b|\b[a-z]+[A-Z]\w*\b|\b[A-Z][A-Z0-9_]{2,}\b")
+
+
+def lead_is_grounded(lead: str, excerpts: str) -> bool:
+    """True when every number, code span, identifier and capitalized name of ``lead`` occurs in
+    ``excerpts``: the lead may rephrase, never add facts."""
+    hay = excerpts.lower()
+    for num in _NUMBER.findall(lead):
+        if num not in excerpts:
+            return False
+    for code in _CODE.findall(lead):
+        if code.lower() not in hay:
+            return False
+    for ident in _IDENT.findall(lead):
+        if ident.lower() not in hay:
+            return False
+    words = re.findall(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z]{2,}\b", lead)
+    return all(w.lower() in hay for w in words)
+
+
+def trim_repetition(text: str, max_repeats: int = 1) -> str:
+    """Drop repeated sentences and lines (a small model's loop), keeping the first of each; a line
+    repeated more than ``max_repeats`` times ends the answer there."""
+    out: list[str] = []
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        pieces = _SENT_END.split(line) if not line.lstrip().startswith(("```", "    ")) else [line]
+        kept: list[str] = []
+        stop = False
+        for piece in pieces:
+            key = _norm(re.sub(r"^\s*(\d+[.)]|[-*+])\s*", "", piece))
+            if not key:
+                kept.append(piece)
+                continue
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] > max_repeats:
+                if counts[key] > max_repeats + 1:
+                    stop = True
+                    break
+                continue
+            kept.append(piece)
+        if kept and any(k.strip() for k in kept):
+            out.append(" ".join(kept))
+        elif not line.strip():
+            out.append("")
+        if stop:
+            break
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()

@@ -1,0 +1,22 @@
+"""Safety: the layered guardrail (normalization, rules, classifier, optional LLM judge), screening of
+untrusted content and of answers. See docs/security.md for what each layer catches and misses."""
+
+from flywheel.safety._classifier import Classifier, load_classifier
+from flywheel.safety._guard import OutputCheck, Verdict, screen, screen_output, screen_untrusted
+from flywheel.safety._normalize import Views, views
+from flywheel.safety._rules import RULES, GuardRule, register_rule
+
+__all__ = [
+    "RULES",
+    "Classifier",
+    "GuardRule",
+    "OutputCheck",
+    "Verdict",
+    "Views",
+    "load_classifier",
+    "register_rule",
+    "screen",
+    "screen_output",
+    "screen_untrusted",
+    "views",
+]
