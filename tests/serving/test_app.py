@@ -71,6 +71,7 @@ def test_previous_response_id_continues_the_thread(tmp_path: Path) -> None:
         (b'{"input": "   "}', {}, 400),
         (b'{"input": [{"role": "assistant", "content": "no user turn"}]}', {}, 400),
         (b'{"input": "' + b"a" * 70_000 + b'"}', {}, 413),
+        (b'{"input": "' + b"a" * 5_000 + b'"}', {}, 400),  # over max_question_chars
     ],
 )
 def test_bad_input_gets_a_clear_4xx(tmp_path: Path, body: bytes, headers: dict, status: int) -> None:

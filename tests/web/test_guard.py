@@ -38,6 +38,7 @@ def resolver(mapping: dict[str, list[str]]):  # type: ignore[no-untyped-def]
         "http://224.0.0.1/",
         "http://metadata.google.internal/computeMetadata/v1/",
         "file:///etc/passwd",
+        "http://[fec0::1]/",  # site-local
         "gopher://example.com/",
         "http://user:pass@example.com/",
     ],
@@ -67,7 +68,7 @@ def test_a_redirect_to_loopback_is_refused_before_it_is_followed() -> None:
     requested: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        requested.append(str(request.url))
+        requested.append(f"{request.url.scheme}://{request.headers['host']}{request.url.path}")
         return httpx.Response(
             302, headers={"location": "http://127.0.0.1:5000/api/2.0/mlflow/experiments/search"}
         )
@@ -92,3 +93,73 @@ def test_size_limit_truncates() -> None:
         transport=transport,
     )
     assert res.truncated and len(res.text) == 1000
+
+
+class Rebinding:
+    """A resolver that answers a public address first and loopback afterwards (DNS rebinding)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.calls += 1
+        return [PUBLIC] if self.calls == 1 else ["127.0.0.1"]
+
+
+def test_dns_rebinding_connects_to_the_checked_address_only() -> None:
+    seen: list[tuple[str, str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers["host"], request.extensions.get("sni_hostname")))
+        return httpx.Response(200, text="public page", headers={"content-type": "text/plain"})
+
+    res = safe_get("https://rebind.example/secret", resolver=Rebinding(), transport=httpx.MockTransport(handler))
+    assert res.text == "public page" and res.url == "https://rebind.example/secret"
+    # the connection went to the address the guard checked, with the real name for Host and TLS
+    assert seen == [(PUBLIC, "rebind.example", "rebind.example")]
+
+
+def test_environment_proxies_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, text="ok"))
+    res = safe_get("https://docs.example/", resolver=resolver({"docs.example": [PUBLIC]}), transport=transport)
+    assert res.text == "ok"
+    with httpx.Client(trust_env=False) as c:  # what safe_get builds: no proxy mounts from the env
+        assert not c._mounts
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/",
+        "http://example.com:99999/",
+        "http://example.com:80:80/",
+        "http://exa\tmple.com/",
+        "http:\\\\example.com\\",
+        "http://exa mple.com/",
+        "http://",
+        "",
+    ],
+)
+def test_malformed_urls_are_the_guards_refusal(url: str) -> None:
+    with pytest.raises(SecurityError):
+        check_url(url, resolver=resolver({"example.com": [PUBLIC]}))
+
+
+def test_a_malformed_redirect_is_refused_not_raised() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(302, headers={"location": "http:\\\\evil\\x"}))
+    with pytest.raises(SecurityError):
+        safe_get("https://docs.example/", resolver=resolver({"docs.example": [PUBLIC]}), transport=transport)
+
+
+def test_open_url_tool_never_raises_on_a_bad_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from flywheel.agent import AgentConfig
+    from flywheel.agent._tools import ToolContext, build_tools
+    from flywheel.config import load_settings
+
+    ctx = ToolContext(load_settings(data_dir=tmp_path), None, AgentConfig(tools=["open_url"]))  # type: ignore[arg-type]
+    (tool,) = build_tools(ctx)
+    for url in ["http://[::1/", "http://example.com:99999/", "http://127.0.0.1:5000/", "gopher://x"]:
+        out = tool.invoke({"url": url})
+        assert out.startswith("Could not open"), out

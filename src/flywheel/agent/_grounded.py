@@ -207,12 +207,19 @@ def compose(selected: list[Selected], lead: str = "") -> str:
             if current:
                 blocks.append(" ".join(current))
                 current = []
-            blocks.append(f"{u.text} [{u.hit}]")
+            blocks.append(_cite(u.text, u.hit))
         else:
-            current.append(f"{u.text} [{u.hit}]")
+            current.append(_cite(u.text, u.hit))
     if current:
         blocks.append(" ".join(current))
     return "\n\n".join(b for b in blocks if b)
+
+
+def _cite(text: str, n: int) -> str:
+    """``text [n].`` — the citation inside the sentence's final full stop, else at the end."""
+    if text.endswith((".", "!", "?", "。")) and not text.endswith(".."):
+        return f"{text[:-1]} [{n}]{text[-1]}"
+    return f"{text} [{n}]"
 
 
 def _cited_before(blocks: list[str], hit: int) -> bool:
@@ -242,28 +249,33 @@ def lead_is_grounded(lead: str, excerpts: str) -> bool:
 
 
 def trim_repetition(text: str, max_repeats: int = 1) -> str:
-    """Drop repeated sentences and lines (a small model's loop), keeping the first of each; a line
-    repeated more than ``max_repeats`` times ends the answer there."""
+    """Drop repeated sentences and lines (a small model's loop), keeping the first of each; a sentence
+    repeated more than ``max_repeats + 1`` times ends the answer there."""
     out: list[str] = []
     counts: dict[str, int] = {}
+    in_code = False
     for line in text.splitlines():
-        pieces = _SENT_END.split(line) if not line.lstrip().startswith(("```", "    ")) else [line]
+        if line.lstrip().startswith(("```", "~~~")):
+            in_code = not in_code
+        if in_code or line.lstrip().startswith(("```", "~~~")):
+            out.append(line)
+            continue
+        m = re.match(r"^\s*(\d+[.)]|[-*+])\s+", line)
+        marker = m.group(0) if m else ""
         kept: list[str] = []
         stop = False
-        for piece in pieces:
-            key = _norm(re.sub(r"^\s*(\d+[.)]|[-*+])\s*", "", piece))
+        for piece in _SENT_END.split(line[len(marker) :]):
+            key = _norm(piece)
             if not key:
-                kept.append(piece)
                 continue
             counts[key] = counts.get(key, 0) + 1
-            if counts[key] > max_repeats:
-                if counts[key] > max_repeats + 1:
-                    stop = True
-                    break
-                continue
-            kept.append(piece)
-        if kept and any(k.strip() for k in kept):
-            out.append(" ".join(kept))
+            if counts[key] > max_repeats + 1:
+                stop = True
+                break
+            if counts[key] <= max_repeats:
+                kept.append(piece)
+        if kept:
+            out.append(marker + " ".join(kept))
         elif not line.strip():
             out.append("")
         if stop:

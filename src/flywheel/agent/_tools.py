@@ -122,6 +122,9 @@ def _open_url(ctx: ToolContext) -> BaseTool:
             except FlywheelError as exc:  # refused (SSRF) or unreachable: the model is told why
                 sp.set_outputs({"error": exc.parts("en")[0]})
                 return f"Could not open {url}: {exc.parts('en')[0]}"
+            except Exception as exc:  # a URL chosen by the model must never end the whole run
+                sp.set_outputs({"error": f"{exc.__class__.__name__}: {exc}"[:300]})
+                return f"Could not open {url}: {exc.__class__.__name__}"
             text = html_to_markdown(res.text) if "html" in res.content_type else res.text
             text = text[:OPEN_URL_MAX_CHARS]
             verdict = screen_untrusted(text)

@@ -207,14 +207,35 @@ def screen_output(
         check.blocked = True
         check.findings.append("system_prompt_leak")
     allowed = {h.lower() for h in allow_hosts} | _hosts(context)
-
-    def unlink(m: re.Match[str]) -> str:
-        bang, label, url = m.group(1), m.group(2), m.group(3)
-        host = (urlsplit(url).hostname or "").lower()
-        if not url.startswith(("http://", "https://")) or host in allowed:
-            return m.group(0)
-        check.findings.append("image_to_unknown_host" if bang else "link_to_unknown_host")
-        return label if not bang else ""
-
-    check.text = _MD_LINK.sub(unlink, check.text)
+    check.text = _unlink(check.text, allowed, check.findings)
     return check
+
+
+def _unlink(text: str, allowed: set[str], findings: list[str]) -> str:
+    """Markdown ``[label](url)`` / ``![alt](url)`` to hosts not in ``allowed`` → the label (links) or
+    nothing (images). A linear scan for ``](``, not a regex: answers can be long."""
+    out: list[str] = []
+    pos = 0
+    while True:
+        mid = text.find("](", pos)
+        if mid < 0:
+            break
+        start = text.rfind("[", max(pos, mid - 500), mid)
+        end = text.find(")", mid + 2, mid + 2002)
+        if start < 0 or end < 0 or "\n" in text[start:mid]:
+            out.append(text[pos : mid + 2])
+            pos = mid + 2
+            continue
+        url = text[mid + 2 : end].strip().split(" ", 1)[0]
+        image = start > 0 and text[start - 1] == "!"
+        host = (urlsplit(url).hostname or "").lower() if url.startswith(("http://", "https://")) else ""
+        if not host or host in allowed:
+            out.append(text[pos : end + 1])
+        else:
+            findings.append("image_to_unknown_host" if image else "link_to_unknown_host")
+            out.append(text[pos : start - 1 if image else start])
+            if not image:
+                out.append(text[start + 1 : mid])
+        pos = end + 1
+    out.append(text[pos:])
+    return "".join(out)

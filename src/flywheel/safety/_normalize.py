@@ -40,10 +40,8 @@ _LEET = str.maketrans(
 )
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){8,}\b")
-_COMMENT = re.compile(r"<!--(.{0,4000}?)-->|\[//\]: ?# ?\((.{0,2000}?)\)", re.S)
-_HIDDEN_EL = re.compile(
-    r"<(span|div|p|details)\b[^>]{0,200}(?:hidden|display:\s*none)[^>]{0,200}>(.{0,2000}?)</\1>", re.S | re.I
-)
+_OPEN_TAG = re.compile(r"<(span|div|p|details)\b([^<>]{0,300})>", re.I)
+_HIDDEN_ATTR = re.compile(r"\bhidden\b|display:\s{0,3}none", re.I)
 _SPACED = re.compile(r"\b(?:\w ){3,}\w\b")
 
 
@@ -84,6 +82,33 @@ def _strip_invisible(text: str) -> tuple[str, str]:
             continue
         out.append(ch)
     return "".join(out), "".join(tags)
+
+
+def _between(text: str, start: str, end: str, limit: int = 4000) -> list[str]:
+    """The insides of every ``start … end`` (linear: str.find, no backtracking)."""
+    out, pos = [], 0
+    while len(out) < 50:
+        i = text.find(start, pos)
+        if i < 0:
+            break
+        j = text.find(end, i + len(start))
+        if j < 0:
+            break
+        out.append(text[i + len(start) : min(j, i + len(start) + limit)])
+        pos = j + len(end)
+    return out
+
+
+def _hidden_markup(text: str) -> list[str]:
+    """HTML comments, markdown comments ``[//]: # (…)`` and elements marked hidden."""
+    parts = _between(text, "<!--", "-->") + _between(text, "[//]:", ")")
+    for m in _OPEN_TAG.finditer(text):
+        if len(parts) >= 100:
+            break
+        if _HIDDEN_ATTR.search(m.group(2)):
+            close = text.find(f"</{m.group(1)}", m.end())
+            parts.append(text[m.end() : close if close >= 0 else m.end() + 2000][:2000])
+    return parts
 
 
 def _decode_blobs(text: str) -> list[str]:
@@ -163,10 +188,7 @@ def views(raw: str, *, decode: bool = True) -> Views:
     hidden_parts = [tags] if tags else []
     if tags:
         obf.append("tag_characters")
-    for m in _COMMENT.finditer(nfkc):
-        hidden_parts.append(m.group(1) or m.group(2) or "")
-    for m in _HIDDEN_EL.finditer(nfkc):
-        hidden_parts.append(m.group(2))
+    hidden_parts += _hidden_markup(nfkc)
     if len(hidden_parts) > (1 if tags else 0):
         obf.append("hidden_markup")
     hidden = _basic(" ".join(hidden_parts))

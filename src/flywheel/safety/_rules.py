@@ -54,7 +54,13 @@ for _rule in [
         "drop_instructions",
         "prompt_injection",
         "it tries to override my instructions",
-        (rf"\b{_DROP}\b.{{0,40}}\b{_PRIOR}\b.{{0,30}}\b{_RULESW}\b",),
+        (
+            rf"\b{_DROP}\b.{{0,40}}\b{_PRIOR}\b.{{0,30}}\b{_RULESW}\b",
+            # "how do I override the instructions of a judge": configuring something else
+            r"^(?!.{0,30}\bhow\s+(do|can|should|would)\s+(i|we)\b.{0,80}\b{0}\b.{0,10}\b(of|for|in)\s+(a|an|the|my|our|each)\s)".replace(
+                "{0}", _RULESW
+            ),
+        ),
     ),
     GuardRule(
         "instructions_void",

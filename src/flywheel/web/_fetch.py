@@ -1,7 +1,15 @@
-"""Fetch a URL safely: SSRF guard on every hop (redirects followed by hand), size and time limits."""
+"""Fetch a URL safely: SSRF guard on every hop (redirects followed by hand), size and time limits.
+
+DNS rebinding: the guard resolves the host and checks the addresses; the request then connects to
+exactly the address that was checked (the URL's host is replaced by it, the Host header and the TLS
+server name — SNI and certificate check — keep the real name), so a second, different DNS answer is
+never used. Proxy variables from the environment are ignored (``trust_env=False``): a proxy would
+connect on our behalf to whatever it resolves.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -46,12 +54,18 @@ def safe_get(
     opts = options or FetchOptions()
     current = url
     with httpx.Client(
-        follow_redirects=False, timeout=opts.timeout, transport=transport, headers={"User-Agent": USER_AGENT}
+        follow_redirects=False,
+        timeout=opts.timeout,
+        transport=transport,
+        headers={"User-Agent": USER_AGENT},
+        trust_env=False,
     ) as client:
         for _ in range(opts.max_redirects + 1):
-            check_url(current, list(opts.allow_hosts), resolver)
+            addrs = check_url(current, list(opts.allow_hosts), resolver)
             try:
-                with client.stream("GET", current) as resp:
+                request = _pinned_request(client, current, addrs)
+                resp = client.send(request, stream=True)
+                with contextlib.closing(resp):
                     if resp.is_redirect and "location" in resp.headers:
                         current = urljoin(current, resp.headers["location"])
                         continue
@@ -68,6 +82,8 @@ def safe_get(
                     return FetchResult(
                         current, resp.status_code, ctype, body.decode(enc, "replace"), truncated
                     )
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise SecurityError("url_blocked", url=current[:200], reason=f"it is not a valid URL ({exc})") from exc
             except httpx.HTTPError as exc:
                 raise InputError(
                     detail=f"could not fetch {current}: {exc.__class__.__name__}: {exc}",
@@ -78,4 +94,21 @@ def safe_get(
         detail=f"{url} redirected more than {opts.max_redirects} times",
         why="Long redirect chains are refused.",
         fix="Use the final URL directly.",
+    )
+
+
+def _pinned_request(client: httpx.Client, url: str, addrs: list[str]) -> httpx.Request:
+    """A GET for ``url`` that connects to ``addrs[0]`` (the checked address) with the real Host and
+    TLS server name; an allow-listed host (no addresses) is requested as is."""
+    parsed = httpx.URL(url)
+    if not addrs:
+        return client.build_request("GET", parsed)
+    addr = addrs[0]
+    ip_host = f"[{addr}]" if ":" in addr else addr
+    host_header = parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
+    return client.build_request(
+        "GET",
+        parsed.copy_with(host=ip_host.strip("[]")),
+        headers={"Host": host_header},
+        extensions={"sni_hostname": parsed.host},
     )

@@ -36,6 +36,8 @@ def is_public_address(addr: str) -> bool:
             return is_public_address(str(ip.sixtofour))
         if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64 embeds an IPv4 address
             return is_public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:  # fec0::/10, deprecated but routable inside
+        return False
     return not (
         ip.is_private
         or ip.is_loopback
@@ -52,20 +54,27 @@ def _blocked(url: str, reason: str) -> SecurityError:
 
 
 def check_url(url: str, allow_hosts: list[str] | None = None, resolver: Resolver | None = None) -> list[str]:
-    """Raise SecurityError unless ``url`` is http(s) to public addresses; return those addresses."""
-    parts = urlsplit(url)
+    """Raise SecurityError unless ``url`` is http(s) to public addresses; return those addresses.
+    Every malformed URL is refused here, as a SecurityError, never a ValueError."""
+    if not isinstance(url, str) or any(c in url for c in "\t\r\n\\") or any(ord(c) < 32 for c in url):
+        raise _blocked(str(url)[:200], "it is not a valid URL (control characters or backslashes)")
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+        explicit_port = parts.port
+    except ValueError as exc:  # "http://[::1/", ":99999", ":80:80"
+        raise _blocked(url[:200], f"it is not a valid URL ({exc})") from exc
     if parts.scheme not in ("http", "https"):
         raise _blocked(url, f"scheme {parts.scheme or '(none)'!r} is not http or https")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise _blocked(url, "it has no host")
+    if not host or any(c.isspace() for c in host):
+        raise _blocked(url, "it has no valid host")
     if parts.username or parts.password:
         raise _blocked(url, "credentials in URLs are not allowed")
     if host in {h.lower() for h in (allow_hosts or [])}:
         return []
     if host in _METADATA_HOSTS:
         raise _blocked(url, f"{host} is a cloud metadata endpoint")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = explicit_port or (443 if parts.scheme == "https" else 80)
     try:
         addrs = [str(ipaddress.ip_address(host))]  # a literal address
     except ValueError:
