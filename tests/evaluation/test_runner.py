@@ -119,3 +119,40 @@ def test_a_failing_target_is_recorded_not_lost(tmp_path: Path) -> None:
     result = run_evaluation(load_settings(data_dir=tmp_path), _options(Broken(), tmp_path / "r"))
     assert result.metrics["errors"] == len(result.items)
     assert "agent server down" in result.items[0].output["error"]
+
+
+def test_anything_a_score_depends_on_changes_the_resume_key(tmp_path: Path) -> None:
+    from flywheel.evaluation._runner import _key
+
+    base = _options(ScriptedTarget(), tmp_path)
+    key = _key(base)
+
+    def variant(**change):  # type: ignore[no-untyped-def]
+        opts = _options(ScriptedTarget(), tmp_path)
+        for k, v in change.items():
+            setattr(opts, k, v)
+        return _key(opts)
+
+    assert _key(_options(ScriptedTarget(), tmp_path)) == key  # same inputs, same key
+    # a scorer argument, a default made explicit at another value, the judge
+    assert variant(scorers=[make_scorer("response_facts", threshold=0.5)]) != variant(
+        scorers=[make_scorer("response_facts", threshold=0.6)]
+    )
+    from flywheel.evaluation._facts import FACTS_THRESHOLD
+
+    assert variant(scorers=[make_scorer("response_facts")]) == variant(
+        scorers=[make_scorer("response_facts", threshold=FACTS_THRESHOLD)]
+    )  # defaults are resolved: an explicit default is the same scorer
+    assert "threshold=" in make_scorer("response_facts").spec  # type: ignore[attr-defined]
+    assert variant(judge="gpt-4o-mini@https://api.example/v1") != key
+
+    class Other(ScriptedTarget):
+        identity = {"model_uri": "scripted", "prompt": "docs-qa-system-en@2"}  # noqa: RUF012
+
+    class Digest(ScriptedTarget):
+        identity = {"model_uri": "scripted", "agent.config_digest": "abc123"}  # noqa: RUF012
+
+    assert variant(target=Other()) != key  # the prompt alias moved to another version
+    assert variant(target=Digest()) != key  # another AgentConfig
+    ds = load_dataset(OWN)
+    assert variant(dataset=ds.model_copy(update={"items": ds.items[:-1]})) != key  # another dataset version

@@ -113,7 +113,9 @@ def test_dns_rebinding_connects_to_the_checked_address_only() -> None:
         seen.append((request.url.host, request.headers["host"], request.extensions.get("sni_hostname")))
         return httpx.Response(200, text="public page", headers={"content-type": "text/plain"})
 
-    res = safe_get("https://rebind.example/secret", resolver=Rebinding(), transport=httpx.MockTransport(handler))
+    res = safe_get(
+        "https://rebind.example/secret", resolver=Rebinding(), transport=httpx.MockTransport(handler)
+    )
     assert res.text == "public page" and res.url == "https://rebind.example/secret"
     # the connection went to the address the guard checked, with the real name for Host and TLS
     assert seen == [(PUBLIC, "rebind.example", "rebind.example")]
@@ -123,7 +125,9 @@ def test_environment_proxies_are_ignored(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     transport = httpx.MockTransport(lambda r: httpx.Response(200, text="ok"))
-    res = safe_get("https://docs.example/", resolver=resolver({"docs.example": [PUBLIC]}), transport=transport)
+    res = safe_get(
+        "https://docs.example/", resolver=resolver({"docs.example": [PUBLIC]}), transport=transport
+    )
     assert res.text == "ok"
     with httpx.Client(trust_env=False) as c:  # what safe_get builds: no proxy mounts from the env
         assert not c._mounts

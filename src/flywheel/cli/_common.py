@@ -45,10 +45,11 @@ def progress_bar(label: str, eta: bool = False) -> Progress:
 
 
 def agent_config(sets: list[str] | None) -> AgentConfig:
-    """An AgentConfig from --set KEY=VALUE options (values parsed as JSON when they are JSON)."""
+    """An AgentConfig from --set KEY=VALUE options (values parsed as JSON when they are JSON), over
+    the default for the settings in effect (the embedded LLM's default policy is ``grounded``)."""
     from pydantic import ValidationError
 
-    from flywheel.agent import AgentConfig
+    from flywheel.agent import default_config
     from flywheel.errors import InputError
 
     values: dict[str, object] = {}
@@ -65,7 +66,7 @@ def agent_config(sets: list[str] | None) -> AgentConfig:
         except ValueError:
             values[key.strip()] = value
     try:
-        return AgentConfig(**values)  # type: ignore[arg-type]
+        return default_config(settings(), **values)
     except ValidationError as exc:  # a user mistake, not a bug
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])

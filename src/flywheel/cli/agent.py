@@ -16,7 +16,13 @@ app = typer.Typer()
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="Your question about the documentation.")],
-    policy: Annotated[str, typer.Option(help="retrieve_first (default) or react.")] = "retrieve_first",
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="grounded (extractive; the default with the embedded LLM), retrieve_first (the default "
+            "with LLM_BASE_URL) or react (tool-calling models)."
+        ),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Excerpts to retrieve.")] = 5,
     thread: Annotated[str | None, typer.Option(help="Conversation id, to continue a thread.")] = None,
     user: Annotated[str | None, typer.Option(help="User id recorded on the trace.")] = None,
@@ -27,21 +33,19 @@ def ask(
     Examples:
       flywheel ask "How do I start the embedded stack?"
       flywheel ask "What does flywheel doctor report?" --json
+      flywheel ask "Which port does the agent server use?" --policy retrieve_first
     """
-    from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
+    from flywheel.agent import DocsAgent, default_config, setup_tracing
     from flywheel.errors import InputError
 
-    if policy not in ("retrieve_first", "react"):
-        raise InputError(
-            detail=f"unknown policy {policy!r}",
-            why="The agent has two policies.",
-            fix="Use --policy retrieve_first or --policy react.",
-        )
+    if policy not in (None, "grounded", "retrieve_first", "react"):
+        raise InputError("unknown_policy", policy=policy)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_mlflow()
     cfg = settings()
     traced = setup_tracing(cfg)
-    agent = DocsAgent(cfg, AgentConfig(policy=policy, top_k=top_k))  # type: ignore[arg-type]
+    overrides: dict[str, object] = {"top_k": top_k, **({"policy": policy} if policy else {})}
+    agent = DocsAgent(cfg, default_config(cfg, **overrides))
     with console.status("Thinking…"):
         result = agent.ask(question, thread_id=thread, user_id=user)
     if json_out:

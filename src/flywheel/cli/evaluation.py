@@ -79,6 +79,7 @@ def evaluate(
         DEFAULT_SCORERS,
         EvalOptions,
         ScorerContext,
+        judge_identity,
         load_dataset,
         make_judge,
         make_scorer,
@@ -110,7 +111,15 @@ def evaluate(
 
         result = run_evaluation(
             cfg,
-            EvalOptions(ds, tgt, scorers, context, concurrency or cfg.eval_concurrency, run_name=name),
+            EvalOptions(
+                ds,
+                tgt,
+                scorers,
+                context,
+                concurrency or cfg.eval_concurrency,
+                run_name=name,
+                judge=judge_identity(cfg),
+            ),
             progress,
         )
     folder = reports / (result.run_id or f"{ds.name}-{ds.digest}")

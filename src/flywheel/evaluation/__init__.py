@@ -1,9 +1,16 @@
 """Evaluation: golden datasets, scorers, targets, a concurrent resumable runner, reports, comparison."""
 
 from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem, load_dataset, save_dataset
-from flywheel.evaluation._judge import make_judge
+from flywheel.evaluation._judge import judge_identity, make_judge
 from flywheel.evaluation._report import compare, kind_table, load_items, write_reports
-from flywheel.evaluation._runner import EvalOptions, EvalResult, ItemResult, aggregate, run_evaluation
+from flywheel.evaluation._runner import (
+    EvalOptions,
+    EvalResult,
+    ItemResult,
+    aggregate,
+    run_evaluation,
+    run_identity,
+)
 from flywheel.evaluation._scorers import (
     DEFAULT_SCORERS,
     PRICES,
@@ -36,6 +43,7 @@ __all__ = [
     "Target",
     "aggregate",
     "compare",
+    "judge_identity",
     "kind_table",
     "load_dataset",
     "load_items",
@@ -44,6 +52,7 @@ __all__ = [
     "make_target",
     "register_scorer",
     "run_evaluation",
+    "run_identity",
     "save_dataset",
     "write_reports",
 ]

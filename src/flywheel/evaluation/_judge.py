@@ -8,7 +8,12 @@ from collections.abc import Callable
 
 from flywheel.config import Settings
 
-__all__ = ["make_judge"]
+__all__ = ["judge_identity", "make_judge"]
+
+
+def judge_identity(settings: Settings) -> str | None:
+    """The judge as it identifies an evaluation (model@endpoint), or None without a judge."""
+    return f"{settings.judge_model}@{settings.judge_base_url}" if settings.judge_base_url else None
 
 
 def make_judge(settings: Settings) -> Callable[[str], str] | None:

@@ -22,10 +22,10 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem
-from flywheel.evaluation._scorers import EvalOutput, Scorer, ScorerContext
+from flywheel.evaluation._scorers import EvalOutput, Scorer, ScorerContext, scorer_spec
 from flywheel.evaluation._targets import Target
 
-__all__ = ["EvalOptions", "EvalResult", "ItemResult", "aggregate", "run_evaluation"]
+__all__ = ["EvalOptions", "EvalResult", "ItemResult", "aggregate", "run_evaluation", "run_identity"]
 
 log = logging.getLogger("flywheel.eval")
 Progress = Callable[[int, int, "ItemResult"], None]
@@ -42,6 +42,7 @@ class EvalOptions:
     run_name: str | None = None
     log_to_mlflow: bool = True
     fresh: bool = False  # ignore earlier partial results
+    judge: str | None = None  # the judge model (name@url) when the context has a judge
 
 
 @dataclass
@@ -72,16 +73,21 @@ class EvalResult:
     seconds: float = 0.0
 
 
+def run_identity(options: EvalOptions) -> dict[str, str]:
+    """Everything a score depends on: dataset digest, target (its AgentConfig digest, prompt name and
+    version, model), scorers with their arguments, and the judge. The resume key is its digest: change
+    any of these and the rerun recomputes instead of reusing old scores."""
+    return {
+        "dataset_digest": options.dataset.digest,
+        "target": options.target.spec,
+        **{f"target.{k}": str(v) for k, v in sorted(options.target.identity.items())},
+        "scorers": ";".join(scorer_spec(s) for s in options.scorers),
+        "judge": options.judge or "none",
+    }
+
+
 def _key(options: EvalOptions) -> str:
-    blob = json.dumps(
-        [
-            options.dataset.digest,
-            options.target.spec,
-            [s.name for s in options.scorers],
-            sorted(options.target.identity.items()),
-        ],
-        sort_keys=True,
-    )
+    blob = json.dumps(sorted(run_identity(options).items()))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -257,9 +263,11 @@ def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> No
         "dataset_digest": result.digest,
         "target": result.target,
         "scorers": ",".join(s.name for s in options.scorers),
+        "scorer_specs": ";".join(scorer_spec(s) for s in options.scorers),
         "concurrency": options.concurrency,
         "items": len(result.items),
-        "judge": settings.judge_model if settings.judge_base_url else "none",
+        "judge": options.judge or (settings.judge_model if settings.judge_base_url else "none"),
+        "resume_key": _key(options),
     }
     tags = {
         "flywheel.kind": "evaluation",

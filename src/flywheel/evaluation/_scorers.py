@@ -7,6 +7,8 @@ builds one from its name and arguments, so an evaluation can be written down and
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -26,6 +28,7 @@ __all__ = [
     "ScorerContext",
     "make_scorer",
     "register_scorer",
+    "scorer_spec",
 ]
 
 
@@ -83,6 +86,8 @@ def register_scorer(name: str) -> Callable[[Callable[..., Scorer]], Callable[...
 
 
 def make_scorer(name: str, **kwargs: Any) -> Scorer:
+    """A scorer by name; its ``spec`` (name and every argument, defaults resolved) identifies it in
+    resume keys and MLflow runs, so changing a threshold — or a default — recomputes the scores."""
     if name not in SCORERS:
         from flywheel.errors import InputError
 
@@ -91,13 +96,26 @@ def make_scorer(name: str, **kwargs: Any) -> Scorer:
             why="Scorers are looked up by name.",
             fix="Use one of: " + ", ".join(sorted(SCORERS)),
         )
-    return SCORERS[name](**kwargs)
+    factory = SCORERS[name]
+    bound = inspect.signature(factory).bind(**kwargs)
+    bound.apply_defaults()
+    scorer = factory(**kwargs)
+    args = ",".join(f"{k}={v!r}" for k, v in sorted(bound.arguments.items()))
+    with contextlib.suppress(AttributeError):  # a frozen custom scorer: its name stands for it
+        scorer.spec = f"{name}({args})"  # type: ignore[attr-defined]
+    return scorer
+
+
+def scorer_spec(scorer: Scorer) -> str:
+    """What identifies a scorer: ``name(arg=value, …)`` when built by :func:`make_scorer`."""
+    return str(getattr(scorer, "spec", None) or scorer.name)
 
 
 @dataclass
 class _Fn:
     name: str
     fn: Callable[[GoldenItem, EvalOutput, ScorerContext], Score]
+    spec: str = ""
 
     def __call__(self, item: GoldenItem, out: EvalOutput, ctx: ScorerContext) -> Score:
         return self.fn(item, out, ctx)

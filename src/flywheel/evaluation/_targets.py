@@ -50,9 +50,13 @@ class AgentTarget:
         loaded = load_agent(settings, model_uri, config, trace_export="mlflow")
         self.agent = loaded.agent
         self.spec = model_uri or "local"
+        prompt = self.agent.prompt("en")  # resolved now: moving the prompt alias changes the identity
         self.identity = {
             **loaded.identity,
             **self.agent.config.params(),
+            "agent.config_digest": self.agent.config.tags()["agent.config_digest"],
+            "prompt": f"{prompt.name}@{prompt.version}",
+            "llm.model": self.agent.config.model or settings.llm_model,
         }
         self.model = self.agent.config.model or settings.llm_model
         self.trace_tags: dict[str, str] = {

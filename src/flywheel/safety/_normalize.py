@@ -86,7 +86,8 @@ def _strip_invisible(text: str) -> tuple[str, str]:
 
 def _between(text: str, start: str, end: str, limit: int = 4000) -> list[str]:
     """The insides of every ``start … end`` (linear: str.find, no backtracking)."""
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     while len(out) < 50:
         i = text.find(start, pos)
         if i < 0:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
+from flywheel.agent import AgentConfig, DocsAgent, default_config, setup_tracing
 from flywheel.config import Settings
 from flywheel.errors import InputError
 
@@ -82,6 +82,6 @@ def load_agent(
         name = f"{identity['registered_model.name']}/{identity['registered_model.version']}"
         return LoadedAgent(agent, identity, name)
     agent = DocsAgent(
-        settings, config or AgentConfig(), prompt_loader=prompt_loader(settings), **agent_kwargs
+        settings, config or default_config(settings), prompt_loader=prompt_loader(settings), **agent_kwargs
     )
     return LoadedAgent(agent, {"model_uri": "local"}, "flywheel-agent-local")

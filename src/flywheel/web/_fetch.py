@@ -83,7 +83,9 @@ def safe_get(
                         current, resp.status_code, ctype, body.decode(enc, "replace"), truncated
                     )
             except (httpx.InvalidURL, ValueError) as exc:
-                raise SecurityError("url_blocked", url=current[:200], reason=f"it is not a valid URL ({exc})") from exc
+                raise SecurityError(
+                    "url_blocked", url=current[:200], reason=f"it is not a valid URL ({exc})"
+                ) from exc
             except httpx.HTTPError as exc:
                 raise InputError(
                     detail=f"could not fetch {current}: {exc.__class__.__name__}: {exc}",

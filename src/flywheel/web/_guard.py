@@ -36,7 +36,9 @@ def is_public_address(addr: str) -> bool:
             return is_public_address(str(ip.sixtofour))
         if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64 embeds an IPv4 address
             return is_public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
-    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:  # fec0::/10, deprecated but routable inside
+    if (
+        isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    ):  # fec0::/10, deprecated but routable inside
         return False
     return not (
         ip.is_private
