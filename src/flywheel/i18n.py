@@ -179,6 +179,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "`flywheel up` で組み込みスタックを起動してください(独自のサーバーを使う場合は {env_key} を確認)。",
         ),
     },
+    "service_needed": {
+        "en": (
+            "{service} is not reachable at {url} (checked for {seconds} s).",
+            "{purpose}",
+            "Start the embedded stack with `flywheel up` (or check {env_key} if you use your own).",
+        ),
+        "ja": (
+            "{service} に {url} で接続できません({seconds} 秒確認しました)。",
+            "{purpose}",
+            "`flywheel up` で組み込みスタックを起動してください(独自のサーバーを使う場合は {env_key} を確認)。",
+        ),
+    },
     "unknown_service": {
         "en": (
             "There is no service named {name!r}.",
@@ -222,8 +234,13 @@ def message(key: str, lang: str, **params: Any) -> Entry:
     """The (what, why, fix) triple for ``key`` in ``lang``, formatted with ``params``."""
     entry = MESSAGES.get(key, MESSAGES["generic"])
     template = entry.get(lang) or entry["en"]
-    safe = _Defaults(params)
+    # a parameter may itself be bilingual: {"en": …, "ja": …}
+    safe = _Defaults({k: (v.get(lang) or v.get("en", "")) if _bilingual(v) else v for k, v in params.items()})
     return tuple(part.format_map(safe) for part in template)  # type: ignore[return-value]
+
+
+def _bilingual(value: Any) -> bool:
+    return isinstance(value, dict) and "en" in value and set(value) <= {"en", "ja"}
 
 
 class _Defaults(dict[str, Any]):

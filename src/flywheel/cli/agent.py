@@ -37,15 +37,18 @@ def ask(
     """
     from flywheel.agent import DocsAgent, default_config, setup_tracing
     from flywheel.errors import InputError
+    from flywheel.stack import require
 
     if policy not in (None, "grounded", "retrieve_first", "react"):
         raise InputError("unknown_policy", policy=policy)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_mlflow()
     cfg = settings()
-    traced = setup_tracing(cfg)
     overrides: dict[str, object] = {"top_k": top_k, **({"policy": policy} if policy else {})}
-    agent = DocsAgent(cfg, default_config(cfg, **overrides))
+    config = default_config(cfg, **overrides)
+    require(cfg, "index", *(["llm"] if config.policy != "grounded" else []))
+    traced = setup_tracing(cfg)
+    agent = DocsAgent(cfg, config)
     with console.status("Thinking…"):
         result = agent.ask(question, thread_id=thread, user_id=user)
     if json_out:

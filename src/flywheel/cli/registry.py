@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from flywheel.cli._common import agent_config, console, quiet_mlflow, settings
+from flywheel.stack import require
 
 app = typer.Typer()
 prompts_app = typer.Typer(
@@ -43,6 +44,7 @@ def log_model(
 
     quiet_mlflow()
     cfg = settings()
+    require(cfg, "tracking")
     config = agent_config(set_)
     with console.status("Logging and registering the agent…"):
         logged = log_agent(cfg, config, name=name, alias=alias or None)
@@ -75,7 +77,9 @@ def set_model_alias(
     """
     from flywheel.registry import set_alias
 
-    set_alias(settings(), name, alias, version)
+    cfg = settings()
+    require(cfg, "tracking")
+    set_alias(cfg, name, alias, version)
     console.print(f"models:/{name}@{alias} → version {version}")
 
 
@@ -90,11 +94,11 @@ def prompts_push(
 
     Example: flywheel prompts push --alias production
     """
-    from flywheel.registry import push_default_prompts, require_registry
+    from flywheel.registry import push_default_prompts
 
     quiet_mlflow()
     cfg = settings()
-    require_registry(cfg)
+    require(cfg, "tracking")
     for prompt, version in push_default_prompts(cfg, name, alias):
         console.print(f"prompts:/{prompt}@{alias} → version {version}")
 
@@ -110,6 +114,7 @@ def prompts_list() -> None:
 
     quiet_mlflow()
     cfg = settings()
+    require(cfg, "tracking")
     mlflow.set_tracking_uri(cfg.tracking_uri)
     table = Table(box=None, pad_edge=False)
     for col in ("prompt", "latest", "aliases"):
@@ -136,6 +141,8 @@ def prompts_alias(
     """
     import mlflow
 
-    mlflow.set_tracking_uri(settings().tracking_uri)
+    cfg = settings()
+    require(cfg, "tracking")
+    mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.genai.set_prompt_alias(name, alias=alias, version=version)
     console.print(f"prompts:/{name}@{alias} → version {version}")

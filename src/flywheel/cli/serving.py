@@ -36,6 +36,10 @@ def serve(
     if port:
         os.environ["FLYWHEEL_AGENT_PORT"] = str(port)
     cfg = settings()
+    if (model or cfg.serve_model or "").startswith("models:/"):
+        from flywheel.stack import require
+
+        require(cfg, "tracking")  # fail now, not after "agent server on …" and minutes of retries
     if detach:
         from flywheel.stack import Stack
 

@@ -2,6 +2,7 @@
 
 from flywheel.stack._manager import ServiceStatus, Stack, check_health, tracking_reachable
 from flywheel.stack._ports import port_holder, port_is_free
+from flywheel.stack._require import require
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, find_gguf, register_service
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "port_holder",
     "port_is_free",
     "register_service",
+    "require",
     "tracking_reachable",
 ]
 
