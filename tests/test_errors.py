@@ -69,3 +69,32 @@ def test_run_renders_the_error_and_exits_2(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "mlflow_port" in err and "Traceback" not in err
+
+
+def test_every_error_raised_in_the_code_is_in_the_catalogue_and_fully_translated() -> None:
+    """No error writes its text inline: each names a catalogue key that has English and Japanese
+    with the same placeholders, and the Japanese cause and fix are not English."""
+    import re
+    import string
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "flywheel"
+    code = "\n".join(p.read_text(encoding="utf-8") for p in src.rglob("*.py"))
+    assert not re.search(r"Error\(\s*(what|detail|why)=", code), "an error writes its text inline"
+    classes = (
+        r"(?:Input|Config|Flywheel|Security|Service|ServiceUnavailable|MissingDependency|ServiceStart)Error"
+    )
+    used = set(re.findall(classes + r"\(\s*\"([a-z_]+)\"", code))
+    assert len(used) > 20
+    missing = used - set(MESSAGES)
+    assert not missing, missing
+    for key, entry in MESSAGES.items():
+        fields = [
+            {f for _, f, _, _ in string.Formatter().parse(part) if f} for part in (*entry["en"], *entry["ja"])
+        ]
+        en = set().union(*fields[:3])
+        ja = set().union(*fields[3:])
+        assert en == ja, (key, en ^ ja)
+        for part in entry["ja"][1:]:
+            words = re.sub(r"\{[^}]*\}|`[^`]*`|[A-Z_]{3,}\S*|\S+\.\S+", "", part)
+            assert not re.search(r"\b(the|is|and|with|not)\b", words), (key, part)

@@ -46,6 +46,262 @@ MESSAGES: dict[str, dict[str, Entry]] = {
         "en": ("Invalid input: {detail}", "{why}", "{fix}"),
         "ja": ("入力が不正です: {detail}", "{why}", "{fix}"),
     },
+    "unknown_target": {
+        "en": (
+            "Unknown evaluation target {target!r}.",
+            "A target is what answers the dataset's questions.",
+            "Use --target local, --target http://127.0.0.1:5005, or --target models:/docs-qa-agent@champion.",
+        ),
+        "ja": (
+            "評価ターゲット {target!r} は不明です。",
+            "ターゲットはデータセットの質問に答えるものです。",
+            "--target local、--target http://127.0.0.1:5005、--target models:/docs-qa-agent@champion のいずれかを指定してください。",
+        ),
+    },
+    "dataset_jsonl_line": {
+        "en": (
+            "{path}, line {line}: not JSON ({detail}).",
+            "JSONL holds one JSON item per line.",
+            "Fix that line and run again.",
+        ),
+        "ja": (
+            "{path} の {line} 行目が JSON ではありません({detail})。",
+            "JSONL は 1 行に 1 つの JSON 項目を書く形式です。",
+            "その行を直してもう一度実行してください。",
+        ),
+    },
+    "dataset_not_json": {
+        "en": (
+            "{path} is not valid JSON ({detail}).",
+            "The seed format is a JSON list of items.",
+            "Fix the JSON, or use .jsonl / .csv.",
+        ),
+        "ja": (
+            "{path} は有効な JSON ではありません({detail})。",
+            "シード形式は項目の JSON リストです。",
+            "JSON を直すか、.jsonl / .csv を使ってください。",
+        ),
+    },
+    "dataset_not_list": {
+        "en": (
+            "{path} holds a JSON {kind}, not a list.",
+            "The seed format is a JSON list of items.",
+            "Wrap the items in [ … ].",
+        ),
+        "ja": (
+            "{path} の中身は JSON の {kind} で、リストではありません。",
+            "シード形式は項目の JSON リストです。",
+            "項目を [ … ] で囲んでください。",
+        ),
+    },
+    "dataset_item": {
+        "en": (
+            "{name}: item {index}, field {field!r}: {detail}",
+            "Every item needs input.question; kind is one of {kinds}.",
+            "Correct item {index} (counting from 0) and run again.",
+        ),
+        "ja": (
+            "{name}: 項目 {index} のフィールド {field!r}: {detail}",
+            "各項目には input.question が必要で、kind は {kinds} のいずれかです。",
+            "項目 {index}(0 から数えます)を直してもう一度実行してください。",
+        ),
+    },
+    "unknown_scorer": {
+        "en": ("Unknown scorer {name!r}.", "Scorers are looked up by name.", "Use one of: {known}."),
+        "ja": (
+            "スコアラー {name!r} は不明です。",
+            "スコアラーは名前で探します。",
+            "次のいずれかを使ってください: {known}。",
+        ),
+    },
+    "fetch_failed": {
+        "en": (
+            "Could not fetch {url}: {detail}",
+            "The server did not answer in time, refused the connection, or the name is unknown.",
+            "Check the URL and your network; raise FLYWHEEL_OPEN_URL_TIMEOUT for slow sites.",
+        ),
+        "ja": (
+            "{url} を取得できませんでした: {detail}",
+            "サーバーが時間内に応答しないか、接続を拒否したか、名前が見つかりません。",
+            "URL とネットワークを確認してください。遅いサイトには FLYWHEEL_OPEN_URL_TIMEOUT を引き上げてください。",
+        ),
+    },
+    "too_many_redirects": {
+        "en": (
+            "{url} redirected more than {n} times.",
+            "Long redirect chains are refused.",
+            "Use the final URL directly.",
+        ),
+        "ja": (
+            "{url} が {n} 回を超えてリダイレクトしました。",
+            "長いリダイレクトの連鎖は拒否します。",
+            "最終的な URL を直接指定してください。",
+        ),
+    },
+    "llm_unreachable": {
+        "en": (
+            "The LLM is not reachable at {url}.",
+            "{detail}",
+            "Start the embedded stack with `flywheel up` (or check LLM_BASE_URL if you use your own).",
+        ),
+        "ja": (
+            "LLM に {url} で接続できません。",
+            "{detail}",
+            "`flywheel up` で組み込みスタックを起動してください(独自の LLM を使う場合は LLM_BASE_URL を確認)。",
+        ),
+    },
+    "llm_http_error": {
+        "en": (
+            "The LLM at {url} answered HTTP {status} for model {model!r}.",
+            "{detail}",
+            "Check LLM_MODEL, LLM_BASE_URL and the API key (OPENAI_API_KEY); `flywheel doctor` checks the embedded LLM.",
+        ),
+        "ja": (
+            "{url} の LLM がモデル {model!r} に対して HTTP {status} を返しました。",
+            "{detail}",
+            "LLM_MODEL、LLM_BASE_URL、API キー(OPENAI_API_KEY)を確認してください。組み込み LLM は `flywheel doctor` で確認できます。",
+        ),
+    },
+    "gguf_path_missing": {
+        "en": (
+            "The GGUF file {path} does not exist.",
+            "FLYWHEEL_LLM_GGUF_PATH points at a file that does not exist.",
+            "Correct FLYWHEEL_LLM_GGUF_PATH, or unset it to use the bundled SmolLM2.",
+        ),
+        "ja": (
+            "GGUF ファイル {path} が存在しません。",
+            "FLYWHEEL_LLM_GGUF_PATH が存在しないファイルを指しています。",
+            "FLYWHEEL_LLM_GGUF_PATH を直すか、設定を外して同梱の SmolLM2 を使ってください。",
+        ),
+    },
+    "fail_under_syntax": {
+        "en": (
+            "--fail-under {item!r} is not METRIC=NUMBER.",
+            "Each --fail-under names a metric and its minimum.",
+            "For example: --fail-under refusal=1.0 --fail-under response_facts=0.5",
+        ),
+        "ja": (
+            "--fail-under {item!r} は METRIC=NUMBER の形ではありません。",
+            "--fail-under には指標名と最小値を指定します。",
+            "例: --fail-under refusal=1.0 --fail-under response_facts=0.5",
+        ),
+    },
+    "set_syntax": {
+        "en": (
+            "--set {item!r} is not KEY=VALUE.",
+            "Each --set overrides one AgentConfig field.",
+            "For example: --set top_k=8 --set policy=react",
+        ),
+        "ja": (
+            "--set {item!r} は KEY=VALUE の形ではありません。",
+            "--set は AgentConfig のフィールドを 1 つ上書きします。",
+            "例: --set top_k=8 --set policy=react",
+        ),
+    },
+    "set_value": {
+        "en": (
+            "--set {field}: {detail}",
+            "Each --set must name an AgentConfig field and give it a valid value.",
+            "For example: --set top_k=8 --set policy=react (the fields are listed in docs/agent.md)",
+        ),
+        "ja": (
+            "--set {field}: {detail}",
+            "--set には AgentConfig のフィールド名と有効な値を指定します。",
+            "例: --set top_k=8 --set policy=react(フィールド一覧は docs/agent.md)",
+        ),
+    },
+    "verify_failed": {
+        "en": (
+            "Verification of {uri} failed: the model did not load or answer in a fresh process.",
+            "{detail}",
+            "Check `flywheel status` (LLM, Milvus, MLflow healthy) and `flywheel ingest docs/`, then retry.",
+        ),
+        "ja": (
+            "{uri} の検証に失敗しました: 新しいプロセスでモデルが読み込めないか、応答しませんでした。",
+            "{detail}",
+            "`flywheel status`(LLM、Milvus、MLflow が正常か)と `flywheel ingest docs/` を確認して再試行してください。",
+        ),
+    },
+    "model_uri_invalid": {
+        "en": (
+            "{uri!r} is not a registered model URI.",
+            "Expected models:/NAME@ALIAS or models:/NAME/VERSION.",
+            "For example: flywheel serve --model models:/docs-qa-agent@champion",
+        ),
+        "ja": (
+            "{uri!r} は登録済みモデルの URI ではありません。",
+            "models:/NAME@ALIAS または models:/NAME/VERSION の形が必要です。",
+            "例: flywheel serve --model models:/docs-qa-agent@champion",
+        ),
+    },
+    "not_an_agent_model": {
+        "en": (
+            "{uri} is not a flywheel agent model.",
+            "It was not logged with `flywheel log-model`.",
+            "Serve a version logged by `flywheel log-model`, or omit --model.",
+        ),
+        "ja": (
+            "{uri} は flywheel のエージェントモデルではありません。",
+            "`flywheel log-model` で記録されたものではありません。",
+            "`flywheel log-model` で記録したバージョンを指定するか、--model を省略してください。",
+        ),
+    },
+    "index_dim_mismatch": {
+        "en": (
+            "The index {collection!r} holds {have}-dimensional vectors, but the embedding model makes {dim}-dimensional ones.",
+            "It was built with another embedding model; mixing vector spaces would return nonsense.",
+            "Re-ingest with --rebuild (or use FLYWHEEL_COLLECTION=<new name>).",
+        ),
+        "ja": (
+            "インデックス {collection!r} のベクトルは {have} 次元ですが、埋め込みモデルは {dim} 次元です。",
+            "別の埋め込みモデルで作られています。ベクトル空間を混ぜると検索結果が無意味になります。",
+            "--rebuild で取り込み直してください(または FLYWHEEL_COLLECTION=<新しい名前>)。",
+        ),
+    },
+    "unsupported_document": {
+        "en": (
+            "{path} is not a supported document type.",
+            "flywheel ingests {suffixes} files, folders of them, URLs and sitemap.xml.",
+            "Convert the file, or point at a folder that contains supported files.",
+        ),
+        "ja": (
+            "{path} は対応していない文書形式です。",
+            "flywheel が取り込めるのは {suffixes} のファイル、それらのフォルダ、URL、sitemap.xml です。",
+            "ファイルを変換するか、対応するファイルを含むフォルダを指定してください。",
+        ),
+    },
+    "page_http_error": {
+        "en": ("{url} answered HTTP {status}.", "The page could not be fetched.", "Check the URL."),
+        "ja": (
+            "{url} が HTTP {status} を返しました。",
+            "ページを取得できませんでした。",
+            "URL を確認してください。",
+        ),
+    },
+    "embedder_unavailable": {
+        "en": (
+            "The embedding model {name} could not be loaded.",
+            "It could not be loaded from {location} ({detail}). Without a network only the bundled all-MiniLM-L6-v2 works.",
+            "Set EMBEDDING_MODEL=all-MiniLM-L6-v2 (offline), or connect to the Hugging Face hub.",
+        ),
+        "ja": (
+            "埋め込みモデル {name} を読み込めませんでした。",
+            "{location} から読み込めませんでした({detail})。ネットワークがない環境では同梱の all-MiniLM-L6-v2 だけが使えます。",
+            "EMBEDDING_MODEL=all-MiniLM-L6-v2(オフライン)にするか、Hugging Face hub に接続してください。",
+        ),
+    },
+    "embedder_needs_key": {
+        "en": (
+            "The embedding model {name} needs an API key.",
+            "It is served by OpenAI, and OPENAI_API_KEY is not set.",
+            "Set OPENAI_API_KEY, or EMBEDDING_MODEL=all-MiniLM-L6-v2 for the offline default.",
+        ),
+        "ja": (
+            "埋め込みモデル {name} には API キーが必要です。",
+            "OpenAI が提供するモデルですが、OPENAI_API_KEY が設定されていません。",
+            "OPENAI_API_KEY を設定するか、オフラインの既定 EMBEDDING_MODEL=all-MiniLM-L6-v2 を使ってください。",
+        ),
+    },
     "unknown_policy": {
         "en": (
             "Unknown policy {policy!r}.",

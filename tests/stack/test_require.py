@@ -50,7 +50,11 @@ def test_commands_with_the_stack_down_stop_quickly(tmp_path: Path, args: list[st
     env.pop("MLFLOW_TRACKING_URI", None)
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli.main", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "flywheel.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -154,10 +154,7 @@ class OpenAICompatibleChat(BaseChatModel):
 
     def _unreachable(self, exc: Exception) -> ServiceUnavailableError:
         return ServiceUnavailableError(
-            service="the LLM",
-            url=self.base_url,
-            detail=f"{type(exc).__name__}: {exc}".rstrip(": "),
-            env_key="LLM_BASE_URL",
+            "llm_unreachable", url=self.base_url, detail=f"{type(exc).__name__}: {exc}".rstrip(": ")
         )
 
     def _failed(self, resp: httpx.Response) -> ServiceError:
@@ -166,10 +163,11 @@ class OpenAICompatibleChat(BaseChatModel):
         except httpx.HTTPError:
             text = ""
         return ServiceError(
-            what=f"The LLM at {self.base_url} answered HTTP {resp.status_code} for model {self.model!r}.",
-            why=text[:300] or resp.reason_phrase,
-            fix="Check LLM_MODEL, LLM_BASE_URL and the API key (OPENAI_API_KEY); `flywheel doctor` "
-            "checks the embedded LLM.",
+            "llm_http_error",
+            url=self.base_url,
+            status=resp.status_code,
+            model=self.model,
+            detail=text[:300] or resp.reason_phrase,
         )
 
     def _outcome(self, attempt: int, resp: httpx.Response | None, exc: Exception | None) -> float | None:

@@ -56,11 +56,7 @@ def agent_config(sets: list[str] | None) -> AgentConfig:
     for item in sets or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InputError(
-                detail=f"--set {item!r} is not KEY=VALUE",
-                why="Each --set overrides one AgentConfig field.",
-                fix="For example: --set top_k=8 --set policy=react",
-            )
+            raise InputError("set_syntax", item=item)
         try:
             values[key.strip()] = json.loads(value)
         except ValueError:
@@ -70,8 +66,4 @@ def agent_config(sets: list[str] | None) -> AgentConfig:
     except ValidationError as exc:  # a user mistake, not a bug
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise InputError(
-            detail=f"--set {field}: {err['msg']}",
-            why="Each --set must name an AgentConfig field and give it a valid value.",
-            fix="For example: --set top_k=8 --set policy=react (the fields are listed in docs/agent.md)",
-        ) from exc
+        raise InputError("set_value", field=field, detail=err["msg"]) from exc

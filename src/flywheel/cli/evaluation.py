@@ -29,11 +29,7 @@ def _thresholds(items: list[str] | None) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep:
-            raise InputError(
-                detail=f"--fail-under {item!r} is not METRIC=NUMBER",
-                why="Each --fail-under names a metric and its minimum.",
-                fix="For example: --fail-under refusal=1.0 --fail-under response_facts=0.5",
-            )
+            raise InputError("fail_under_syntax", item=item)
     return out
 
 

@@ -83,11 +83,7 @@ def _rows(path: Path, text: str) -> list[Any]:
                 try:
                     out.append(json.loads(line))
                 except ValueError as exc:
-                    raise InputError(
-                        detail=f"{path}, line {n}: not JSON ({exc})",
-                        why="JSONL holds one JSON item per line.",
-                        fix="Fix that line.",
-                    ) from exc
+                    raise InputError("dataset_jsonl_line", path=path, line=n, detail=exc) from exc
         return out
     if suffix == ".csv":
         out = []
@@ -113,17 +109,9 @@ def _rows(path: Path, text: str) -> list[Any]:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise InputError(
-            detail=f"{path} is not valid JSON ({exc})",
-            why="The seed format is a JSON list of items.",
-            fix="Fix the JSON, or use .jsonl / .csv.",
-        ) from exc
+        raise InputError("dataset_not_json", path=path, detail=exc) from exc
     if not isinstance(data, list):
-        raise InputError(
-            detail=f"{path} holds a JSON {type(data).__name__}, not a list",
-            why="The seed format is a JSON list of items.",
-            fix="Wrap the items in [ … ].",
-        )
+        raise InputError("dataset_not_list", path=path, kind=type(data).__name__)
     return data
 
 
@@ -131,7 +119,9 @@ def load_dataset(path: str | Path, name: str | None = None) -> Dataset:
     """Read and validate a dataset file (.json seed format, .jsonl, .csv)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError("path_not_found", path=str(path), what="dataset", cwd=Path.cwd())
+        raise InputError(
+            "path_not_found", path=str(path), what={"en": "dataset", "ja": "データセット"}, cwd=Path.cwd()
+        )
     items = []
     for index, raw in enumerate(_rows(p, p.read_text(encoding="utf-8"))):
         try:
@@ -140,9 +130,12 @@ def load_dataset(path: str | Path, name: str | None = None) -> Dataset:
             err = exc.errors()[0]
             field = ".".join(str(x) for x in err["loc"])
             raise InputError(
-                detail=f"{p.name}: item {index}, field {field!r}: {err['msg']}",
-                why="Every item needs input.question; kind is one of " + ", ".join(KINDS) + ".",
-                fix=f"Correct item {index} (counting from 0) and run again.",
+                "dataset_item",
+                name=p.name,
+                index=index,
+                field=field,
+                detail=err["msg"],
+                kinds=", ".join(KINDS),
             ) from exc
     for n, item in enumerate(items):
         if item.metadata.id is None:

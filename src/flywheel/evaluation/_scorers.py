@@ -91,11 +91,7 @@ def make_scorer(name: str, **kwargs: Any) -> Scorer:
     if name not in SCORERS:
         from flywheel.errors import InputError
 
-        raise InputError(
-            detail=f"unknown scorer {name!r}",
-            why="Scorers are looked up by name.",
-            fix="Use one of: " + ", ".join(sorted(SCORERS)),
-        )
+        raise InputError("unknown_scorer", name=name, known=", ".join(sorted(SCORERS)))
     factory = SCORERS[name]
     bound = inspect.signature(factory).bind(**kwargs)
     bound.apply_defaults()

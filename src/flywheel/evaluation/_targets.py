@@ -130,8 +130,4 @@ def make_target(spec: str, settings: Settings, config: AgentConfig | None = None
         return AgentTarget(settings, model_uri=spec)
     if spec.startswith(("http://", "https://")):
         return HttpTarget(spec, settings.api_key.get_secret_value() if settings.api_key else None)
-    raise InputError(
-        detail=f"unknown target {spec!r}",
-        why="A target is what answers the dataset's questions.",
-        fix="Use --target local, --target http://127.0.0.1:5005, or --target models:/docs-qa-agent@champion",
-    )
+    raise InputError("unknown_target", target=spec)

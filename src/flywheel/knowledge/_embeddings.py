@@ -75,10 +75,7 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(location, device="cpu")
         except OSError as exc:
             raise MissingDependencyError(
-                what=f"The embedding model {name}",
-                why=f"It could not be loaded from {location} ({exc}). Without a network only the bundled "
-                "all-MiniLM-L6-v2 works.",
-                fix="Set EMBEDDING_MODEL=all-MiniLM-L6-v2 (offline), or connect to the Hugging Face hub.",
+                "embedder_unavailable", name=name, location=location, detail=exc
             ) from exc
         self.dim = int(self._model.get_embedding_dimension() or 0)
         self._lock = threading.Lock()  # torch inference from many threads gains nothing on 2 cores
@@ -111,11 +108,7 @@ class OpenAIEmbedder:
         from openai import OpenAI
 
         if not api_key and not base_url:
-            raise MissingDependencyError(
-                what=f"The embedding model {name}",
-                why="It is served by OpenAI, and OPENAI_API_KEY is not set.",
-                fix="Set OPENAI_API_KEY, or EMBEDDING_MODEL=all-MiniLM-L6-v2 for the offline default.",
-            )
+            raise MissingDependencyError("embedder_needs_key", name=name)
         self.name = name
         self._client = OpenAI(base_url=base_url, api_key=api_key or "none")
         self.dim = self._DIMS.get(name) or len(self.embed_query("dimension probe"))

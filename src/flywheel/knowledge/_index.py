@@ -113,10 +113,7 @@ class DocIndex:
                 have = int(field.get("params", {}).get("dim", self.dim))
                 if have != self.dim:
                     raise FlywheelError(
-                        what=f"The index {self.collection!r} holds {have}-dimensional vectors, "
-                        f"but the embedding model makes {self.dim}-dimensional ones.",
-                        why="It was built with another embedding model.",
-                        fix="Re-ingest with --rebuild (or use FLYWHEEL_COLLECTION=<new name>).",
+                        "index_dim_mismatch", collection=self.collection, have=have, dim=self.dim
                     )
 
     def drop(self) -> None:

@@ -80,11 +80,7 @@ def _folder(path: Path) -> Origin:
 def _file(path: Path) -> Origin:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise InputError(
-            detail=f"{path} is not a supported document type",
-            why=f"flywheel ingests {', '.join(sorted(SUFFIXES))} files, folders of them, URLs and sitemap.xml.",
-            fix="Convert the file, or point at a folder that contains supported files.",
-        )
+        raise InputError("unsupported_document", path=path, suffixes=", ".join(sorted(SUFFIXES)))
     return Origin(
         str(path.resolve()),
         "file",
@@ -97,11 +93,7 @@ def _url(url: str, fetch: FetchOptions) -> Origin:
     def load(name: str) -> Document:
         res = safe_get(name, fetch)
         if res.status >= 400:
-            raise InputError(
-                detail=f"{name} answered HTTP {res.status}",
-                why="The page could not be fetched.",
-                fix="Check the URL.",
-            )
+            raise InputError("page_http_error", url=name, status=res.status)
         fmt = "html" if "html" in res.content_type or res.text.lstrip().startswith("<") else "md"
         return load_file_text(res.text, fmt, name)
 
@@ -126,5 +118,10 @@ def resolve_origins(sources: list[str], fetch: FetchOptions) -> Iterator[Origin]
             continue
         path = Path(source).expanduser()
         if not path.exists():
-            raise InputError("path_not_found", path=source, what="document source", cwd=Path.cwd())
+            raise InputError(
+                "path_not_found",
+                path=source,
+                what={"en": "document source", "ja": "文書の取り込み元"},
+                cwd=Path.cwd(),
+            )
         yield _folder(path) if path.is_dir() else _file(path)

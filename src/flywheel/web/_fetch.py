@@ -88,15 +88,9 @@ def safe_get(
                 ) from exc
             except httpx.HTTPError as exc:
                 raise InputError(
-                    detail=f"could not fetch {current}: {exc.__class__.__name__}: {exc}",
-                    why="The server did not answer in time, refused the connection, or the name is unknown.",
-                    fix="Check the URL and your network; raise FLYWHEEL_OPEN_URL_TIMEOUT for slow sites.",
+                    "fetch_failed", url=current, detail=f"{exc.__class__.__name__}: {exc}"
                 ) from exc
-    raise SecurityError(
-        detail=f"{url} redirected more than {opts.max_redirects} times",
-        why="Long redirect chains are refused.",
-        fix="Use the final URL directly.",
-    )
+    raise SecurityError("too_many_redirects", url=url, n=opts.max_redirects)
 
 
 def _pinned_request(client: httpx.Client, url: str, addrs: list[str]) -> httpx.Request:
