@@ -133,27 +133,45 @@ def select_units(
     rank_weight: float = 0.06,
     dedup: float = 0.92,
     max_code_chars: int = 600,
+    max_candidates: int = 24,
+    diversity: float = 0.0,
 ) -> list[Selected]:
     """The best units of ``hits`` for ``question``, in answer order (see the module docstring)."""
     units = [u for n, h in enumerate(hits, 1) for u in split_units(h.get("text", ""), n)]
     if not units:
         return []
+    qterms = key_terms(question)
+    lexical = [len(qterms & key_terms(u.text)) / max(1, len(qterms)) for u in units]
+    if len(units) > max_candidates:  # embedding is the cost: embed the lexically likeliest units only
+        keep = sorted(
+            range(len(units)), key=lambda i: (-lexical[i] + rank_weight * (units[i].hit - 1), units[i].pos)
+        )[:max_candidates]
+        keep.sort()
+        units, lexical = [units[i] for i in keep], [lexical[i] for i in keep]
+        for new_pos, u in enumerate(units):  # positions stay ordered within an excerpt
+            u.pos = new_pos
     texts = [u.text for u in units]
     vecs = np.asarray(embed([question, *texts]), dtype=float)
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
     cos = vecs[1:] @ vecs[0]
-    qterms = key_terms(question)
-    scores = []
-    for u, c in zip(units, cos, strict=True):
-        lex = len(qterms & key_terms(u.text)) / max(1, len(qterms))
-        scores.append(float(c) + lexical_weight * lex - rank_weight * (u.hit - 1))
-    order = sorted(range(len(units)), key=lambda i: -scores[i])
+    scores = [
+        float(c) + lexical_weight * lex - rank_weight * (u.hit - 1)
+        for u, c, lex in zip(units, cos, lexical, strict=True)
+    ]
     chosen: list[int] = []
     seen: set[str] = set()
     used = 0
-    for i in order:
-        if len(chosen) >= max_units:
-            break
+    left = set(range(len(units)))
+
+    def gain(i: int) -> float:
+        """Maximal marginal relevance: relevance minus similarity to what is already chosen."""
+        if not diversity or not chosen:
+            return scores[i]
+        return scores[i] - diversity * max(float(vecs[i + 1] @ vecs[j + 1]) for j in chosen)
+
+    while left and len(chosen) < max_units:
+        i = max(sorted(left), key=gain)
+        left.discard(i)
         u = units[i]
         key = _norm(u.text)
         if key in seen or any(float(vecs[i + 1] @ vecs[j + 1]) >= dedup for j in chosen):
