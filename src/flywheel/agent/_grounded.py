@@ -133,6 +133,7 @@ def select_units(
     rank_weight: float = 0.06,
     dedup: float = 0.92,
     max_code_chars: int = 600,
+    max_code_blocks: int = 2,
     max_candidates: int = 24,
     diversity: float = 0.0,
 ) -> list[Selected]:
@@ -177,7 +178,10 @@ def select_units(
         if key in seen or any(float(vecs[i + 1] @ vecs[j + 1]) >= dedup for j in chosen):
             continue
         size = len(u.text)
-        if (chosen and used + size > max_chars) or (u.code and size > max_code_chars):
+        codes = sum(units[j].code for j in chosen)
+        if (chosen and used + size > max_chars) or (
+            u.code and (size > max_code_chars or codes >= max_code_blocks)
+        ):
             continue
         chosen.append(i)
         seen.add(key)
@@ -191,6 +195,10 @@ def select_units(
         while follow and nxt < len(units) and units[nxt].hit == u.hit and nxt not in chosen:
             v = units[nxt]
             if not (v.code or _is_item(v.text)) or used + len(v.text) > max_chars * 1.5:
+                break
+            if v.code and (
+                len(v.text) > max_code_chars or sum(units[j].code for j in chosen) >= max_code_blocks
+            ):
                 break
             chosen.append(nxt)
             seen.add(_norm(v.text))

@@ -112,6 +112,8 @@ def set_trace_identity(root: Any, tags: dict[str, str], session_id: str | None, 
         attrs["user.id"] = user_id or "anonymous"
         root.set_attributes(attrs)
         return
+    if mlflow.get_current_active_span() is None:  # e.g. MLflow's own predict while logging a model
+        return
     mlflow.update_current_trace(
         metadata={"mlflow.trace.session": session_id or "", "mlflow.trace.user": user_id or "anonymous"},
         tags=tags,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -29,6 +31,52 @@ err_console = Console(stderr=True, highlight=False)
 
 def settings() -> Settings:
     return load_settings()
+
+
+_THIRD_PARTY = (
+    "mlflow",
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "alembic",
+    "sqlalchemy",
+    "sentence_transformers",
+    "transformers",
+    "pymilvus",
+    "milvus_lite",
+    "opentelemetry",
+    "langchain",
+    "langgraph",
+    "openai",
+    "py.warnings",
+)
+
+
+def quiet_terminal(verbose: bool = False, log_file: Path | None = None) -> None:
+    """Only flywheel's own lines on the terminal: third-party logging (MLflow's run links and flush
+    notices, urllib3 retries, library warnings) goes to ``log_file`` instead, or everywhere with -v."""
+    import os
+    import warnings
+
+    logging.captureWarnings(True)
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return
+    # MLflow installs its own stderr handler when imported (later, lazily): ask it not to
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        with contextlib.suppress(OSError):
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(log_file, encoding="utf-8")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handlers.append(fh)
+    for name in _THIRD_PARTY:
+        lg = logging.getLogger(name)
+        lg.handlers = list(handlers)
+        lg.propagate = False
+        lg.setLevel(logging.INFO if handlers else logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="mlflow")
 
 
 def quiet_mlflow() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -53,8 +54,17 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show the libraries' log lines (MLflow, HTTP clients…)."
+    ),
 ) -> None:
     """Ship documentation-QA agents to production and keep them improving."""
+    import os
+
+    from flywheel.cli._common import quiet_terminal
+
+    data = Path(os.environ.get("FLYWHEEL_DATA_DIR", "data"))
+    quiet_terminal(verbose, None if verbose else data / "logs" / "cli.log")
 
 
 def run() -> None:

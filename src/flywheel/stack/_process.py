@@ -64,7 +64,8 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
+            # a service logs to its own file as it normally would: the CLI's quiet-terminal switch is not inherited
+            env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_CONFIGURE_LOGGING"}, **env},
             cwd=cwd,
             start_new_session=True,
             preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None,
