@@ -299,6 +299,9 @@ def main() -> None:
         )
     if args.part in ("policies", "all"):
         per = run_policies([p for p in args.policies.split(",") if p], args.limit)
+        for name, rows in details.get("policies", {}).items():  # a subset re-run keeps the others
+            for policy, row in rows.items():
+                per.setdefault(name, {}).setdefault(policy, row)
         details["policies"] = per
         mlflow_rows = per.get("mlflow-docs", {})
         best = choose(mlflow_rows)

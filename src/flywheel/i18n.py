@@ -302,6 +302,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "OPENAI_API_KEY を設定するか、オフラインの既定 EMBEDDING_MODEL=all-MiniLM-L6-v2 を使ってください。",
         ),
     },
+    "index_unavailable": {
+        "en": (
+            "The vector index (Milvus) is not usable at {url}.",
+            "{detail}",
+            "Start the embedded stack with `flywheel up` (or check MILVUS_URI); retry in a few seconds.",
+        ),
+        "ja": (
+            "ベクトルインデックス(Milvus)を {url} で利用できません。",
+            "{detail}",
+            "`flywheel up` で組み込みスタックを起動してください(または MILVUS_URI を確認)。数秒後に再試行してください。",
+        ),
+    },
     "unknown_policy": {
         "en": (
             "Unknown policy {policy!r}.",

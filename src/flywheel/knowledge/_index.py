@@ -8,8 +8,11 @@ default and its BM25 defaults are rejected by Lite).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from flywheel.knowledge._documents import Chunk
 __all__ = ["DocIndex", "Hit", "fuse"]
 
 _MAX_TEXT = 16000
+RETRIES = 2
 _GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
@@ -51,16 +55,47 @@ class DocIndex:
         self.dim = dim
         if not uri.startswith(("http://", "https://", "tcp://")):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        self._token = token or ""
+        self._client = self._connect(MilvusClient)
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    def _connect(self, client_cls: Any = None) -> Any:
+        if client_cls is None:
+            from pymilvus import MilvusClient
+
+            client_cls = MilvusClient
         try:
             # Milvus Lite's gRPC server refuses pymilvus' default 10 s keepalive pings ("too many
             # pings") and then drops the connection of a long-lived process: ping every 5 minutes.
-            self._client = MilvusClient(uri=uri, token=token or "", grpc_options=_GRPC_OPTIONS)
+            return client_cls(uri=self.uri, token=self._token, grpc_options=_GRPC_OPTIONS)
         except Exception as exc:  # pymilvus raises MilvusException and bare errors alike
-            raise ServiceUnavailableError(
-                service="Milvus", url=uri, detail=str(exc), env_key="MILVUS_URI"
-            ) from exc
-        self._lock = threading.Lock()
-        self._loaded = False
+            raise ServiceUnavailableError("index_unavailable", url=self.uri, detail=str(exc)[:300]) from exc
+
+    def _read(self, op: Callable[[], Any]) -> Any:
+        """Run a read and heal what a Milvus restart breaks: a collection back in state 'released'
+        is loaded again, a dropped connection is re-opened; bounded retries, then a clear error."""
+        last: Exception | None = None
+        for attempt in range(RETRIES + 1):
+            try:
+                with self._lock:
+                    self._load()
+                return op()
+            except ServiceUnavailableError:
+                raise
+            except Exception as exc:  # MilvusException, grpc errors, connection resets alike
+                last = exc
+                text = str(exc).lower()
+                with self._lock:
+                    self._loaded = False  # "released" / "not loaded": load again before retrying
+                    if not any(w in text for w in ("released", "not loaded", "load")):
+                        with contextlib.suppress(Exception):
+                            self._client.close()
+                        with contextlib.suppress(ServiceUnavailableError):
+                            self._client = self._connect()
+                if attempt < RETRIES:
+                    time.sleep(0.2 * (attempt + 1))
+        raise ServiceUnavailableError("index_unavailable", url=self.uri, detail=str(last)[:300]) from last
 
     def _load(self) -> None:
         """A reopened Milvus Lite collection starts 'released': load it once per process."""
@@ -173,30 +208,35 @@ class DocIndex:
     _FIELDS = ("text", "title", "headings", "source")
 
     def dense_hits(self, vector: list[float], limit: int) -> list[dict]:
-        with self._lock:
-            self._load()
-        return self._client.search(
-            self.collection,
-            [vector],
-            anns_field="dense",
-            limit=limit,
-            output_fields=list(self._FIELDS),
-            search_params={"metric_type": "COSINE"},
-        )[0]
+        return self._read(
+            lambda: self._client.search(
+                self.collection,
+                [vector],
+                anns_field="dense",
+                limit=limit,
+                output_fields=list(self._FIELDS),
+                search_params={"metric_type": "COSINE"},
+            )[0]
+        )
 
     def sparse_hits(self, query: str, limit: int) -> list[dict]:
         if not query.strip():
             return []
-        with self._lock:
-            self._load()
-        return self._client.search(
-            self.collection,
-            [query],
-            anns_field="sparse",
-            limit=limit,
-            output_fields=list(self._FIELDS),
-            search_params={"metric_type": "BM25"},
-        )[0]
+        return self._read(
+            lambda: self._client.search(
+                self.collection,
+                [query],
+                anns_field="sparse",
+                limit=limit,
+                output_fields=list(self._FIELDS),
+                search_params={"metric_type": "BM25"},
+            )[0]
+        )
+
+    def ping(self) -> bool:
+        """A real, cheap query (readiness): one row of the collection."""
+        self._read(lambda: self._client.query(self.collection, filter="", output_fields=["id"], limit=1))
+        return True
 
     def search(
         self, query: str, vector: list[float], k: int = 5, mode: str = "hybrid", candidates: int = 20

@@ -44,6 +44,7 @@ __all__ = ["ServerLimits", "build_app"]
 log = logging.getLogger("flywheel.serving")
 CHAT_PAGE = Path(__file__).with_name("chat.html")
 RETRY_AFTER_S = 2
+READY_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,70 @@ class Feedback(BaseModel):
     user: str | None = None
 
 
-def _error(status: int, message: str, request_id: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    message: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
+) -> JSONResponse:
     body = {
         "error": {
             "message": message,
             "type": "invalid_request_error" if status < 500 else "server_error",
-            "code": status,
+            "code": code or _DEFAULT_CODES.get(status, "error"),
+            "status": status,
             "request_id": request_id,
         }
     }
     return JSONResponse(body, status_code=status, headers={"X-Request-ID": request_id, **(headers or {})})
+
+
+_DEFAULT_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    413: "request_too_large",
+    429: "rate_limited",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+def classify_failure(exc: BaseException) -> tuple[int, str, str]:
+    """(HTTP status, stable code, message) for an exception raised while answering: a dependency
+    that failed is a 503 the client may retry, input the LLM rejected is a 400, anything else a 500."""
+    from flywheel.errors import FlywheelError, InputError, ServiceError
+
+    if isinstance(exc, InputError):
+        return 400, "invalid_input", exc.parts("en")[0]
+    if isinstance(exc, FlywheelError):
+        what = exc.parts("en")[0]
+        if exc.key == "llm_http_error":
+            status = int(exc.params.get("status", 500))
+            if status in (400, 413, 422):
+                return 400, "llm_rejected_input", f"{what} {str(exc.params.get('detail', ''))[:200]}".strip()
+            return 503, "llm_unavailable", what
+        if exc.key == "llm_unreachable":
+            return 503, "llm_unavailable", what
+        if exc.key in ("index_unavailable", "index_empty"):
+            return 503, exc.key, what
+        if isinstance(exc, ServiceError):
+            return 503, "dependency_unavailable", what
+        return 500, "agent_error", what
+    module = type(exc).__module__
+    if module.startswith(("pymilvus", "grpc")):
+        return 503, "index_unavailable", "the vector index is not usable; retry shortly"
+    if module.startswith(("httpx", "httpcore")):
+        return 503, "llm_unavailable", "the LLM is not reachable; retry shortly"
+    return 500, "internal_error", "internal error; the server log has the details"
+
+
+class _Failure(Exception):
+    """A failure already classified: answered with its status, code and message, one log line."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str) -> None:
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
 
 
 class _Slots:
@@ -178,6 +233,11 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     async def _reject(request: Request, exc: _Reject) -> JSONResponse:
         return _error(exc.status, exc.message, exc.request_id, {"Retry-After": str(RETRY_AFTER_S)})
 
+    @app.exception_handler(_Failure)
+    async def _failure(request: Request, exc: _Failure) -> JSONResponse:
+        retry = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+        return _error(exc.status, exc.message, exc.request_id, retry, exc.code)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, f"invalid request: {exc.errors()[0].get('msg')}", request.state.request_id)
@@ -199,15 +259,39 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        checks = {"agent": True, "index": False}
-        try:
-            checks["index"] = await asyncio.to_thread(loaded.agent.kb.index.exists)
-        except Exception:  # an unreachable index is "not ready", not an error
-            checks["index"] = False
-        ok = all(checks.values())
-        return JSONResponse(
-            {"ready": ok, "checks": checks, **loaded.identity}, status_code=200 if ok else 503
+        """Readiness for a load balancer / Kubernetes readinessProbe: the index answers a real query,
+        the LLM answers (when the policy needs it); the tracking server being down only degrades
+        tracing. /health stays a liveness check (the process is up)."""
+        agent = loaded.agent
+        llm_base = getattr(agent.llm, "base_url", None)  # an HTTP chat model; None for in-process ones
+        needs_llm = bool(llm_base) and (agent.config.policy != "grounded" or agent.config.lead_sentence)
+
+        async def probe(fn: Any) -> bool:
+            try:
+                return bool(await asyncio.wait_for(asyncio.to_thread(fn), timeout=READY_TIMEOUT_S))
+            except Exception:  # unreachable or slow: not ready, not an error
+                return False
+
+        def llm_ok() -> bool:
+            import httpx
+
+            return httpx.get(str(llm_base).rstrip("/") + "/models", timeout=READY_TIMEOUT_S).status_code < 500
+
+        def tracking_ok() -> bool:
+            from flywheel.stack import tracking_reachable
+
+            return tracking_reachable(settings)
+
+        index, llm, tracking = await asyncio.gather(
+            probe(agent.kb.index.ping),
+            probe(llm_ok) if needs_llm else asyncio.sleep(0, result=True),
+            probe(tracking_ok) if settings.serve_trace else asyncio.sleep(0, result=True),
         )
+        checks = {"index": index, "llm": llm if needs_llm else "not needed", "tracking": tracking}
+        ok = bool(index and llm)
+        body = {"ready": ok, "checks": checks, "tracing": "ok" if tracking else "degraded", **loaded.identity}
+        headers = {} if ok else {"Retry-After": str(RETRY_AFTER_S)}
+        return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
     @app.get("/agent/info")
     async def info() -> dict[str, Any]:
@@ -270,8 +354,17 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             **{k: v for k, v in loaded.identity.items() if v},
         }
 
+    def _refused_upfront(req: ResponsesRequest) -> bool:
+        """A question the guardrail refuses needs no slot: it never reaches the LLM."""
+        if not loaded.agent.config.guardrails:
+            return False
+        from flywheel.safety import screen
+
+        return not screen(question_of(req), threshold=settings.guardrail_threshold).allowed
+
     async def _invoke(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
-        async with slots.slot(request_id):
+        slot = contextlib.nullcontext() if _refused_upfront(req) else slots.slot(request_id)
+        async with slot:
             try:
                 answer = await asyncio.wait_for(
                     asyncio.to_thread(loaded.agent.ask, question_of(req), **_kwargs(req, request_id)),
@@ -281,6 +374,15 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                 raise HTTPException(
                     504, f"the agent did not answer within {limits.request_timeout:.0f} s"
                 ) from exc
+            except Exception as exc:  # classified: a dependency outage is a 503, not a 500
+                status, code, message = classify_failure(exc)
+                if status >= 500 and code in ("internal_error", "agent_error"):
+                    log.exception("agent failed (request %s)", request_id)
+                else:
+                    log.warning(
+                        "request %s: %s (%s: %s)", request_id, code, type(exc).__name__, str(exc)[:300]
+                    )
+                raise _Failure(status, code, message, request_id) from exc
         resp_id = new_id("resp")
         threads[resp_id] = answer.thread_id
         return response_object(
@@ -320,8 +422,11 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                 if item is None:
                     break
                 if isinstance(item, BaseException):
-                    log.error("agent failed (request %s): %r", request_id, item)
-                    yield writer.fail("the agent failed; the server log has the details")
+                    _, code, message = classify_failure(item)
+                    log.warning(
+                        "request %s: %s (%s: %s)", request_id, code, type(item).__name__, str(item)[:300]
+                    )
+                    yield writer.fail(message, code)
                     return
                 if item["type"] == "delta":
                     yield writer.delta(item["text"])

@@ -193,7 +193,7 @@ class StreamWriter:
             self._event("response.completed", response=done),
         ]
 
-    def fail(self, message: str) -> str:
+    def fail(self, message: str, code: str = "server_error") -> str:
         failed = response_object(self.resp_id, self.model, self.created, status="failed")
-        failed["error"] = {"code": "server_error", "message": message}
+        failed["error"] = {"code": code, "message": message}
         return self._event("response.failed", response=failed)
