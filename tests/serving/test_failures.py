@@ -53,7 +53,7 @@ def test_llm_down_is_a_503_with_a_cause_and_the_connection_stays_usable(tmp_path
 
 
 class _Rejects(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         body = b'{"error": {"message": "the request exceeds the available context size"}}'
         self.send_response(400)
@@ -62,7 +62,7 @@ class _Rejects(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-length", "2")
         self.end_headers()
