@@ -46,7 +46,7 @@ _DROP = r"(ignore|disregard|forget|override|overrule|bypass|discard|abandon|drop
 _PRIOR = r"(previous|prior|above|earlier|preceding|initial|original|all|any|every|your|the|these|those|my\s+earlier)"
 _RULESW = r"(instructions?|rules|guidelines|guardrails|directives|constraints|restrictions|polic(y|ies)|system\s+(prompt|message)|programming|safety\s+(settings|rules|filters?))"
 _SECRET = r"(api[\s_-]*keys?|[a-z][a-z0-9]*_(api_)?(key|token|secret|password)\b|secret\s+(access\s+)?keys?|passwords?|credentials?|access[\s_-]*tokens?|bearer\s+tokens?|private\s+(ssh\s+)?keys?|auth(entication)?\s+tokens?|session\s+cookies|connection\s+strings?\s+with\s+(the\s+)?password)"
-_DISCLOSE = r"(print|reveal|show|dump|leak|expose|output|display|tell\s+me|give\s+me|list|send|paste|echo|repeat|read\s+out|what\s+(is|are|'s)|which)"
+_DISCLOSE = r"(print|reveal|show|dump|leak|expose|output|display|tell\s+me|give\s+me|list|send|paste|echo|repeat|read\s+out|share|provide|disclose|spell\s+out|hand\s+over|what\s+(is|are|'s)|which)"
 _YOUR_PROMPT = r"((your|this\s+assistant'?s)\s+(own\s+)?(system\s+(prompt|message|instructions?)|hidden\s+(prompt|instructions?|rules)|initial\s+(prompt|instructions?)|original\s+instructions?|internal\s+instructions?|secret\s+instructions?|configuration\s+message|instructions?\s+verbatim|prompt)|the\s+(hidden|secret|internal)\s+(prompt|instructions?|rules)|the\s+(initial|original)\s+instructions?\s+you)"
 
 for _rule in [
@@ -183,7 +183,7 @@ for _rule in [
         "harmful",
         "it asks for malware or an attack",
         (
-            r"\b(malware|ransomware|keylogger|key\s+logger|backdoor|rootkit|botnet|trojan|spyware|ddos|phishing\s+(page|kit|email|site|campaign|mail)|credential\s+stuffing|sql\s+injection\s+(attack|payload)|zero[- ]day\s+exploit|steal\s+(session\s+)?(cookies|credentials|passwords))\b",
+            r"\b(malware|ransomware|keylogger|key\s+logger|backdoor|rootkit|botnet|trojan|spyware|ddos|phishing\s+(page|kit|email|site|campaign|mail)|credential\s+stuffing|sql\s+injection\s+(attack|payload)|zero[- ]day\s+exploit|steal\s+(session\s+)?(cookies|credentials|passwords)|fake\s+(login|sign[- ]in)\s+(page|form|site)|credential\s+harvest\w*|brute[- ]forc\w*\s+(ssh|passwords?|logins?|accounts?))\b",
             r"^(?!.{0,60}\b(classifier|detect|detection|defend|protect|prevent|dataset\s+of|train)\b)",
         ),
     ),
@@ -252,8 +252,8 @@ for _rule in [
         "secret_exfiltration",
         "秘密情報や認証情報を聞き出そうとしています",
         (
-            r"(api\s?キー|apiキー|api_key|_key|トークン|パスワード|認証情報|秘密鍵|シークレット|環境変数|\.env).{0,30}(値|中身|内容|一覧|教えて|見せて|表示|出力|読み聞かせ|全部|すべて)",
-            r"^(?!.{0,40}(方法|には\?|には？|どこに|設定する|設定方法|マスク))",
+            r"(api\s?キー|apiキー|api_key|_key|トークン|パスワード|認証情報|秘密鍵|シークレット|環境変数|\.env).{0,30}(値|中身|内容|一覧|教えて|見せて|表示|出力|読み聞かせ|全部|すべて|何ですか|は何|知りたい)",
+            r"^(?!.{0,40}(方法|には\?|には？|どこに|設定する|設定方法|マスク|とは))",
         ),
     ),
     GuardRule(
