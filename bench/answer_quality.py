@@ -6,8 +6,8 @@ items split once into train (odd positions) and test (even positions):
     that contain ``metadata.evidence``), and against the bare evidence fragments;
   - hard negatives: each item's facts against the evidence sentences of the other items of the same
     page (else of the same section of the docs) — same topic, different facts.
-  ``alpha`` × ``threshold`` are chosen on train (highest evidence recall − hard-negative rate; ties:
-  the higher threshold) and reported on test as ``summary.scorer_evidence_recall`` and
+  ``alpha`` × ``threshold`` are chosen on train (highest evidence recall − hard-negative rate; among
+  ties, the centre of the plateau) and reported on test as ``summary.scorer_evidence_recall`` and
   ``summary.scorer_hard_negative_rate``.
 
 Part 2 — the policies, against the embedded stack (the local LLM server on a free port, Milvus Lite
@@ -107,7 +107,13 @@ def calibrate_scorer(embed: Any) -> dict[str, Any]:
             grid.append(
                 {"alpha": alpha, "threshold": round(float(t), 2), "recall": rec, "hard_negative": neg}
             )
-    best = max(grid, key=lambda r: (round(r["recall"] - r["hard_negative"], 6), r["threshold"]))
+    # best J = recall − hard-negative rate; among ties (a plateau), its centre: the alpha with the
+    # widest plateau, then the median tied threshold — the most margin on both sides
+    top = max(round(r["recall"] - r["hard_negative"], 6) for r in grid)
+    tied = [r for r in grid if round(r["recall"] - r["hard_negative"], 6) == top]
+    widest = max(sorted({r["alpha"] for r in tied}), key=lambda a: sum(r["alpha"] == a for r in tied))
+    plateau = sorted((r for r in tied if r["alpha"] == widest), key=lambda r: r["threshold"])
+    best = plateau[(len(plateau) - 1) // 2]
     m = FactMatcher(embed, threshold=best["threshold"], alpha=best["alpha"])
     test_rec, test_neg = rates(m, "test", "sentences")
     frag_rec, frag_neg = rates(m, "test", "fragments")

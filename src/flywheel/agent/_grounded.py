@@ -136,6 +136,7 @@ def select_units(
     max_code_blocks: int = 2,
     max_candidates: int = 24,
     diversity: float = 0.0,
+    table_penalty: float = 0.1,
 ) -> list[Selected]:
     """The best units of ``hits`` for ``question``, in answer order (see the module docstring)."""
     units = [u for n, h in enumerate(hits, 1) for u in split_units(h.get("text", ""), n)]
@@ -155,8 +156,12 @@ def select_units(
     vecs = np.asarray(embed([question, *texts]), dtype=float)
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
     cos = vecs[1:] @ vecs[0]
+    # a table row on its own lacks its header: it comes in after a sentence that announces it
     scores = [
-        float(c) + lexical_weight * lex - rank_weight * (u.hit - 1)
+        float(c)
+        + lexical_weight * lex
+        - rank_weight * (u.hit - 1)
+        - (table_penalty if u.text.startswith("|") else 0)
         for u, c, lex in zip(units, cos, lexical, strict=True)
     ]
     chosen: list[int] = []

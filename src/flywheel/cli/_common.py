@@ -64,6 +64,7 @@ def quiet_terminal(verbose: bool = False, log_file: Path | None = None) -> None:
         return
     # MLflow installs its own stderr handler when imported (later, lazily): ask it not to
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "🏃 View run …" lines
     handlers: list[logging.Handler] = []
     if log_file is not None:
         with contextlib.suppress(OSError):

@@ -108,9 +108,22 @@ def plain(text: str) -> str:
 
 
 def _stem(w: str) -> str:
-    for suf in ("ing", "ed", "es", "s"):
-        if len(w) > 4 and w.endswith(suf):
-            return w[: -len(suf)]
+    """A light, consistent stemmer (Porter's step 1 in spirit): refuse / refuses / refused → refus,
+    address / addresses → address, policy / policies → policy."""
+    if len(w) <= 3 or not w.isascii():
+        return w
+    if w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suf in ("ing", "ed"):
+        if len(w) > len(suf) + 2 and w.endswith(suf):
+            w = w[: -len(suf)]
+            break
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
     return w
 
 

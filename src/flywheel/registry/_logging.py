@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -81,7 +82,8 @@ def log_agent(
         mlflow.set_tags({"flywheel.git_commit": git_commit(), "flywheel.kind": "log-model"})
         # MLflow runs the model once while logging it (signature inference): in this process, with
         # settings taken from the environment, so hand it the ones in effect here.
-        with _environ(settings.to_env()):
+        # MLflow prints its registration notices straight to stderr; the caller reports the result
+        with _environ(settings.to_env()), contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pyfunc.log_model(
                 name="agent",
                 python_model=str(MODEL_CODE),
