@@ -227,6 +227,14 @@ def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
                         "errors": m.get("errors"),
                         "example": answered[0].output.get("answer", "")[:600] if answered else "",
                     }
+                    if policy == "grounded":  # one user at a time, too: the eval above runs 2 at once
+                        seq = []
+                        for item in dataset.items:
+                            t0 = time.perf_counter()
+                            agent.ask(item.question)
+                            seq.append((time.perf_counter() - t0) * 1000)
+                        row["latency_sequential_p50_ms"] = round(pct(seq, 50), 1)
+                        row["latency_sequential_p95_ms"] = round(pct(seq, 95), 1)
                     results.setdefault(name, {})[policy] = row
                     print(
                         f"  {name:13s} {policy:15s} "
@@ -317,6 +325,7 @@ def main() -> None:
                 "best_facts": mlflow_rows[best]["response_facts"],
                 "best_citations": mlflow_rows[best]["citations"],
                 "best_latency_p50_ms": mlflow_rows[best]["latency_p50_ms"],
+                "best_latency_sequential_p50_ms": mlflow_rows[best].get("latency_sequential_p50_ms"),
                 "rule": "refusal = abstention = 1 on mlflow-docs, then max (response_facts + citations) / 2",
             }
         )
