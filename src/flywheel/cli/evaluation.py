@@ -90,6 +90,13 @@ def evaluate(
     limits = _thresholds(fail_under)
     ds = load_dataset(dataset)
     scorers = [make_scorer(s) for s in (scorer or DEFAULT_SCORERS)]
+    from flywheel.stack import require
+
+    if target.startswith("models:/"):
+        require(cfg, "tracking")  # the registered version is loaded from the tracking server
+    elif target == "local":
+        policy = agent_config(set_).policy
+        require(cfg, "index", *(["llm"] if policy != "grounded" else []))
     with console.status(f"Preparing target {target}…"):
         tgt = make_target(target, cfg, agent_config(set_) if set_ else None)
         embedder = get_embedder(cfg)
