@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -188,7 +189,7 @@ class DocsAgent:
                 question,
                 history=past,
                 threshold=self.settings.guardrail_threshold,
-                judge=self._judge() if self.settings.guardrail_judge else None,
+                judge=self._judge if self.settings.guardrail_judge else None,
             )
             sp.set_outputs(verdict.as_dict())
         if verdict.allowed:
@@ -202,7 +203,9 @@ class DocsAgent:
             "answer": REFUSAL[lang].format(reason=reason),
         }
 
+    @cached_property
     def _judge(self) -> Callable[[str], str] | None:
+        """The judge LLM client, built once per agent (not per question)."""
         if not self.settings.judge_base_url:
             return None
         from flywheel.evaluation._judge import make_judge

@@ -23,11 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flywheel.safety._classifier import classifier_text, load_classifier
 from flywheel.safety._normalize import views
-from flywheel.safety._rules import match_rules
+from flywheel.safety._rules import ON_CHANGE, match_rules
 
 __all__ = ["OutputCheck", "Verdict", "screen", "screen_output", "screen_untrusted"]
 
@@ -96,6 +97,13 @@ def _screen_one(text: str, threshold: float | None, judge: Callable[[str], str] 
     return Verdict(True, layer="classifier", score=p, obfuscation=obf)
 
 
+@lru_cache(maxsize=4096)
+def _screen_cached(text: str, threshold: float | None) -> Verdict:
+    """Verdicts are pure functions of the text: the agent server screens a question before it takes a
+    slot and the agent screens it again, and excerpts recur across requests — compute each once."""
+    return _screen_one(text, threshold, None)
+
+
 def screen(
     question: str,
     *,
@@ -104,10 +112,10 @@ def screen(
     judge: Callable[[str], str] | None = None,
 ) -> Verdict:
     """Allowed, or why not. ``history``: the user's earlier turns, oldest first."""
-    verdict = _screen_one(question, threshold, judge)
+    verdict = _screen_one(question, threshold, judge) if judge else _screen_cached(question, threshold)
     past = [h for h in history if h]
     if verdict.allowed and past:
-        whole = _screen_one("\n".join([*past[-4:], question]), threshold, None)
+        whole = _screen_cached("\n".join([*past[-4:], question]), threshold)
         if not whole.allowed:
             return Verdict(
                 False,
@@ -125,6 +133,7 @@ def screen(
 # ---------------------------------------------------------------- untrusted content
 
 
+@lru_cache(maxsize=4096)
 def screen_untrusted(text: str) -> Verdict:
     """Rules only (documentation legitimately talks about prompts and keys): instructions aimed at
     the assistant, forged role markers, exfiltration images."""
@@ -139,6 +148,8 @@ def screen_untrusted(text: str) -> Verdict:
         )
     return Verdict(True, layer="rules")
 
+
+ON_CHANGE.extend([_screen_cached.cache_clear, screen_untrusted.cache_clear])  # a new rule: fresh verdicts
 
 # ---------------------------------------------------------------- output
 

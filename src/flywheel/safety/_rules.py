@@ -10,6 +10,7 @@ across lines (gaps are bounded, e.g. ``.{0,60}``). Add your own with :func:`regi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["RULES", "GuardRule", "match_rules", "register_rule"]
@@ -34,10 +35,13 @@ class GuardRule:
 
 
 RULES: list[GuardRule] = []
+ON_CHANGE: list[Callable[[], None]] = []  # cached verdicts to drop when the rules change
 
 
 def register_rule(rule: GuardRule) -> GuardRule:
     RULES.append(rule)
+    for clear in ON_CHANGE:
+        clear()
     return rule
 
 
