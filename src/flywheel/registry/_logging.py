@@ -14,9 +14,8 @@ from pathlib import Path
 
 from flywheel.agent import AgentConfig
 from flywheel.config import Settings
-from flywheel.errors import FlywheelError, ServiceUnavailableError
+from flywheel.errors import FlywheelError
 from flywheel.identity import git_commit
-from flywheel.registry._prompts import registry_reachable
 
 __all__ = ["DEFAULT_MODEL_NAME", "LoggedAgent", "log_agent", "require_registry", "set_alias", "verify"]
 
@@ -38,18 +37,9 @@ class LoggedAgent:
 
 def require_registry(settings: Settings) -> None:
     """Raise a clear error when the tracking server (registry, prompts) is not reachable."""
-    if not registry_reachable(settings):
-        from flywheel.stack._require import NEEDS
+    from flywheel.stack import require
 
-        service, purpose, env_key = NEEDS["tracking"]
-        raise ServiceUnavailableError(
-            "service_needed",
-            service=service,
-            url=settings.tracking_uri,
-            purpose=purpose,
-            env_key=env_key,
-            seconds="2.0",
-        )
+    require(settings, "tracking")
 
 
 @contextlib.contextmanager

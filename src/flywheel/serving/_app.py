@@ -272,20 +272,16 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             except Exception:  # unreachable or slow: not ready, not an error
                 return False
 
-        def llm_ok() -> bool:
-            import httpx
-
-            return httpx.get(str(llm_base).rstrip("/") + "/models", timeout=READY_TIMEOUT_S).status_code < 500
-
-        def tracking_ok() -> bool:
-            from flywheel.stack import tracking_reachable
-
-            return tracking_reachable(settings)
+        from flywheel.stack import reachable, tracking_reachable
 
         index, llm, tracking = await asyncio.gather(
             probe(agent.kb.index.ping),
-            probe(llm_ok) if needs_llm else asyncio.sleep(0, result=True),
-            probe(tracking_ok) if settings.serve_trace else asyncio.sleep(0, result=True),
+            probe(lambda: reachable(str(llm_base).rstrip("/") + "/models", READY_TIMEOUT_S))
+            if needs_llm
+            else asyncio.sleep(0, result=True),
+            probe(lambda: tracking_reachable(settings))
+            if settings.serve_trace
+            else asyncio.sleep(0, result=True),
         )
         checks = {"index": index, "llm": llm if needs_llm else "not needed", "tracking": tracking}
         ok = bool(index and llm)

@@ -2,7 +2,7 @@
 
 from flywheel.stack._manager import ServiceStatus, Stack, check_health, tracking_reachable
 from flywheel.stack._ports import port_holder, port_is_free
-from flywheel.stack._require import require
+from flywheel.stack._require import reachable, require
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, find_gguf, register_service
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "find_gguf",
     "port_holder",
     "port_is_free",
+    "reachable",
     "register_service",
     "require",
     "tracking_reachable",

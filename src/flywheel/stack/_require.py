@@ -11,8 +11,9 @@ import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceUnavailableError
+from flywheel.stack._manager import tracking_reachable
 
-__all__ = ["NEEDS", "require"]
+__all__ = ["NEEDS", "reachable", "require"]
 
 TIMEOUT = 3.0
 
@@ -45,9 +46,11 @@ NEEDS = {
 }
 
 
-def _http_ok(url: str, timeout: float) -> bool:
+def reachable(url: str, timeout: float = TIMEOUT) -> bool:
+    """Any HTTP answer (even 401/404) means the server is up; for endpoints whose health route is
+    unknown, e.g. an OpenAI-compatible LLM's ``/models``."""
     try:
-        httpx.get(url, timeout=timeout)  # any HTTP answer (even 401/404) means the server is up
+        httpx.get(url, timeout=timeout)
         return True
     except httpx.HTTPError:
         return False
@@ -66,9 +69,9 @@ def _target(settings: Settings, need: str) -> tuple[str, bool | None]:
     """(URL to show, reachable?) — None when there is nothing to check (a local store)."""
     if need == "tracking":
         uri = settings.tracking_uri
-        return uri, (_http_ok(uri.rstrip("/") + "/health", TIMEOUT) if uri.startswith("http") else None)
+        return uri, (tracking_reachable(settings) if uri.startswith("http") else None)
     if need == "llm":
-        return settings.llm_url, _http_ok(settings.llm_url.rstrip("/") + "/models", TIMEOUT)
+        return settings.llm_url, reachable(settings.llm_url.rstrip("/") + "/models")
     uri = settings.index_uri
     return uri, (_tcp_ok(uri, TIMEOUT) if uri.startswith(("http://", "https://", "tcp://")) else None)
 
