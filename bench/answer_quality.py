@@ -149,20 +149,9 @@ class _Target:
         self.identity = agent.config.params()
 
     def run(self, question: str) -> Any:
-        from flywheel.evaluation._scorers import EvalOutput
+        from flywheel.evaluation._targets import answer_output
 
-        a = self.agent.ask(question)
-        return EvalOutput(
-            answer=a.answer,
-            sources=a.sources,
-            tools_called=a.tools_called,
-            search_queries=a.search_queries,
-            refused=a.refused,
-            abstained=a.abstained,
-            latency_ms=a.latency_ms,
-            usage=a.usage,
-            model="SmolLM2-135M-Instruct",
-        )
+        return answer_output(self.agent.ask(question), "SmolLM2-135M-Instruct")
 
 
 def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:

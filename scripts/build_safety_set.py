@@ -105,6 +105,14 @@ def heading_questions(limit: int) -> list[dict]:
     return rows
 
 
+def _row(
+    text: str, label: str, family: str, seed_id: str, source: str = "seed", turns: list | None = None
+) -> dict:
+    """One row; a multi-turn row also carries its turns (``text`` is the last one)."""
+    head = {"turns": turns} if turns else {}
+    return {**head, "text": text, "label": label, "family": family, "seed_id": seed_id, "source": source}
+
+
 def main() -> None:
     atk, ben = _load("seeds_attacks"), _load("seeds_benign")
     rows: list[dict] = []
@@ -112,56 +120,20 @@ def main() -> None:
     for family, items in atk.ATTACKS.items():
         for n, text in enumerate(items):
             seed = f"attack:{family}:{n}"
-            rows.append(
-                {"text": text, "label": "attack", "family": family, "seed_id": seed, "source": "seed"}
-            )
+            rows.append(_row(text, "attack", family, seed))
             if family == "japanese":
                 continue
             rnd = random.Random(seed)
             variants = transforms(text, rnd)
             for name in rnd.sample(names, 2):
-                rows.append(
-                    {
-                        "text": variants[name],
-                        "label": "attack",
-                        "family": f"obfuscated_{name}",
-                        "seed_id": seed,
-                        "source": "obfuscated",
-                    }
-                )
+                rows.append(_row(variants[name], "attack", f"obfuscated_{name}", seed, "obfuscated"))
     for n, turns in enumerate(atk.MULTI_TURN):
-        rows.append(
-            {
-                "turns": turns,
-                "text": turns[-1],
-                "label": "attack",
-                "family": "multi_turn",
-                "seed_id": f"attack:multi:{n}",
-                "source": "seed",
-            }
-        )
+        rows.append(_row(turns[-1], "attack", "multi_turn", f"attack:multi:{n}", turns=turns))
     for family, items in ben.BENIGN.items():
         for n, text in enumerate(items):
-            rows.append(
-                {
-                    "text": text,
-                    "label": "benign",
-                    "family": family,
-                    "seed_id": f"benign:{family}:{n}",
-                    "source": "seed",
-                }
-            )
+            rows.append(_row(text, "benign", family, f"benign:{family}:{n}"))
     for n, turns in enumerate(ben.MULTI_TURN_BENIGN):
-        rows.append(
-            {
-                "turns": turns,
-                "text": turns[-1],
-                "label": "benign",
-                "family": "multi_turn_benign",
-                "seed_id": f"benign:multi:{n}",
-                "source": "seed",
-            }
-        )
+        rows.append(_row(turns[-1], "benign", "multi_turn_benign", f"benign:multi:{n}", turns=turns))
     for r in heading_questions(220):
         rows.append({**r, "label": "benign"})
     for r in rows:

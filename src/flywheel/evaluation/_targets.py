@@ -13,7 +13,7 @@ from flywheel.config import Settings
 from flywheel.errors import InputError
 from flywheel.evaluation._scorers import EvalOutput
 
-__all__ = ["AgentTarget", "HttpTarget", "Target", "make_target"]
+__all__ = ["AgentTarget", "HttpTarget", "Target", "answer_output", "make_target"]
 
 
 class Target(Protocol):
@@ -23,7 +23,8 @@ class Target(Protocol):
     def run(self, question: str) -> EvalOutput: ...
 
 
-def _from_answer(answer: Any, model: str) -> EvalOutput:
+def answer_output(answer: Any, model: str) -> EvalOutput:
+    """An AgentAnswer as the EvalOutput scorers read."""
     return EvalOutput(
         answer=answer.answer,
         sources=answer.sources,
@@ -64,7 +65,7 @@ class AgentTarget:
         }  # the runner adds the dataset name and digest
 
     def run(self, question: str) -> EvalOutput:
-        return _from_answer(
+        return answer_output(
             self.agent.ask(question, user_id="flywheel-eval", tags=self.trace_tags), self.model
         )
 

@@ -207,31 +207,23 @@ class DocIndex:
 
     _FIELDS = ("text", "title", "headings", "source")
 
-    def dense_hits(self, vector: list[float], limit: int) -> list[dict]:
+    def _search(self, data: list[float] | str, field: str, metric: str, limit: int) -> list[dict]:
         return self._read(
             lambda: self._client.search(
                 self.collection,
-                [vector],
-                anns_field="dense",
+                [data],
+                anns_field=field,
                 limit=limit,
                 output_fields=list(self._FIELDS),
-                search_params={"metric_type": "COSINE"},
+                search_params={"metric_type": metric},
             )[0]
         )
 
+    def dense_hits(self, vector: list[float], limit: int) -> list[dict]:
+        return self._search(vector, "dense", "COSINE", limit)
+
     def sparse_hits(self, query: str, limit: int) -> list[dict]:
-        if not query.strip():
-            return []
-        return self._read(
-            lambda: self._client.search(
-                self.collection,
-                [query],
-                anns_field="sparse",
-                limit=limit,
-                output_fields=list(self._FIELDS),
-                search_params={"metric_type": "BM25"},
-            )[0]
-        )
+        return self._search(query, "sparse", "BM25", limit) if query.strip() else []
 
     def ping(self) -> bool:
         """A real, cheap query (readiness): one row of the collection."""
