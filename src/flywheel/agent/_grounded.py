@@ -144,48 +144,49 @@ def select_units(
         return []
     qterms = key_terms(question)
     lexical = [len(qterms & key_terms(u.text)) / max(1, len(qterms)) for u in units]
-    if len(units) > max_candidates:  # embedding is the cost: embed the lexically likeliest units only
-        keep = sorted(
+    # embedding is the cost: only the lexically likeliest units are candidates; the units a chosen
+    # one introduces (its code block, its list) are still taken from the whole excerpt, in order
+    candidates = sorted(
+        sorted(
             range(len(units)), key=lambda i: (-lexical[i] + rank_weight * (units[i].hit - 1), units[i].pos)
         )[:max_candidates]
-        keep.sort()
-        units, lexical = [units[i] for i in keep], [lexical[i] for i in keep]
-        for new_pos, u in enumerate(units):  # positions stay ordered within an excerpt
-            u.pos = new_pos
-    texts = [u.text for u in units]
-    vecs = np.asarray(embed([question, *texts]), dtype=float)
-    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
-    cos = vecs[1:] @ vecs[0]
+    )
+    raw = np.asarray(embed([question, *(units[i].text for i in candidates)]), dtype=float)
+    raw /= np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
+    vec = {i: raw[k + 1] for k, i in enumerate(candidates)}
     # a table row on its own lacks its header: it comes in after a sentence that announces it
-    scores = [
-        float(c)
-        + lexical_weight * lex
-        - rank_weight * (u.hit - 1)
-        - (table_penalty if u.text.startswith("|") else 0)
-        for u, c, lex in zip(units, cos, lexical, strict=True)
-    ]
+    scores = {
+        i: float(vec[i] @ raw[0])
+        + lexical_weight * lexical[i]
+        - rank_weight * (units[i].hit - 1)
+        - (table_penalty if units[i].text.startswith("|") else 0)
+        for i in candidates
+    }
     chosen: list[int] = []
     seen: set[str] = set()
     used = 0
-    left = set(range(len(units)))
+    left = set(candidates)
+
+    def similar(i: int) -> float:
+        return max((float(vec[i] @ vec[j]) for j in chosen if j in vec), default=0.0)
 
     def gain(i: int) -> float:
         """Maximal marginal relevance: relevance minus similarity to what is already chosen."""
-        if not diversity or not chosen:
-            return scores[i]
-        return scores[i] - diversity * max(float(vecs[i + 1] @ vecs[j + 1]) for j in chosen)
+        return scores[i] - diversity * similar(i) if diversity else scores[i]
+
+    def codes() -> int:
+        return sum(units[j].code for j in chosen)
 
     while left and len(chosen) < max_units:
         i = max(sorted(left), key=gain)
         left.discard(i)
         u = units[i]
         key = _norm(u.text)
-        if key in seen or any(float(vecs[i + 1] @ vecs[j + 1]) >= dedup for j in chosen):
+        if key in seen or similar(i) >= dedup:
             continue
         size = len(u.text)
-        codes = sum(units[j].code for j in chosen)
         if (chosen and used + size > max_chars) or (
-            u.code and (size > max_code_chars or codes >= max_code_blocks)
+            u.code and (size > max_code_chars or codes() >= max_code_blocks)
         ):
             continue
         chosen.append(i)
@@ -193,19 +194,17 @@ def select_units(
         used += size
         # what a chosen sentence introduces comes along: the code block right after it, or the
         # first items of the list or table it announces with a colon
-        follow = 1 if not u.code else 0
-        if u.text.rstrip().endswith(":"):
-            follow = 3
+        follow = 3 if u.text.rstrip().endswith(":") else 0 if u.code else 1
         nxt = i + 1
         while follow and nxt < len(units) and units[nxt].hit == u.hit and nxt not in chosen:
             v = units[nxt]
             if not (v.code or _is_item(v.text)) or used + len(v.text) > max_chars * 1.5:
                 break
-            if v.code and (
-                len(v.text) > max_code_chars or sum(units[j].code for j in chosen) >= max_code_blocks
-            ):
+            if v.code and (len(v.text) > max_code_chars or codes() >= max_code_blocks):
                 break
             chosen.append(nxt)
+            scores.setdefault(nxt, scores[i])  # ranked with the unit that introduced it
+            left.discard(nxt)
             seen.add(_norm(v.text))
             used += len(v.text)
             follow -= 1
