@@ -203,7 +203,24 @@ def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
                     answered = [i for i in res.items if i.kind in ("happy_path", "edge_case")]
                     lengths = [len(i.output.get("answer", "")) for i in answered]
                     lat = [i.output.get("latency_ms", 0.0) for i in res.items]
+                    # the grounded policy's settings were chosen on the train items (odd positions among
+                    # the happy-path items, as for the scorer): report the items it was not tuned on too
+                    happy = [i.metadata.id for i in dataset.items if i.kind == "happy_path"]
+                    split_of = {
+                        item_id: ("test" if n % 2 == 0 else "train") for n, item_id in enumerate(happy)
+                    }
+                    facts = {"train": [], "test": []}
+                    for it in res.items:
+                        value = it.scores.get("response_facts", {}).get("value")
+                        if it.id in split_of and value is not None:
+                            facts[split_of[it.id]].append(value)
                     row = {
+                        "response_facts_test_split": round(statistics.fmean(facts["test"]), 4)
+                        if facts["test"]
+                        else None,
+                        "response_facts_train_split": round(statistics.fmean(facts["train"]), 4)
+                        if facts["train"]
+                        else None,
                         "response_facts": m.get("response_facts"),
                         "citations": m.get("citations"),
                         "search_term": m.get("search_term"),
@@ -312,6 +329,10 @@ def main() -> None:
             {
                 "best_policy": best,
                 "best_facts": mlflow_rows[best]["response_facts"],
+                "best_facts_test_split": mlflow_rows[best].get("response_facts_test_split"),
+                "best_facts_held_out_domain": per.get("flywheel-docs", {})
+                .get(best, {})
+                .get("response_facts"),
                 "best_citations": mlflow_rows[best]["citations"],
                 "best_latency_p50_ms": mlflow_rows[best]["latency_p50_ms"],
                 "best_latency_sequential_p50_ms": mlflow_rows[best].get("latency_sequential_p50_ms"),
