@@ -213,14 +213,12 @@ class DocsAgent:
         return make_judge(self.settings)
 
     def _retrieve(self, state: State) -> dict:
-        hits = run_doc_search(self.ctx, state["question"])
+        # excerpts that carry instructions are withheld first: they neither count as relevant nor reach the LLM
+        hits = withhold_injected(run_doc_search(self.ctx, state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
-        relevant = [h for h in hits if h["dense_score"] >= threshold]
-        if not relevant:
+        if not any(h["dense_score"] >= threshold for h in hits):
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
-        self.ctx.add_hits(withhold_injected(hits))  # all top-k, in fused order (BM25-only hits: no cosine)
-        if not self.ctx.hits:
-            return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
+        self.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)
         return {"abstained": False}
 
     def _history(self, state: State) -> list[BaseMessage]:
