@@ -133,13 +133,29 @@ def screen(
 # ---------------------------------------------------------------- untrusted content
 
 
+UNTRUSTED_RULES = frozenset(
+    {
+        "drop_instructions",
+        "instructions_void",
+        "obey_me",
+        "markdown_exfiltration",
+        "ja_drop_instructions",
+        "ja_obey_me",
+    }
+)
+_CODE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(^[ \t]*\1|\Z)|`[^`\n]{0,500}`")
+
+
 @lru_cache(maxsize=4096)
 def screen_untrusted(text: str) -> Verdict:
-    """Rules only (documentation legitimately talks about prompts and keys): instructions aimed at
-    the assistant, forged role markers, exfiltration images."""
-    v = views(text, decode=False)
-    hit = match_rules([(n, t) for n, t in v.all() if n in ("text", "hidden")])
-    if hit and hit[0].category in ("prompt_injection", "data_exfiltration"):
+    """Instructions aimed at the assistant in content it reads (excerpts, pages), outside code.
+
+    Only the rules for orders to the assistant and exfiltration images apply: documentation about
+    LLMs is full of role markers (``{"role": "system"}``), talk of secrets, data collection and
+    prompts — the user-input rules withheld 2.2 % of the MLflow docs' chunks, all of them genuine."""
+    v = views(_CODE.sub(" ", text), decode=False)
+    hit = match_rules([(n, t) for n, t in v.all() if n in ("text", "hidden")], UNTRUSTED_RULES)
+    if hit:
         rule, view = hit
         return Verdict(False, rule.category, rule.name, rule.reason, "rules", 1.0, view, tuple(v.obfuscation))
     if "tag_characters" in v.obfuscation:

@@ -278,9 +278,11 @@ for _rule in [
     register_rule(_rule)
 
 
-def match_rules(named_views: list[tuple[str, str]]) -> tuple[GuardRule, str] | None:
-    """The first rule that matches one of its views, and the view's name."""
-    for rule in RULES:
+def match_rules(
+    named_views: list[tuple[str, str]], names: frozenset[str] | None = None
+) -> tuple[GuardRule, str] | None:
+    """The first rule (of ``names``, when given) that matches one of its views, and the view's name."""
+    for rule in RULES if names is None else [r for r in RULES if r.name in names]:
         for name, text in named_views:
             if name in rule.views and rule.matches(text):
                 return rule, name
