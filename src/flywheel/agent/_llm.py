@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -34,11 +36,21 @@ from pydantic import ConfigDict, PrivateAttr, SecretStr
 
 from flywheel.errors import ServiceError, ServiceUnavailableError
 
-__all__ = ["OpenAICompatibleChat", "to_openai_messages"]
+__all__ = ["CANCEL", "Cancelled", "OpenAICompatibleChat", "to_openai_messages"]
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 TRANSIENT = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
 _DONE = object()  # the end of a server-sent event stream
+
+# Set by the agent server for the work of one request: once the event is set (the client went away,
+# the request ran out of time) the LLM request in flight is closed, which makes llama.cpp (and any
+# OpenAI-compatible server) stop generating for it. With a token set, non-streaming calls stream
+# under the hood so there is a point, every token, to notice it.
+CANCEL: ContextVar[threading.Event | None] = ContextVar("flywheel_llm_cancel", default=None)
+
+
+class Cancelled(Exception):
+    """The client that wanted this answer is gone; its LLM request was closed."""
 
 
 def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -268,6 +280,10 @@ class OpenAICompatibleChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if CANCEL.get() is not None:
+            from langchain_core.language_models.chat_models import generate_from_stream
+
+            return generate_from_stream(self._stream(messages, stop, None, **kwargs))
         return self._result(self._post(self._body(messages, stop, False, **kwargs)))
 
     async def _agenerate(
@@ -287,20 +303,33 @@ class OpenAICompatibleChat(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         body = self._body(messages, stop, True, **kwargs)
-        try:
-            with self.client.stream("POST", "/chat/completions", json=body) as resp:
-                if resp.status_code >= 400:
-                    raise self._failed(resp)
-                for line in resp.iter_lines():
-                    chunk = self._sse(line)
-                    if chunk is _DONE:
-                        break
-                    if isinstance(chunk, ChatGenerationChunk):
-                        if run_manager and chunk.text:
-                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        yield chunk
-        except TRANSIENT as exc:
-            raise self._unreachable(exc) from exc
+        token = CANCEL.get()
+        for attempt in range(self.max_retries + 1):
+            started = False
+            try:
+                with self.client.stream("POST", "/chat/completions", json=body) as resp:
+                    if resp.status_code >= 400:
+                        if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                            resp.read()
+                            time.sleep(0.5 * (attempt + 1))
+                            continue
+                        raise self._failed(resp)
+                    for line in resp.iter_lines():
+                        if token is not None and token.is_set():
+                            raise Cancelled  # leaving the block closes the connection mid-answer
+                        chunk = self._sse(line)
+                        if chunk is _DONE:
+                            break
+                        if isinstance(chunk, ChatGenerationChunk):
+                            if run_manager and chunk.text:
+                                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                            started = True
+                            yield chunk
+                return
+            except TRANSIENT as exc:
+                if started or attempt >= self.max_retries:
+                    raise self._unreachable(exc) from exc
+                time.sleep(0.5 * (attempt + 1))
 
     async def _astream(
         self,

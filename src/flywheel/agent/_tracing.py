@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,12 +34,20 @@ _STATE: dict[str, Any] = {"enabled": False, "uri": None, "export": None}
 _OTLP_DEFAULTS = {"OTEL_BSP_SCHEDULE_DELAY": "1000", "OTEL_BSP_MAX_QUEUE_SIZE": "16384"}
 
 
-def setup_tracing(settings: Settings, experiment: str | None = None, *, export: str | None = None) -> bool:
+def setup_tracing(
+    settings: Settings,
+    experiment: str | None = None,
+    *,
+    export: str | None = None,
+    spool_dir: Path | None = None,
+) -> bool:
     """Point MLflow at the tracking server and experiment; False (tracing off) if it is unreachable.
 
     ``export`` is ``mlflow`` or ``otlp`` (batched, for servers; see the module docstring); None keeps
     what this process set up before (code that runs inside a server, such as a logged model being
-    loaded, must not switch the server's exporter), else ``mlflow``."""
+    loaded, must not switch the server's exporter), else ``mlflow``. With ``spool_dir`` (OTLP only),
+    batches the tracking server cannot take wait on disk there and are sent when it is back
+    (``_spool``)."""
     import mlflow
 
     export = export or _STATE["export"] or "mlflow"
@@ -56,7 +65,15 @@ def setup_tracing(settings: Settings, experiment: str | None = None, *, export: 
     mlflow.set_tracking_uri(uri)
     exp = mlflow.set_experiment(experiment or settings.experiment)
     if export == "otlp" and uri.startswith(("http://", "https://")):
-        _use_otlp(uri, exp.experiment_id)
+        headers = _use_otlp(uri, exp.experiment_id)
+        if spool_dir is not None:
+            from flywheel.agent._spool import TraceSpool, install
+
+            spool = TraceSpool(
+                spool_dir, settings.serve_spool_max_mb * 1024 * 1024, uri.rstrip("/") + "/v1/traces", headers
+            )
+            install(spool)
+            spool.start()
         mlflow.tracing.reset()
     else:
         if _STATE["export"] == "otlp":  # switching back: MLflow reads the OTLP variables at reset
@@ -69,8 +86,9 @@ def setup_tracing(settings: Settings, experiment: str | None = None, *, export: 
     return True
 
 
-def _use_otlp(uri: str, experiment_id: str) -> None:
-    """Configure MLflow's OTLP path (read from OTEL_* variables when its tracer provider starts)."""
+def _use_otlp(uri: str, experiment_id: str) -> dict[str, str]:
+    """Configure MLflow's OTLP path (read from OTEL_* variables when its tracer provider starts);
+    the headers each batch carries are returned."""
     from mlflow.tracing.utils.otlp import build_otlp_headers
 
     headers = build_otlp_headers(experiment_id)  # the experiment, and the tracking server's auth if set
@@ -81,6 +99,7 @@ def _use_otlp(uri: str, experiment_id: str) -> None:
     )
     for k, v in _OTLP_DEFAULTS.items():
         os.environ.setdefault(k, v)
+    return headers
 
 
 def tracing_enabled() -> bool:

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     # per trace on both sides; mlflow: MLflow's own exporter, one REST round of calls per trace
     # (~70 ms of tracking-server CPU per trace on SQLite: it falls behind above ~15 requests/s)
     serve_trace_export: Literal["otlp", "mlflow"] = "otlp"
+    # trace batches the tracking server cannot take wait on disk (data/spool/) up to this size;
+    # past it the oldest are dropped and counted (/metrics, /ready)
+    serve_spool_max_mb: int = Field(256, ge=1)
+    serve_body_timeout: float = Field(10.0, gt=0, description="seconds to read a request body")
 
     # -- evaluation: an LLM judge (any OpenAI-compatible endpoint or the gateway); unset: local scorers
     judge_base_url: str | None = None
@@ -164,6 +168,8 @@ class Settings(BaseSettings):
         "serve_timeout",
         "serve_max_body_bytes",
         "serve_trace_export",
+        "serve_spool_max_mb",
+        "serve_body_timeout",
         "mlflow_tracking_uri",
         "llm_base_url",
         "milvus_uri",

@@ -13,22 +13,26 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from flywheel.agent._llm import CANCEL
+from flywheel.agent._spool import TraceLedger, active_spool
 from flywheel.agent._untrusted import check_question
 from flywheel.config import Settings
 from flywheel.errors import InputError
+from flywheel.serving._metrics import CONTENT_TYPE, ServerMetrics
 from flywheel.serving._protocol import (
     ResponsesRequest,
     StreamWriter,
@@ -96,7 +100,9 @@ _DEFAULT_CODES = {
     400: "invalid_request",
     401: "unauthorized",
     404: "not_found",
+    408: "body_timeout",
     413: "request_too_large",
+    431: "headers_too_large",
     429: "rate_limited",
     503: "unavailable",
     504: "timeout",
@@ -106,8 +112,11 @@ _DEFAULT_CODES = {
 def classify_failure(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, stable code, message) for an exception raised while answering: a dependency
     that failed is a 503 the client may retry, input the LLM rejected is a 400, anything else a 500."""
+    from flywheel.agent._llm import Cancelled
     from flywheel.errors import FlywheelError, InputError, ServiceError
 
+    if isinstance(exc, Cancelled):
+        return 499, "client_gone", "the client went away; its LLM request was cancelled"
     if isinstance(exc, InputError):
         return 400, "invalid_input", exc.parts("en")[0]
     if isinstance(exc, FlywheelError):
@@ -146,6 +155,7 @@ class _Slots:
         self.limits = limits
         self.sem = asyncio.Semaphore(limits.max_concurrency)
         self.waiting = 0
+        self.in_use = 0
 
     async def acquire(self, request_id: str) -> None:
         """Take a slot, waiting in the bounded queue: 429 when the queue is full, 503 on timeout."""
@@ -158,8 +168,10 @@ class _Slots:
             raise _Reject(503, "no free slot in time; retry later", request_id) from exc
         finally:
             self.waiting -= 1
+        self.in_use += 1
 
     def release(self) -> None:
+        self.in_use -= 1
         self.sem.release()
 
     @contextlib.asynccontextmanager
@@ -176,20 +188,61 @@ class _Reject(Exception):
         self.status, self.message, self.request_id = status, message, request_id
 
 
-class _Guard:
-    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs milliseconds per request):
-    request ids, API-key check, and the body-size limit from Content-Length."""
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+MAX_HEADER_BYTES = 16 * 1024
 
-    def __init__(self, app: Any, api_key: str | None, open_paths: set[str], max_body: int) -> None:
+
+class _Guard:
+    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs milliseconds per request): request
+    ids (a client's id is kept when it is 1-128 safe characters, else replaced), the header size
+    limit (431), the API-key check, the body-size limit from Content-Length, the status counter for
+    /metrics, and the last resort for bugs: one log line with the traceback and a JSON 500 — not the
+    second traceback Starlette's error middleware would add by re-raising."""
+
+    def __init__(
+        self, app: Any, api_key: str | None, open_paths: set[str], max_body: int, metrics: Any
+    ) -> None:
         self.app, self.api_key, self.open_paths, self.max_body = app, api_key, open_paths, max_body
+        self.metrics = metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        raw_headers = scope.get("headers", [])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+        given_id = headers.get("x-request-id", "")
+        request_id = given_id if _REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        status: dict[str, int] = {"code": 0}
+
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                existing = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in existing):
+                    message["headers"] = [*existing, (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_with_id, headers, raw_headers, request_id)
+        except Exception:
+            log.exception("unhandled error (request %s)", request_id)
+            if not status["code"]:
+                await _error(500, "internal error; the server log has the details", request_id)(
+                    scope, receive, send_with_id
+                )
+        finally:
+            self.metrics.requests(scope["path"], status["code"] or 500)
+
+    async def _handle(
+        self, scope: dict, receive: Any, send: Any, headers: dict, raw: list, request_id: str
+    ) -> None:
+        if sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
+            resp = _error(431, f"request headers over {MAX_HEADER_BYTES} bytes", request_id)
+            resp.headers["Connection"] = "close"
+            await resp(scope, receive, send)
+            return
         if self.api_key and scope["path"] not in self.open_paths:
             given = headers.get("authorization", "").removeprefix("Bearer ").strip() or headers.get(
                 "x-api-key", ""
@@ -205,18 +258,17 @@ class _Guard:
                 return
         length = headers.get("content-length", "")
         if scope["method"] == "POST" and length.isdigit() and int(length) > self.max_body:
-            await _error(413, f"request body over {self.max_body} bytes", request_id)(scope, receive, send)
+            resp = _error(413, f"request body over {self.max_body} bytes", request_id)
+            resp.headers["Connection"] = "close"
+            await resp(scope, receive, send)
             return
-        rid = request_id.encode("latin-1")
+        await self.app(scope, receive, send)
 
-        async def send_with_id(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                existing = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in existing):
-                    message["headers"] = [*existing, (b"x-request-id", rid)]
-            await send(message)
 
-        await self.app(scope, receive, send_with_id)
+def _ledger() -> TraceLedger:
+    """The spool's ledger when traces are spooled (it also learns what was exported), else a new one."""
+    spool = active_spool()
+    return spool.ledger if spool is not None else TraceLedger()
 
 
 def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | None = None) -> FastAPI:
@@ -225,9 +277,24 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     slots = _Slots(limits)
     threads: dict[str, str] = {}  # response id → conversation thread, for previous_response_id
-    open_paths = {"/health", "/ready", "/", "/favicon.ico"}
+    open_paths = {"/health", "/ready", "/metrics", "/", "/favicon.ico"}
+    last_checks: dict[str, bool] = {}
+    ledger = _ledger()
 
-    app.add_middleware(_Guard, api_key=api_key, open_paths=open_paths, max_body=limits.max_body_bytes)
+    def _state() -> dict[str, Any]:
+        spool = active_spool()
+        return {
+            "queue_depth": slots.waiting,
+            "slots_in_use": slots.in_use,
+            "slots_total": limits.max_concurrency,
+            "dependencies": dict(last_checks),
+            "spool": spool.stats() if spool else {},
+        }
+
+    metrics = ServerMetrics(_state)
+    app.add_middleware(
+        _Guard, api_key=api_key, open_paths=open_paths, max_body=limits.max_body_bytes, metrics=metrics
+    )
 
     @app.exception_handler(_Reject)
     async def _reject(request: Request, exc: _Reject) -> JSONResponse:
@@ -235,8 +302,10 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
 
     @app.exception_handler(_Failure)
     async def _failure(request: Request, exc: _Failure) -> JSONResponse:
-        retry = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
-        return _error(exc.status, exc.message, exc.request_id, retry, exc.code)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else {}
+        if exc.status in (408, 413):  # the rest of the body may still be on its way: do not reuse
+            headers["Connection"] = "close"
+        return _error(exc.status, exc.message, exc.request_id, headers, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -246,22 +315,12 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), getattr(request.state, "request_id", "-"))
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error (request %s)", getattr(request.state, "request_id", "-"))
-        return _error(
-            500, "internal error; the server log has the details", getattr(request.state, "request_id", "-")
-        )
-
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        """Readiness for a load balancer / Kubernetes readinessProbe: the index answers a real query,
-        the LLM answers (when the policy needs it); the tracking server being down only degrades
-        tracing. /health stays a liveness check (the process is up)."""
+    async def _check() -> dict[str, Any]:
+        """Probe what answering needs, at most READY_TIMEOUT_S each, in parallel."""
         agent = loaded.agent
         llm_base = getattr(agent.llm, "base_url", None)  # an HTTP chat model; None for in-process ones
         needs_llm = bool(llm_base) and (agent.config.policy != "grounded" or agent.config.lead_sentence)
@@ -283,11 +342,37 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             if settings.serve_trace
             else asyncio.sleep(0, result=True),
         )
-        checks = {"index": index, "llm": llm if needs_llm else "not needed", "tracking": tracking}
-        ok = bool(index and llm)
-        body = {"ready": ok, "checks": checks, "tracing": "ok" if tracking else "degraded", **loaded.identity}
+        last_checks.update(index=index, tracking=tracking)
+        if needs_llm:
+            last_checks["llm"] = llm
+        return {
+            "index": index,
+            "llm": llm if needs_llm else "not needed",
+            "tracking": tracking,
+        }
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """Readiness for a load balancer / Kubernetes readinessProbe: the index answers a real query,
+        the LLM answers (when the policy needs it); the tracking server being down only degrades
+        tracing (traces wait in the spool). /health stays a liveness check (the process is up)."""
+        checks = await _check()
+        ok = bool(checks["index"] and checks["llm"])
+        spool = active_spool()
+        stats = spool.stats() if spool else {}
+        tracing = "ok" if checks["tracking"] and not stats.get("spool_batches") else "degraded"
+        body = {"ready": ok, "checks": checks, "tracing": tracing, **loaded.identity}
+        if spool:
+            body["spool"] = stats
         headers = {} if ok else {"Retry-After": str(RETRY_AFTER_S)}
         return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        """Prometheus text format: requests by path and status, queue depth, slots in use,
+        dependency health (from a fresh check), trace spool size, dropped traces."""
+        await _check()
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/agent/info")
     async def info() -> dict[str, Any]:
@@ -303,9 +388,18 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
 
     async def _parse(request: Request) -> ResponsesRequest:
-        raw = await request.body()
+        rid = request.state.request_id
+        try:  # a client that sends less than its Content-Length must not hold the connection forever
+            raw = await asyncio.wait_for(request.body(), timeout=settings.serve_body_timeout)
+        except TimeoutError as exc:
+            raise _Failure(
+                408,
+                "body_timeout",
+                f"the request body did not arrive in {settings.serve_body_timeout:g} s",
+                rid,
+            ) from exc
         if len(raw) > limits.max_body_bytes:
-            raise _Reject(413, f"request body over {limits.max_body_bytes} bytes", request.state.request_id)
+            raise _Failure(413, "request_too_large", f"request body over {limits.max_body_bytes} bytes", rid)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -314,6 +408,9 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             raise HTTPException(400, "the body must be a JSON object with an 'input' field")
         try:
             req = ResponsesRequest.model_validate(data)
+            for key, value in (req.custom_inputs or {}).items():
+                if key in ("thread_id", "user_id", "session_id") and not isinstance(value, str | None):
+                    raise HTTPException(400, f"invalid request: custom_inputs.{key} must be a string")
             check_question(question_of(req), settings.max_question_chars)
         except InputError as exc:
             raise HTTPException(400, exc.parts("en")[0]) from exc
@@ -360,6 +457,8 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
 
     async def _invoke(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
         slot = contextlib.nullcontext() if _refused_upfront(req) else slots.slot(request_id)
+        cancel = threading.Event()
+        CANCEL.set(cancel)  # copied into the worker thread: the LLM request stops when it is set
         async with slot:
             try:
                 answer = await asyncio.wait_for(
@@ -367,9 +466,13 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                     timeout=limits.request_timeout,
                 )
             except TimeoutError as exc:
+                cancel.set()
                 raise HTTPException(
                     504, f"the agent did not answer within {limits.request_timeout:.0f} s"
                 ) from exc
+            except asyncio.CancelledError:  # the client went away
+                cancel.set()
+                raise
             except Exception as exc:  # classified: a dependency outage is a 503, not a 500
                 status, code, message = classify_failure(exc)
                 if status >= 500 and code in ("internal_error", "agent_error"):
@@ -381,6 +484,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                 raise _Failure(status, code, message, request_id) from exc
         resp_id = new_id("resp")
         threads[resp_id] = answer.thread_id
+        ledger.answered(answer.trace_id or "")
         return response_object(
             resp_id,
             loaded.model_name,
@@ -400,6 +504,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         cancelled = threading.Event()
 
         def produce() -> None:
+            CANCEL.set(cancelled)  # a disconnected client closes the LLM request at its next token
             try:
                 for event in loaded.agent.stream(question_of(req), **_kwargs(req, request_id)):
                     loop.call_soon_threadsafe(queue.put_nowait, event)
@@ -429,11 +534,13 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                 else:
                     answer = item["answer"]
                     threads[writer.resp_id] = answer.thread_id
+                    ledger.answered(answer.trace_id or "")
                     for event in writer.finish(
                         answer.usage, _meta(answer, request_id), answer.custom_outputs()
                     ):
                         yield event
         except TimeoutError:
+            cancelled.set()
             yield writer.fail(f"the agent did not finish within {limits.request_timeout:.0f} s")
         finally:
             cancelled.set()  # the worker thread stops at its next event
@@ -457,38 +564,60 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     for path in ("/responses", "/v1/responses", "/invocations"):
         app.add_api_route(path, responses, methods=["POST"])
 
-    @app.post("/feedback")
-    async def feedback(fb: Feedback, request: Request) -> dict[str, Any]:
-        """Thumbs up/down (+ comment) from a person, stored as a HUMAN assessment on the trace."""
+    def _log_feedback(item: dict[str, Any]) -> str:
+        """Store one feedback item as a HUMAN assessment; ConnectionError when the server is down."""
         import mlflow
         from mlflow.entities import AssessmentSource
 
-        from flywheel.agent import flush_traces
+        from flywheel.stack import tracking_reachable
 
-        def log() -> Any:
-            # traces are exported asynchronously: the rated answer's trace may still be on its way
-            flush_traces()
-            for attempt in range(20):
-                try:
-                    return mlflow.log_feedback(
-                        trace_id=fb.trace_id,
-                        name="user_feedback",
-                        value=fb.value,
-                        rationale=fb.comment,
-                        source=AssessmentSource(source_type="HUMAN", source_id=fb.user or "chat-page"),
-                    )
-                except Exception:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.5)
-            return None
+        if not tracking_reachable(settings):
+            raise ConnectionError("the tracking server is not reachable")
+        assessment = mlflow.log_feedback(
+            trace_id=item["trace_id"],
+            name="user_feedback",
+            value=item["value"],
+            rationale=item.get("comment"),
+            source=AssessmentSource(source_type="HUMAN", source_id=item.get("user") or "chat-page"),
+        )
+        return str(getattr(assessment, "assessment_id", "") or "")
 
+    spool = active_spool()
+    if spool is not None:
+        spool.start(_log_feedback)
+
+    @app.post("/feedback", response_model=None)
+    async def feedback(fb: Feedback, request: Request) -> Any:
+        """Thumbs up/down (+ comment) from a person, stored as a HUMAN assessment on the trace.
+
+        Answers within about a second: 200 once stored; 202 (queued, stored when it can be) for a
+        trace of this server that has not reached the tracking server yet or while the tracking
+        server is down; 404 at once for a trace id nobody knows."""
+        rid = request.state.request_id
+        item = fb.model_dump()
+        state = ledger.state(fb.trace_id)
+        queue = active_spool()
+
+        def queued() -> JSONResponse:
+            assert queue is not None
+            queue.queue_feedback(item)
+            return JSONResponse({"ok": True, "queued": True, "trace_id": fb.trace_id}, status_code=202)
+
+        if state in ("pending", "spooled") and queue is not None:
+            return queued()
         try:
-            assessment = await asyncio.to_thread(log)
-        except Exception as exc:  # an unknown trace id, or the tracking server is down
-            raise HTTPException(
-                400, f"feedback not recorded for trace {fb.trace_id}: {str(exc)[:200]}"
+            assessment_id = await asyncio.wait_for(asyncio.to_thread(_log_feedback, item), timeout=3.0)
+        except (ConnectionError, TimeoutError) as exc:
+            if state == "exported" and queue is not None:
+                return queued()
+            raise _Failure(
+                503, "tracking_unavailable", "the tracking server is not reachable; retry shortly", rid
             ) from exc
-        return {"ok": True, "assessment_id": getattr(assessment, "assessment_id", None)}
+        except Exception as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                raise _Failure(404, "unknown_trace", f"no trace with id {fb.trace_id}", rid) from exc
+            log.warning("feedback on %s failed: %s", fb.trace_id, str(exc)[:300])
+            raise _Failure(400, "feedback_rejected", f"feedback not recorded: {str(exc)[:200]}", rid) from exc
+        return {"ok": True, "assessment_id": assessment_id}
 
     return app

@@ -57,7 +57,11 @@ def load_agent(
     from flywheel.registry import prompt_loader
 
     if settings.serve_trace:
-        setup_tracing(settings, export=trace_export or settings.serve_trace_export)
+        setup_tracing(
+            settings,
+            export=trace_export or settings.serve_trace_export,
+            spool_dir=settings.data_path / "spool" / f"traces-{settings.agent_port}",
+        )
     if model_uri:
         import mlflow
 
