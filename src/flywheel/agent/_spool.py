@@ -167,6 +167,10 @@ class TraceSpool:
         record = json.dumps(sorted(set(trace_ids))).encode() + b"\n" + data
         with self._lock:
             files = self._files()
+            if not files:
+                log.warning(
+                    "tracking server not taking traces: spooling them to %s until it is back", self.dir
+                )
             total = sum(p.stat().st_size for p in files)
             while files and total + len(record) > self.max_bytes:
                 oldest = files.pop(0)
@@ -227,6 +231,8 @@ class TraceSpool:
             else:
                 self.ledger.unspooled(ids, delivered=True)
                 self.counters["delivered_batches_total"] += 1
+                if not self.pending():
+                    log.warning("trace spool delivered: the tracking server has every trace again")
         return True
 
     # -- feedback waiting for its trace

@@ -7,6 +7,7 @@ names, and also accept a ``FLYWHEEL_`` prefix.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from functools import cached_property
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
     # -- serving (agent server)
     api_key: SecretStr | None = None
     serve_model: str | None = None  # models:/NAME@ALIAS; None: the agent from a local AgentConfig
+    # the local AgentConfig's fields that differ from the default, e.g. {"lead_sentence": true}
+    # (FLYWHEEL_SERVE_AGENT_CONFIG='{"lead_sentence": true}'); ignored when serve_model is set
+    serve_agent_config: dict[str, Any] = Field(default_factory=dict)
     serve_max_concurrency: int = Field(4, ge=1, le=1024)
     serve_max_queue: int = Field(32, ge=0)
     serve_timeout: float = Field(180.0, gt=0)
@@ -163,6 +167,7 @@ class Settings(BaseSettings):
         "collection",
         "llm_model",
         "serve_model",
+        "serve_agent_config",
         "serve_max_concurrency",
         "serve_max_queue",
         "serve_timeout",
@@ -181,7 +186,7 @@ class Settings(BaseSettings):
         """The settings in effect here (from code, .env or flywheel.toml) as FLYWHEEL_* variables, for a
         child process. Secrets are not copied: children inherit them from the environment or .env."""
         env = {
-            f"FLYWHEEL_{k.upper()}": str(getattr(self, k))
+            f"FLYWHEEL_{k.upper()}": json.dumps(v) if isinstance(v := getattr(self, k), dict) else str(v)
             for k in self._CHILD_KEYS
             if getattr(self, k) is not None
         }

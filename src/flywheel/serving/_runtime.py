@@ -78,6 +78,9 @@ def load_agent(
         name = f"{identity['registered_model.name']}/{identity['registered_model.version']}"
         return LoadedAgent(agent, identity, name)
     agent = DocsAgent(
-        settings, config or default_config(settings), prompt_loader=prompt_loader(settings), **agent_kwargs
+        settings,
+        config or default_config(settings, **settings.serve_agent_config),
+        prompt_loader=prompt_loader(settings),
+        **agent_kwargs,
     )
     return LoadedAgent(agent, {"model_uri": "local"}, "flywheel-agent-local")
