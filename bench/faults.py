@@ -251,6 +251,7 @@ async def faults_phase(stack: Stack, url: str) -> tuple[Run, list[dict[str, Any]
         last_fail = max((r.end for r in failures), default=ev["healthy"])
         ev.update(
             requests=len(recs),
+            ok_ended_while_down=sum(r.status == 200 and ev["start"] <= r.end < ev["healthy"] for r in recs),
             p50_s=round(pct([r.end - r.start for r in recs if r.status == 200], 50), 2),
             ok=sum(r.status == 200 for r in recs),
             failed=len(failures),
@@ -270,6 +271,7 @@ async def faults_phase(stack: Stack, url: str) -> tuple[Run, list[dict[str, Any]
 async def soak_phase(stack: Stack, url: str) -> tuple[Run, dict[str, Any]]:
     agent_pid, llm_pid = pid_of(stack, "agent"), pid_of(stack, "llm")
     run = Run()
+    llm_idle = rss_mb(llm_pid)  # restarted during the faults phase: little of its cache is used yet
     # warm-up at full concurrency, so that growth is measured after the first-use allocations
     warm = Run()
     until = time.monotonic() + 10
@@ -296,6 +298,8 @@ async def soak_phase(stack: Stack, url: str) -> tuple[Run, dict[str, Any]]:
         "llm_rss_mb": [round(llm0, 1), round(llm1, 1)],
         "agent_rss_growth": round((agent1 - agent0) / agent0, 4),
         "llm_rss_growth": round((llm1 - llm0) / llm0, 4),
+        "llm_rss_idle_mb": round(llm_idle, 1),
+        "llm_rss_growth_from_idle": round((llm1 - llm_idle) / llm_idle, 4),
     }
 
 
@@ -362,6 +366,7 @@ def main() -> None:
         "soak_empty_200": soak["empty_200"],
         "soak_agent_rss_growth": soak["agent_rss_growth"],
         "soak_llm_rss_growth": soak["llm_rss_growth"],
+        "soak_llm_rss_growth_from_idle": soak["llm_rss_growth_from_idle"],
         "soak_traces_lost": soak["traces_lost"],
         "soak_answers": soak["answers"],
         "quick": QUICK,

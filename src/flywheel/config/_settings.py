@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     llm_gguf_path: Path | None = None
     llm_parallel: int = Field(4, ge=1, le=64)
     llm_ctx_per_slot: int = Field(4096, ge=512)
+    # llama.cpp keeps finished prompts' KV state in RAM for reuse, up to 8 GB by default: under load
+    # with distinct prompts its RSS only grows. Capped here (0 turns the prompt cache off)
+    llm_cache_ram_mb: int = Field(128, ge=0)
     llm_threads: int = Field(0, ge=0)  # 0: all cores
 
     # -- embeddings and the index

@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=4, help="concurrent request slots")
     parser.add_argument("--ctx-per-slot", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--cache-ram-mb",
+        type=int,
+        default=128,
+        help="RAM for llama.cpp's prompt cache (0: off; its default is 8192)",
+    )
     args = parser.parse_args(argv)
 
     import xllamacpp as xlc
@@ -36,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.endpoint_metrics = True
+    params.cache_ram_mib = args.cache_ram_mb  # bounds the server's memory growth under load
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -184,6 +184,8 @@ def _llm(settings: Settings) -> ServiceSpec | None:
             str(settings.llm_ctx_per_slot),
             "--threads",
             str(threads),
+            "--cache-ram-mb",
+            str(settings.llm_cache_ram_mb),
         ],
         health_path="/health",
         port_env_key="FLYWHEEL_LLM_PORT",
