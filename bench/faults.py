@@ -89,6 +89,7 @@ class Run:
     records: list[Record] = field(default_factory=list)
     ready: list[tuple[float, bool]] = field(default_factory=list)
     stop: bool = False
+    t0: float = 0.0
 
 
 def pid_of(stack: Stack, name: str) -> int:
@@ -245,7 +246,7 @@ async def faults_phase(stack: Stack, url: str) -> tuple[Run, list[dict[str, Any]
     run.stop = True
     await asyncio.gather(*clients, poller)
     for ev in events:
-        recs = [r for r in run.records if r.end >= ev["start"] and r.start < ev["end"]]
+        recs = [r for r in run.records if ev["start"] <= r.end < ev["end"]]  # ended in this phase
         failed_late = [r for r in recs if r.start > ev["healthy"] + 10 and r.status != 200]
         failures = [r for r in recs if r.status not in (200, 429)]
         last_fail = max((r.end for r in failures), default=ev["healthy"])
@@ -265,6 +266,7 @@ async def faults_phase(stack: Stack, url: str) -> tuple[Run, list[dict[str, Any]
     for ev in events:
         for k in ("start", "healthy", "end"):
             ev[k] = round(ev[k] - t_begin, 2)
+    run.t0 = t_begin
     return run, events
 
 
@@ -326,6 +328,11 @@ async def main_async(stack: Stack, url: str, db: Path) -> dict[str, Any]:
             "spool_drain_s": round(drained_s, 1),
             "spool": ready.get("spool"),
         },
+        "fault_records": [  # every request of the faults phase: start, end (s), status, code
+            [round(r.start - fault_run.t0, 2), round(r.end - fault_run.t0, 2), r.status, r.code]
+            for r in fault_run.records
+        ],
+        "ready_polls_false": [round(t - fault_run.t0, 1) for t, ok in fault_run.ready if not ok],
         "metrics_sample": [line for line in metrics.splitlines() if line.startswith("flywheel_")][:40],
     }
 

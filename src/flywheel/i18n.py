@@ -350,6 +350,54 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "質問を短くする(関係する部分だけを貼る)か、FLYWHEEL_MAX_QUESTION_CHARS を引き上げてください。",
         ),
     },
+    "agent_server_unreachable": {
+        "en": (
+            "No agent server answers at {url}.",
+            "The simulator plays users against a running agent server.",
+            "Start one with `flywheel serve --detach` (after `flywheel up`), or pass --url.",
+        ),
+        "ja": (
+            "{url} でエージェントサーバーが応答しません。",
+            "シミュレーターは起動中のエージェントサーバーに対してユーザーを演じます。",
+            "`flywheel up` の後に `flywheel serve --detach` で起動するか、--url を指定してください。",
+        ),
+    },
+    "sim_config_missing": {
+        "en": (
+            "The simulation config {path} does not exist.",
+            "`flywheel simulate` reads the users it plays from a JSON file.",
+            'Pass --config simulation/load_config.json (shipped with flywheel) or a file of your own: a JSON list of {{"name", "prompt"}}.',
+        ),
+        "ja": (
+            "シミュレーション設定 {path} が存在しません。",
+            "`flywheel simulate` は演じるユーザーを JSON ファイルから読み込みます。",
+            '--config simulation/load_config.json(同梱)か、{{"name", "prompt"}} の JSON リストを指定してください。',
+        ),
+    },
+    "sim_config_invalid": {
+        "en": (
+            "The simulation config {path} cannot be used: {detail}.",
+            "Each entry needs a name and a prompt (or a list of turns for a multi-turn persona).",
+            'Fix the file; the shape is [{{"name": "pricing", "prompt": "How much does it cost?", "harmful": false}}].',
+        ),
+        "ja": (
+            "シミュレーション設定 {path} を使えません: {detail}。",
+            "各項目には name と prompt(複数ターンのペルソナなら turns のリスト)が必要です。",
+            'ファイルを直してください。形式: [{{"name": "pricing", "prompt": "料金は?", "harmful": false}}]。',
+        ),
+    },
+    "sim_unbounded": {
+        "en": (
+            "The simulation has no end: neither a request count nor a duration was given.",
+            "Load tests here are always bounded, so that nothing runs on unattended.",
+            "Pass --requests N or --duration SECONDS (or both).",
+        ),
+        "ja": (
+            "シミュレーションに終わりがありません。リクエスト数も時間も指定されていません。",
+            "負荷テストは放置しても止まるよう、常に上限を設けます。",
+            "--requests N か --duration 秒数(または両方)を指定してください。",
+        ),
+    },
     "path_not_found": {
         "en": (
             "{path} does not exist.",

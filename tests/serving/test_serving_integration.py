@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -158,7 +159,13 @@ def test_chat_page_in_a_real_browser(served: tuple[Settings, dict]) -> None:
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     _exported(trace_id)
-    assessments = mlflow.get_trace(trace_id).info.assessments
-    human = [a for a in assessments if a.name == "user_feedback"]
+    # feedback given before the trace reached the tracking server is queued and stored right after
+    deadline = time.monotonic() + 30
+    while True:
+        assessments = mlflow.get_trace(trace_id).info.assessments
+        human = [a for a in assessments if a.name == "user_feedback"]
+        if human or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert human and human[0].feedback.value is False
     assert human[0].source.source_type == "HUMAN" and human[0].rationale == "cites the right page but rambles"

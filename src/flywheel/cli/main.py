@@ -15,6 +15,7 @@ from flywheel.cli import evaluation as eval_cmd
 from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import registry as registry_cmd
 from flywheel.cli import serving as serving_cmd
+from flywheel.cli import simulation as sim_cmd
 from flywheel.cli import stack as stack_cmd
 from flywheel.cli._common import err_console
 from flywheel.errors import FlywheelError
@@ -40,6 +41,7 @@ app.registered_commands += registry_cmd.app.registered_commands
 app.add_typer(registry_cmd.prompts_app, name="prompts")
 app.registered_commands += serving_cmd.app.registered_commands
 app.add_typer(eval_cmd.app, name="eval")
+app.registered_commands += sim_cmd.app.registered_commands
 app.command()(demo_cmd.demo)
 
 

@@ -432,11 +432,17 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             or threads.get(req.previous_response_id or "")
             or uuid.uuid4().hex
         )
+        # other metadata (e.g. the simulator's "simulated"/"sim_run", an A/B arm) goes on the trace
+        extra = {
+            f"client.{k}"[:64]: str(v)[:200]
+            for k, v in list(meta.items())[:8]
+            if k not in ("thread_id", "user_id", "session_id")
+        }
         return {
             "thread_id": thread,
             "user_id": req.user or meta.get("user_id") or custom.get("user_id"),
             "session_id": meta.get("session_id"),
-            "tags": {"request_id": request_id},
+            "tags": {"request_id": request_id, **extra},
         }
 
     def _meta(answer: Any, request_id: str) -> dict[str, Any]:
