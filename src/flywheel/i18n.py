@@ -362,6 +362,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "`flywheel up` の後に `flywheel serve --detach` で起動するか、--url を指定してください。",
         ),
     },
+    "monitor_no_experiment": {
+        "en": (
+            "There is no experiment named {name} on the tracking server.",
+            "`flywheel monitor` follows the traces of the experiment the agent server writes to.",
+            "Serve the agent first (its traces create the experiment), or pass --experiment NAME.",
+        ),
+        "ja": (
+            "トラッキングサーバーに {name} という実験がありません。",
+            "`flywheel monitor` はエージェントサーバーが書き込む実験のトレースを追います。",
+            "先にエージェントを起動する(トレースが実験を作ります)か、--experiment NAME を指定してください。",
+        ),
+    },
     "sim_config_missing": {
         "en": (
             "The simulation config {path} does not exist.",

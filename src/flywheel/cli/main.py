@@ -13,6 +13,7 @@ from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import evaluation as eval_cmd
 from flywheel.cli import knowledge as knowledge_cmd
+from flywheel.cli import monitoring as monitor_cmd
 from flywheel.cli import registry as registry_cmd
 from flywheel.cli import serving as serving_cmd
 from flywheel.cli import simulation as sim_cmd
@@ -42,6 +43,7 @@ app.add_typer(registry_cmd.prompts_app, name="prompts")
 app.registered_commands += serving_cmd.app.registered_commands
 app.add_typer(eval_cmd.app, name="eval")
 app.registered_commands += sim_cmd.app.registered_commands
+app.add_typer(monitor_cmd.app, name="monitor")
 app.command()(demo_cmd.demo)
 
 

@@ -13,6 +13,7 @@ from flywheel.evaluation._runner import (
 )
 from flywheel.evaluation._scorers import (
     DEFAULT_SCORERS,
+    ONLINE_SCORERS,
     PRICES,
     SCORERS,
     EvalOutput,
@@ -27,6 +28,7 @@ from flywheel.evaluation._targets import AgentTarget, HttpTarget, Target, make_t
 __all__ = [
     "DEFAULT_SCORERS",
     "KINDS",
+    "ONLINE_SCORERS",
     "PRICES",
     "SCORERS",
     "AgentTarget",
