@@ -72,6 +72,7 @@ class AgentAnswer:
     latency_ms: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     prompt: str = ""
+    contexts: list[str] = field(default_factory=list)  # the retrieved excerpts' text (groundedness)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -493,5 +494,6 @@ class DocsAgent:
             tools_called=list(self.ctx.calls),
             search_queries=list(self.ctx.queries),
             thread_id=thread_id,
+            contexts=[h.get("text", "") for h in self.ctx.hits],
             usage=dict(self._usage),
         )

@@ -163,7 +163,40 @@ def demo() -> None:
     _print_summary(evaluation, write_reports(evaluation, Path("reports") / (evaluation.run_id or "demo")))
     _compare_policies(cfg, ds, context)
 
+    _step(8, "simulate users against :5005, then score their traces online (flywheel monitor)")
+    _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=kb.embedder.embed_documents))
+
     _summary(stack)
+
+
+def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext) -> None:
+    """The production loop in small: 20 simulated users (harmful prompts among them), then the
+    online evaluator scores exactly their traces (filtered by the simulation's run id)."""
+    import time
+    from pathlib import Path
+
+    from flywheel.cli.monitoring import _print_status
+    from flywheel.cli.simulation import _print as print_simulation
+    from flywheel.monitoring import MonitorOptions, OnlineMonitor
+    from flywheel.simulation import SimOptions, load_sim_config, simulate
+
+    users = load_sim_config(Path("simulation/load_config.json"))
+    with console.status("Simulating 20 users, 4 at a time…"):
+        report = simulate(SimOptions(url=agent_url, requests=20, concurrency=4), users)
+    print_simulation(report.summary(), report.run_id)
+    answered = sum(o.ok for o in report.outcomes)
+    monitor = OnlineMonitor(
+        cfg, MonitorOptions(filters={"client.sim_run": report.run_id}, settle_s=1.0), context
+    )
+    before = monitor.status()["scored"]  # the cursor (and its counters) persist across demo runs
+    deadline = time.monotonic() + 90
+    with console.status("Scoring the simulated traces online…"):
+        while time.monotonic() < deadline:
+            monitor.poll_once()
+            if monitor.status()["scored"] - before >= answered:
+                break
+            time.sleep(1)
+    _print_status(monitor.status())
 
 
 def _compare_policies(cfg: Settings, ds: Dataset, context: ScorerContext, n: int = 4) -> None:

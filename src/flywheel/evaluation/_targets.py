@@ -36,6 +36,7 @@ def answer_output(answer: Any, model: str) -> EvalOutput:
         usage=answer.usage,
         trace_id=answer.trace_id,
         model=model,
+        contexts=list(getattr(answer, "contexts", None) or []),
     )
 
 
