@@ -98,15 +98,21 @@ def run(
 @app.command("status")
 def status(
     experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+    sample_rate: Annotated[float, typer.Option(help="The --sample-rate of the run to show.")] = 1.0,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="The --filter of the run to show.")
+    ] = None,
+    exclude_simulated: Annotated[bool, typer.Option(help="The run with --exclude-simulated.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Counters of the online evaluation: traces seen, scored, sampled out; failures per scorer; lag
-    from trace to assessment; mean online scores.
+    from trace to assessment; mean online scores. Each combination of --sample-rate / --filter /
+    --exclude-simulated has its own cursor and counters: pass the same options as the run.
 
     Example:
       flywheel monitor status --json
     """
-    s = _monitor(experiment).status()
+    s = _monitor(experiment, sample_rate, filter_, exclude_simulated).status()
     if json_out:
         console.print_json(json.dumps(s))
     else:
@@ -126,3 +132,70 @@ def _print_status(s: dict) -> None:
     for name, mean in sorted(s["means"].items()):
         t.add_row(f"mean online/{name}", f"{mean:.3f}")
     console.print(t)
+
+
+@app.command("agreement")
+def agreement_cmd(
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+    human: Annotated[
+        str | None, typer.Option(help="Only this HUMAN assessment (default: any, e.g. user_feedback).")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="A score at or above this passes.")] = 0.5,
+    limit: Annotated[int, typer.Option(help="Most recent traces to read.")] = 5000,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Judge–human agreement: on traces a person (thumbs on the chat page, a reviewer) and an
+    automated scorer (online/*) both judged, the share of equal pass/fail decisions and Cohen's kappa
+    per scorer. Kappa near 0: the scorer agrees no more than chance — do not let it gate anything.
+
+    Example:
+      flywheel monitor agreement --human user_feedback
+    """
+    from mlflow import MlflowClient
+
+    from flywheel.errors import InputError
+    from flywheel.monitoring import agreement, pairs_from_traces
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    client = MlflowClient(cfg.tracking_uri)
+    name = experiment or cfg.experiment
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        raise InputError("monitor_no_experiment", name=name)
+    traces: list = []
+    token: str | None = None
+    while len(traces) < limit:
+        page = client.search_traces(
+            locations=[exp.experiment_id],
+            max_results=min(500, limit - len(traces)),
+            order_by=["timestamp_ms DESC"],
+            page_token=token,
+            include_spans=False,
+        )
+        traces += list(page)
+        token = page.token
+        if not token:
+            break
+    rows = agreement(pairs_from_traces(traces, human), threshold)
+    if json_out:
+        console.print_json(json.dumps([r.__dict__ for r in rows]))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"judge–human agreement · {len(traces)} traces read")
+    for col in ("scorer", "traces judged by both", "agreement", "Cohen's kappa", "human pass", "scorer pass"):
+        table.add_column(col)
+    for r in rows:
+        kappa = "–" if r.kappa is None else f"{r.kappa:.2f}"
+        table.add_row(
+            r.scorer,
+            str(r.n),
+            f"{r.agreement:.0%}",
+            kappa,
+            f"{r.human_pass_rate:.0%}",
+            f"{r.scorer_pass_rate:.0%}",
+        )
+    console.print(table if rows else "no trace carries both a human and an automated assessment yet")

@@ -1,7 +1,8 @@
 """Online evaluation: follow the production experiment's new traces, sample them, score them with
 the same scorer objects as offline evaluation (reference-free ones), record assessments.
 
-- **Cursor, so it resumes.** The state file (``data/monitor/<experiment id>.json``) holds the
+- **Cursor, so it resumes.** The state file (``data/monitor/<experiment id>[-<selection>].json``,
+  one per combination of filters and sample rate) holds the
   timestamp cursor, the ids already handled inside a look-back window (traces can arrive late: the
   agent server's spool delivers them after a tracking-server outage) and the counters.
 - **Sampling** is decided by a hash of the trace id, so a resumed or a second monitor makes the same
@@ -133,7 +134,12 @@ class OnlineMonitor:
             context = ScorerContext(embed=cached_embed(context.embed), judge=context.judge)
         self.opts, self.context = opts, context
         self.scorers: list[Scorer] = [make_scorer(n) for n in opts.scorers]
-        self.path = settings.data_path / "monitor" / f"{self.experiment_id}.json"
+        # one cursor per selection: a filtered monitor must not mark the traces it skips as done
+        # for an unfiltered one
+        selection = json.dumps([sorted(opts.filters.items()), opts.exclude_simulated, opts.sample_rate])
+        default = json.dumps([[], False, 1.0])
+        suffix = "" if selection == default else "-" + hashlib.sha256(selection.encode()).hexdigest()[:8]
+        self.path = settings.data_path / "monitor" / f"{self.experiment_id}{suffix}.json"
         self.state = self._load()
         self._log = log_assessment or self._log_feedback
 
