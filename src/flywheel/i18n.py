@@ -374,6 +374,42 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "先にエージェントを起動する(トレースが実験を作ります)か、--experiment NAME を指定してください。",
         ),
     },
+    "unknown_trace": {
+        "en": (
+            "There is no trace {trace_id} on the tracking server.",
+            "Trace ids come from answers (metadata.trace_id), the MLflow UI or `flywheel monitor` output.",
+            "Check the id (it starts with tr-) and that FLYWHEEL_MLFLOW_TRACKING_URI points at the right server.",
+        ),
+        "ja": (
+            "トラッキングサーバーにトレース {trace_id} がありません。",
+            "トレース ID は回答(metadata.trace_id)、MLflow UI、`flywheel monitor` の出力にあります。",
+            "ID(tr- で始まります)と、FLYWHEEL_MLFLOW_TRACKING_URI が正しいサーバーを指しているかを確認してください。",
+        ),
+    },
+    "option_syntax": {
+        "en": (
+            "{option} {value!r} is not KEY=VALUE.",
+            "{option} takes a tag name and its value, joined by '='.",
+            "For example: {option} client.arm=b",
+        ),
+        "ja": (
+            "{option} {value!r} は KEY=VALUE の形式ではありません。",
+            "{option} にはタグ名と値を '=' でつないで指定します。",
+            "例: {option} client.arm=b",
+        ),
+    },
+    "option_value": {
+        "en": (
+            "{option} {value} is not valid.",
+            "{option} expects {expected}.",
+            "Run the command again with {option} set to {expected} (see --help).",
+        ),
+        "ja": (
+            "{option} {value} は無効です。",
+            "{option} には {expected} を指定します。",
+            "{option} に {expected} を指定して再実行してください(--help を参照)。",
+        ),
+    },
     "sim_config_missing": {
         "en": (
             "The simulation config {path} does not exist.",

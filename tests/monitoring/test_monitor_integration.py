@@ -5,27 +5,14 @@ online/* assessments; harmful prompts are refused and score 1 on safety."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flywheel.config import Settings
-from flywheel.stack import Stack
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def served_local(stack: Settings) -> Iterator[Settings]:
-    settings = stack.model_copy(update={"agent_port": free_port(), "serve_model": None})
-    Stack(settings).up(["agent"])
-    try:
-        yield settings
-    finally:
-        Stack(settings).down(["agent"])
 
 
 def test_simulated_traffic_is_scored_online_once(served_local: Settings) -> None:

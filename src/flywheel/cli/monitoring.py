@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,17 +27,19 @@ def _monitor(
     from flywheel.monitoring import MonitorOptions, OnlineMonitor
     from flywheel.stack import require
 
-    cfg = settings()
-    require(cfg, "tracking")
-    quiet_mlflow()
     if not 0 < sample_rate <= 1:
-        raise InputError("set_value", key="--sample-rate", value=sample_rate, expected="a number in (0, 1]")
+        raise InputError(
+            "option_value", option="--sample-rate", value=sample_rate, expected="a number in (0, 1]"
+        )
     pairs = {}
     for f in filters or []:
         key, sep, value = f.partition("=")
         if not sep:
-            raise InputError("set_syntax", value=f)
+            raise InputError("option_syntax", option="--filter", value=f)
         pairs[key.strip()] = value.strip()
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
     opts = MonitorOptions(sample_rate=sample_rate, filters=pairs, exclude_simulated=exclude_simulated)
     ctx = ScorerContext(embed=get_embedder(cfg).embed_documents, judge=make_judge(cfg))
     return OnlineMonitor(cfg, opts, ctx, experiment)
@@ -199,3 +202,100 @@ def agreement_cmd(
             f"{r.scorer_pass_rate:.0%}",
         )
     console.print(table if rows else "no trace carries both a human and an automated assessment yet")
+
+
+@app.command("review")
+def review(
+    port: Annotated[int, typer.Option(help="Port of the review page.")] = 5020,
+    dataset: Annotated[
+        Path, typer.Option(help="Dataset that 'Add to dataset' appends to (created when missing).")
+    ] = Path("datasets/production.json"),
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="JSON list of label definitions: {name, type: boolean|numeric|categorical, ...}."),
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+) -> None:
+    """The annotation queue: a web page to review production traces (queues: thumbs-down, low-score,
+    flagged, random), label them, correct the answer and add them to a golden dataset. Labels are
+    HUMAN assessments review/<label> on the trace. Keys: j/k, y/n, 1-5, s (save), a (add to dataset).
+
+    Example:
+      flywheel monitor review --dataset datasets/production.json   # then open http://127.0.0.1:5020/
+    """
+    import uvicorn
+
+    from flywheel.errors import InputError
+    from flywheel.monitoring._review import build_review_app
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    defs = None
+    if labels is not None:
+        try:
+            defs = json.loads(labels.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                "set_value", key="--labels", value=str(labels), expected="a JSON list of labels"
+            ) from exc
+    app_ = build_review_app(cfg, dataset, defs, experiment)
+    console.print(f"review page on http://{cfg.host}:{port}/ — Ctrl+C to stop")
+    uvicorn.run(app_, host=cfg.host, port=port, log_level="warning")
+
+
+@app.command("to-dataset")
+def to_dataset(
+    trace_ids: Annotated[list[str] | None, typer.Argument(help="Trace ids (tr-…) to add.")] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Add every reviewed trace of this queue (e.g. thumbs-down).")
+    ] = None,
+    dataset: Annotated[Path, typer.Option(help="Dataset file to append to.")] = Path(
+        "datasets/production.json"
+    ),
+    kind: Annotated[str | None, typer.Option(help="Item kind (default: from the trace's outcome).")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+) -> None:
+    """Turn production traces into golden items (question; expected facts from the reviewer's
+    corrected answer, else the answer; tools used; source trace id), de-duplicated, saved as a new
+    dataset version (NAME@DIGEST in MLflow).
+
+    Examples:
+      flywheel monitor to-dataset tr-0123… tr-4567… --dataset datasets/production.json
+      flywheel monitor to-dataset --queue thumbs-down
+    """
+    import mlflow
+
+    from flywheel.errors import InputError
+    from flywheel.monitoring._feedback import add_to_dataset, item_from_trace
+    from flywheel.monitoring._review import QUEUES, _in_queue, _values
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    traces = []
+    for tid in trace_ids or []:
+        trace = mlflow.get_trace(tid)
+        if trace is None:
+            raise InputError("unknown_trace", trace_id=tid)
+        traces.append(trace)
+    if queue:
+        if queue not in QUEUES:
+            raise InputError("option_value", option="--queue", value=queue, expected=" | ".join(QUEUES))
+        exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
+        if exp is None:
+            raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
+        for t in mlflow.search_traces(locations=[exp.experiment_id], max_results=2000, return_type="list"):
+            if _in_queue(queue, t) and any(k.startswith("review/") for k in _values(t)[0]):
+                traces.append(t)
+    if not traces:
+        console.print("nothing to add (name trace ids, or a queue with reviewed items)")
+        return
+    result = add_to_dataset(cfg, dataset, [item_from_trace(t, kind=kind) for t in traces])
+    console.print(
+        f"added {len(result.added)} item(s), {len(result.duplicates)} already there → {result.path} "
+        f"({result.items} items) · dataset version {result.version}"
+    )

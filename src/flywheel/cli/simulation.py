@@ -55,7 +55,7 @@ def simulate(
     for item in tag or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError("set_syntax", value=item)
+            raise InputError("option_syntax", option="--tag", value=item)
         tags[key.strip()] = value.strip()
     opts = SimOptions(
         url=url or f"http://{cfg.host}:{cfg.agent_port}",
