@@ -299,3 +299,48 @@ def to_dataset(
         f"added {len(result.added)} item(s), {len(result.duplicates)} already there → {result.path} "
         f"({result.items} items) · dataset version {result.version}"
     )
+
+
+@app.command("dashboard")
+def dashboard(
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("reports/dashboard.html"),
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+    limit: Annotated[int, typer.Option(help="Most recent traces to include.")] = 5000,
+) -> None:
+    """Write the production dashboard: volume, latency p50/p95, online scores and refusal rate over
+    time, and per A/B arm (tag client.arm, else the model version) each score's mean ± 95 % CI.
+
+    Example:
+      flywheel monitor dashboard --out reports/dashboard.html && open reports/dashboard.html
+    """
+    from mlflow import MlflowClient
+
+    from flywheel.errors import InputError
+    from flywheel.monitoring._dashboard import build_dashboard
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    client = MlflowClient(cfg.tracking_uri)
+    name = experiment or cfg.experiment
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        raise InputError("monitor_no_experiment", name=name)
+    traces: list = []
+    token: str | None = None
+    with console.status("Reading traces…"):
+        while len(traces) < limit:
+            page = client.search_traces(
+                locations=[exp.experiment_id],
+                max_results=min(500, limit - len(traces)),
+                order_by=["timestamp_ms DESC"],
+                page_token=token,
+                include_spans=False,
+            )
+            traces += list(page)
+            token = page.token
+            if not token:
+                break
+    path = build_dashboard(traces, out)
+    console.print(f"dashboard of {len(traces)} traces: {path}")
