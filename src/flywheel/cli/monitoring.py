@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -122,6 +122,25 @@ def status(
         _print_status(s)
 
 
+def _recent_traces(client: Any, experiment_id: str, limit: int) -> list[Any]:
+    """The experiment's newest ``limit`` traces (assessments and tags, no spans), page by page."""
+    traces: list[Any] = []
+    token: str | None = None
+    while len(traces) < limit:
+        page = client.search_traces(
+            locations=[experiment_id],
+            max_results=min(500, limit - len(traces)),
+            order_by=["timestamp_ms DESC"],
+            page_token=token,
+            include_spans=False,
+        )
+        traces += list(page)
+        token = page.token
+        if not token:
+            break
+    return traces
+
+
 def _print_status(s: dict) -> None:
     from rich.table import Table
 
@@ -168,20 +187,7 @@ def agreement_cmd(
     exp = client.get_experiment_by_name(name)
     if exp is None:
         raise InputError("monitor_no_experiment", name=name)
-    traces: list = []
-    token: str | None = None
-    while len(traces) < limit:
-        page = client.search_traces(
-            locations=[exp.experiment_id],
-            max_results=min(500, limit - len(traces)),
-            order_by=["timestamp_ms DESC"],
-            page_token=token,
-            include_spans=False,
-        )
-        traces += list(page)
-        token = page.token
-        if not token:
-            break
+    traces = _recent_traces(client, exp.experiment_id, limit)
     rows = agreement(pairs_from_traces(traces, human), threshold)
     if json_out:
         console.print_json(json.dumps([r.__dict__ for r in rows]))
@@ -327,20 +333,7 @@ def dashboard(
     exp = client.get_experiment_by_name(name)
     if exp is None:
         raise InputError("monitor_no_experiment", name=name)
-    traces: list = []
-    token: str | None = None
     with console.status("Reading traces…"):
-        while len(traces) < limit:
-            page = client.search_traces(
-                locations=[exp.experiment_id],
-                max_results=min(500, limit - len(traces)),
-                order_by=["timestamp_ms DESC"],
-                page_token=token,
-                include_spans=False,
-            )
-            traces += list(page)
-            token = page.token
-            if not token:
-                break
+        traces = _recent_traces(client, exp.experiment_id, limit)
     path = build_dashboard(traces, out)
     console.print(f"dashboard of {len(traces)} traces: {path}")
