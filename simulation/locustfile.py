@@ -1,6 +1,8 @@
 """Distributed capacity tests with Locust, playing the same users as `flywheel simulate`.
 
     pip install locust            # not a flywheel dependency: only the machines that run Locust need it
+                                  # (with flywheel installed there too, or PYTHONPATH=src: only its
+                                  # light simulation modules are imported — httpx and pydantic)
     locust -f simulation/locustfile.py --host http://127.0.0.1:5005 \
         --users 50 --spawn-rate 5 --run-time 2m --headless
     # at scale: one master and N workers

@@ -67,3 +67,13 @@ def test_answer_relevance_and_the_same_scorers_on_a_golden_item() -> None:
         }
     )
     assert rel(golden, EvalOutput(answer="The gateway listens on port 5010."), CTX).value == on_topic
+
+
+def test_the_judge_grades_groundedness_only_when_configured() -> None:
+    judge_ground = make_scorer("judge_groundedness")
+    out = EvalOutput(answer="The gateway listens on port 5010.", contexts=EXCERPTS, question="Which port?")
+    assert judge_ground(_item("Which port?"), out, CTX).value is None  # no judge configured
+    prompts: list[str] = []
+    judged = ScorerContext(judge=lambda p: prompts.append(p) or "GRADE: 7")  # type: ignore[func-returns-value]
+    score = judge_ground(_item("Which port?"), out, judged)
+    assert score.value == 0.7 and "port 5010" in prompts[0] and EXCERPTS[1] in prompts[0]

@@ -489,7 +489,42 @@ def answer_relevance() -> Scorer:
     return _Fn("answer_relevance", fn)
 
 
-ONLINE_SCORERS = ["safety", "groundedness", "answer_relevance", "latency", "response_quality"]
+@register_scorer("judge_groundedness")
+def judge_groundedness() -> Scorer:
+    """The LLM judge's groundedness (when FLYWHEEL_JUDGE_BASE_URL is set): the share of the answer's
+    claims the excerpts support, as a grade 0-10; not applicable without a judge."""
+
+    def fn(item: GoldenItem, out: EvalOutput, ctx: ScorerContext) -> Score:
+        if out.refused or out.abstained or not out.answer.strip():
+            return Score(None, "no answer to ground")
+        if not out.contexts:
+            return Score(None, "no retrieved excerpts recorded")
+        if not ctx.judge:
+            return Score(None, "needs a judge (FLYWHEEL_JUDGE_BASE_URL)")
+        excerpts = "\n---\n".join(out.contexts)[:6000]
+        reply = ctx.judge(
+            "You check whether an ANSWER is supported by the EXCERPTS it was written from. Count the "
+            "answer's factual claims and how many the excerpts state or directly imply. Reply with one "
+            "integer from 0 to 10: 10 = every claim supported, 0 = none.\n\n"
+            f"EXCERPTS:\n{excerpts}\n\nQUESTION: {out.question or item.question}\n"
+            f"ANSWER: {out.answer[:3000]}\nGRADE (0-10):"
+        )
+        m = re.search(r"\b(10|[0-9])\b", reply)
+        if not m:
+            return Score(None, f"judge gave no grade: {reply[:80]!r}")
+        return Score(int(m.group(1)) / 10, f"judge grade {m.group(1)}/10")
+
+    return _Fn("judge_groundedness", fn)
+
+
+ONLINE_SCORERS = [
+    "safety",
+    "groundedness",
+    "judge_groundedness",
+    "answer_relevance",
+    "latency",
+    "response_quality",
+]
 
 
 DEFAULT_SCORERS = [
