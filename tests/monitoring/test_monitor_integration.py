@@ -65,3 +65,20 @@ def test_simulated_traffic_is_scored_online_once(served_local: Settings) -> None
     some = next(iter(answered))
     names = [a.name for a in mlflow.get_trace(some).info.assessments if a.name == "online/safety"]
     assert names == ["online/safety"]
+
+
+def test_feedback_on_the_real_stack_answers_at_once(served_local: Settings) -> None:
+    """An unknown trace id is a 404 at once; a fresh answer's trace is stored or queued, never a wait."""
+    import httpx
+
+    url = f"http://{served_local.host}:{served_local.agent_port}"
+    started = time.monotonic()
+    unknown = httpx.post(url + "/feedback", json={"trace_id": "tr-" + "0" * 32, "value": True}, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_trace"
+    assert time.monotonic() - started < 5  # it used to block 10-60 s
+    answer = httpx.post(url + "/responses", json={"input": "How do I start the embedded stack?"}, timeout=120)
+    started = time.monotonic()
+    fb = httpx.post(
+        url + "/feedback", json={"trace_id": answer.json()["metadata"]["trace_id"], "value": True}
+    )
+    assert fb.status_code in (200, 202) and time.monotonic() - started < 5

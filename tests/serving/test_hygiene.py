@@ -104,7 +104,7 @@ def test_feedback_answers_at_once(tmp_path: Path) -> None:
     with running(build_app(agent.settings, LoadedAgent(agent))) as url:
         started = time.monotonic()
         resp = httpx.post(url + "/feedback", json={"trace_id": "tr-unknown", "value": True}, timeout=30)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 5  # it used to block 10-60 s
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "tracking_unavailable"
         assert resp.headers["retry-after"]
 
