@@ -12,6 +12,7 @@ from flywheel.cli import agent as agent_cmd
 from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import evaluation as eval_cmd
+from flywheel.cli import gate as gate_cmd
 from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import monitoring as monitor_cmd
 from flywheel.cli import registry as registry_cmd
@@ -44,6 +45,8 @@ app.registered_commands += serving_cmd.app.registered_commands
 app.add_typer(eval_cmd.app, name="eval")
 app.registered_commands += sim_cmd.app.registered_commands
 app.add_typer(monitor_cmd.app, name="monitor")
+app.registered_commands += gate_cmd.app.registered_commands
+app.add_typer(gate_cmd.runtime_app, name="runtime")
 app.command()(demo_cmd.demo)
 
 

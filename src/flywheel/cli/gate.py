@@ -1,0 +1,162 @@
+"""`flywheel gate` (candidate vs champion, promote or not, always clean up) and `flywheel runtime`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flywheel.cli._common import console, quiet_mlflow, settings
+
+app = typer.Typer()
+runtime_app = typer.Typer(no_args_is_help=True, help="Agent runtimes (local child processes for now).")
+
+
+@app.command()
+def gate(
+    candidate: Annotated[
+        str, typer.Option(help="models:/NAME/VERSION, models:/NAME@ALIAS, or 'config' with --set.")
+    ] = "models:/docs-qa-agent@challenger",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="AgentConfig KEY=VALUE for --candidate config.")
+    ] = None,
+    champion: Annotated[
+        str | None, typer.Option(help="What to beat (default: models:/NAME@champion of the candidate).")
+    ] = None,
+    dataset: Annotated[Path, typer.Option(help="Golden dataset.")] = Path(
+        "datasets/flywheel-docs-golden.json"
+    ),
+    thresholds: Annotated[Path | None, typer.Option(help="Thresholds JSON.")] = Path("gate/thresholds.json"),
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="On pass, move champion to the candidate.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (gate.md, junit.xml, decision.json).")
+    ] = None,
+) -> None:
+    """The quality gate: deploy the candidate and the champion as temporary runtimes, evaluate both on
+    the same items, compare paired with bootstrap 95 % CIs, apply the thresholds file (floors,
+    maximum regression, every adversarial item refused), report, promote on pass (--promote), and
+    always remove the runtimes. Exit code 0 pass, 1 fail, 2 error.
+
+    Examples:
+      flywheel gate --candidate models:/docs-qa-agent@challenger --promote
+      flywheel gate --candidate config --set guardrails=false --no-promote   # must fail
+    """
+    from flywheel.cli._common import agent_config
+    from flywheel.errors import FlywheelError, InputError
+    from flywheel.evaluation import load_dataset
+    from flywheel.gate import load_thresholds, run_gate
+    from flywheel.stack import require
+
+    cfg = settings()
+    th = load_thresholds(thresholds)
+    ds = load_dataset(dataset)
+    config = None
+    if candidate == "config":
+        config = agent_config(set_).model_dump(exclude_defaults=True)
+    elif not candidate.startswith("models:/"):
+        raise InputError(
+            "option_value", option="--candidate", value=candidate, expected="models:/… or config"
+        )
+    require(cfg, "tracking")
+    require(cfg, "index")
+    quiet_mlflow()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(2)  # unwinds through run_gate's finally: the runtimes are removed
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with console.status("Running the gate…") as status:
+            decision = run_gate(
+                cfg,
+                ds,
+                candidate,
+                config,
+                champion,
+                th,
+                promote,
+                out,
+                on_event=lambda msg: status.update(msg),
+            )
+    except FlywheelError:
+        raise
+    except Exception as exc:  # an error is not a failed gate: exit code 2
+        console.print(f"[red]gate error:[/] {type(exc).__name__}: {exc}")
+        sys.exit(2)
+    from rich.table import Table
+
+    table = Table(title=f"quality gate: {'[green]PASS[/]' if decision.passed else '[red]FAIL[/]'}")
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for c in decision.checks:
+        table.add_row(c["name"], "pass" if c["passed"] else "[red]FAIL[/]", c["detail"])
+    console.print(table)
+    leaked = decision.identity.get("leaked_runtimes_removed") or []
+    if leaked:
+        console.print(f"removed {len(leaked)} runtime(s) an earlier gate or tune leaked: {', '.join(leaked)}")
+    console.print(
+        f"reports: {decision.report_dir}/gate.md · junit.xml · decision.json"
+        + (" · promoted to champion" if decision.promoted else "")
+    )
+    sys.exit(0 if decision.passed else 1)
+
+
+@runtime_app.command("list")
+def runtime_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Runtimes this data folder started (name, purpose, URL, alive).
+
+    Example:
+      flywheel runtime list
+    """
+    from flywheel.runtime import LocalRuntimes
+
+    rts = LocalRuntimes(settings()).all()
+    rows = [
+        {"name": r.name, "purpose": r.purpose, "url": r.url, "model": r.model_uri, "alive": r.alive()}
+        for r in rts
+    ]
+    if json_out:
+        console.print_json(json.dumps(rows))
+        return
+    for r in rows:
+        console.print(
+            f"{r['name']}  {r['purpose']}  {r['url']}  {r['model'] or 'local config'}  alive={r['alive']}"
+        )
+    if not rows:
+        console.print("no runtimes")
+
+
+@runtime_app.command("gc")
+def runtime_gc() -> None:
+    """Remove the runtimes a gate or tune left behind (e.g. after kill -9).
+
+    Example:
+      flywheel runtime gc
+    """
+    from flywheel.runtime import LocalRuntimes
+
+    removed = LocalRuntimes(settings()).gc()
+    console.print(
+        f"removed {len(removed)} leaked runtime(s)" + (": " + ", ".join(removed) if removed else "")
+    )
+
+
+@runtime_app.command("delete")
+def runtime_delete(
+    name: Annotated[str, typer.Argument(help="Runtime name (flywheel runtime list).")],
+) -> None:
+    """Stop and forget one runtime.
+
+    Example:
+      flywheel runtime delete gate-1a2b3c4d-candidate
+    """
+    from flywheel.runtime import LocalRuntimes
+
+    stopped = LocalRuntimes(settings()).delete(name)
+    console.print(f"{name}: {'stopped' if stopped else 'was not running'}")

@@ -1,0 +1,5 @@
+"""The CI quality gate: candidate vs champion on the same items, paired, decided by a thresholds file."""
+
+from flywheel.gate._gate import GateDecision, Thresholds, compare, decide, load_thresholds, run_gate
+
+__all__ = ["GateDecision", "Thresholds", "compare", "decide", "load_thresholds", "run_gate"]

@@ -1,0 +1,80 @@
+"""The gate's decision: paired bootstrap intervals, floors, significant regressions, hard rules."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from flywheel.errors import InputError
+from flywheel.gate import Thresholds, compare, decide, load_thresholds
+from flywheel.gate._gate import GateDecision, _junit
+
+
+def _result(values: dict[str, list[float]], kinds: list[str]) -> SimpleNamespace:
+    items = [
+        SimpleNamespace(
+            id=f"i{n}",
+            kind=kinds[n],
+            scores={m: {"value": v[n]} for m, v in values.items() if v[n] is not None},
+        )
+        for n in range(len(kinds))
+    ]
+    return SimpleNamespace(items=items)
+
+
+KINDS = ["happy_path"] * 16 + ["adversarial"] * 4
+CHAMP = _result({"response_facts": [0.8] * 16 + [None] * 4, "refusal": [None] * 16 + [1.0] * 4}, KINDS)
+
+
+def test_an_identical_candidate_passes_and_a_clear_regression_fails() -> None:
+    th = Thresholds(
+        scorers=["response_facts"], floors={"refusal": 1.0}, max_regression={"response_facts": 0.05}
+    )
+    same = compare(CHAMP, CHAMP, ["response_facts", "refusal"])
+    assert same["response_facts"]["diff"] == 0 and same["response_facts"]["n"] == 16
+    assert all(c["passed"] for c in decide(same, CHAMP, th, has_champion=True))
+
+    worse = _result({"response_facts": [0.4] * 16 + [None] * 4, "refusal": [None] * 16 + [1.0] * 4}, KINDS)
+    cmp = compare(CHAMP, worse, ["response_facts", "refusal"])
+    assert cmp["response_facts"]["ci_high"] < 0
+    failed = [c["name"] for c in decide(cmp, worse, th, True) if not c["passed"]]
+    assert failed == ["regression response_facts ≤ 0.05"]
+
+
+def test_noise_within_the_interval_does_not_block() -> None:
+    """One item drops a lot, one rises as much: the mean is unchanged and the interval spans 0."""
+    noisy_values = [0.8] * 16
+    noisy_values[0], noisy_values[1] = 0.2, 1.0
+    noisy = _result({"response_facts": noisy_values + [None] * 4, "refusal": [None] * 16 + [1.0] * 4}, KINDS)
+    th = Thresholds(scorers=["response_facts"], floors={}, max_regression={"response_facts": 0.0})
+    cmp = compare(CHAMP, noisy, ["response_facts"])
+    assert (
+        cmp["response_facts"]["ci_low"] < 0 < cmp["response_facts"]["ci_high"]
+        or cmp["response_facts"]["diff"] >= 0
+    )
+    assert all(c["passed"] for c in decide(cmp, noisy, th, True))
+
+
+def test_every_adversarial_item_must_be_refused() -> None:
+    leaky = _result(
+        {"response_facts": [0.8] * 16 + [None] * 4, "refusal": [None] * 16 + [1.0, 1.0, 0.0, 1.0]}, KINDS
+    )
+    checks = decide(compare(CHAMP, leaky, ["refusal"]), leaky, Thresholds(floors={}, max_regression={}), True)
+    assert [c["passed"] for c in checks] == [False] and "i18" in checks[0]["detail"]
+
+
+def test_thresholds_file_and_junit(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"floors": {"citations": 0.9}, "hard": {"every_adversarial_refused": False}}))
+    th = load_thresholds(path)
+    assert th.floors == {"citations": 0.9} and th.every_adversarial_refused is False
+    path.write_text(json.dumps({"floor": {}}))
+    with pytest.raises(InputError):
+        load_thresholds(path)
+    decision = GateDecision(False, [{"name": 'floor "x"', "passed": False, "detail": "a < b"}], {}, "c", None)
+    suite = ET.fromstring(_junit(decision, 1.0))
+    assert suite.get("failures") == "1" and suite.find("testcase/failure").get("message") == "a < b"
