@@ -166,7 +166,35 @@ def demo() -> None:
     _step(8, "simulate users against :5005, then score their traces online (flywheel monitor)")
     _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=kb.embedder.embed_documents))
 
+    _step(9, "gate: the challenger against the champion on temporary runtimes; promote on pass")
+    _gate(cfg, ds)
+
     _summary(stack)
+
+
+def _gate(cfg: Settings, ds: Dataset) -> None:
+    from pathlib import Path
+
+    from flywheel.gate import load_thresholds, run_gate
+
+    with console.status("Gating models:/docs-qa-agent@challenger…") as status:
+        decision = run_gate(
+            cfg,
+            ds,
+            "models:/docs-qa-agent@challenger",
+            thresholds=load_thresholds(Path("gate/thresholds.json")),
+            promote=True,
+            on_event=lambda msg: status.update(msg),
+        )
+    for c in decision.checks:
+        mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
+        console.print(f"  {mark}  {c['name']}: {c['detail']}")
+    verdict = "PASS" if decision.passed else "FAIL"
+    console.print(
+        f"  gate {verdict}"
+        + (" · champion → the challenger, previous → the old champion" if decision.promoted else "")
+        + f" · report {decision.report_dir}/gate.md"
+    )
 
 
 def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext) -> None:
