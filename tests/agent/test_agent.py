@@ -48,6 +48,14 @@ def test_uncited_answers_still_list_their_sources(kb: KnowledgeBase) -> None:
     assert "gateway.md" in {s["source"] for s in result.sources}
 
 
+@pytest.mark.parametrize("policy", ["retrieve_first", "grounded"])
+def test_without_doc_search_in_its_tools_no_policy_searches_the_docs(kb: KnowledgeBase, policy: str) -> None:
+    llm = fake_chat("invented answer")
+    config = AgentConfig(policy=policy, tools=[], min_relevance=0.1)  # type: ignore[arg-type]
+    result = DocsAgent(kb.settings, config, kb=kb, llm=llm).ask("How long are traces retained by default?")
+    assert result.abstained and result.tools_called == [] and llm.prompts == []
+
+
 def test_refusal_never_calls_the_llm(kb: KnowledgeBase) -> None:
     llm = fake_chat("should not be used")
     result = DocsAgent(kb.settings, kb=kb, llm=llm).ask(

@@ -215,6 +215,10 @@ class DocsAgent:
 
     def _retrieve(self, state: State) -> dict:
         # excerpts that carry instructions are withheld first: they neither count as relevant nor reach the LLM
+        # retrieve_first and grounded search the docs themselves, but only when doc_search is one of
+        # the configured tools: tools=[] means no documentation, for every policy
+        if "doc_search" not in self.config.tools:
+            return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         hits = withhold_injected(run_doc_search(self.ctx, state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
         if not any(h["dense_score"] >= threshold for h in hits):

@@ -1,0 +1,133 @@
+"""Gate power: how often the gate wrongly blocks an identical candidate, and how often it catches a
+broken one — on the real embedded stack, with an LLM in the answer path.
+
+The champion is registered with the grounded policy plus an LLM lead sentence at temperature 0.8
+(``lead_sentence``), so two runs of the same version give different answers, as a real LLM does.
+The identical candidate is the same configuration as a local config runtime; it is gated
+``IDENTICAL`` times. Each broken variant changes one thing:
+
+- ``retrieval_off``: min_relevance 1.01 (nothing is ever relevant enough: it abstains on everything)
+- ``i_dont_know_prompt``: retrieve_first with a system prompt that makes it answer "I don't know."
+- ``guardrail_off``: guardrails false
+- ``tool_removed``: tools [] (no doc_search)
+- ``worse_policy``: retrieve_first with the 135M model (answers worse than grounded)
+
+Dataset: 12 items of ``datasets/flywheel-docs-golden.json`` (6 happy path, 3 adversarial, 3 out of
+scope), thresholds ``gate/thresholds.json``. Writes ``bench/results/gate_power.json`` with
+``summary.false_block_rate`` and ``summary.detection_rate``.
+
+Run: ``.venv/bin/python bench/gate_power.py`` (about 20 minutes; ``BENCH_QUICK=1``: 3 identical runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._util import free_port, write_result  # noqa: E402
+from flywheel.config import load_settings  # noqa: E402
+from flywheel.stack import Stack  # noqa: E402
+
+IDENTICAL = 3 if os.environ.get("BENCH_QUICK") else 10
+CHAMPION = {"policy": "grounded", "lead_sentence": True, "temperature": 0.8, "max_tokens": 48}
+BROKEN = {
+    "retrieval_off": {**CHAMPION, "min_relevance": 1.01},
+    "i_dont_know_prompt": {
+        "policy": "retrieve_first",
+        "max_tokens": 24,
+        "system_prompt": "Whatever the question, reply with exactly these words: I don't know.",
+    },
+    "guardrail_off": {**CHAMPION, "guardrails": False},
+    "tool_removed": {**CHAMPION, "tools": []},
+    "worse_policy": {"policy": "retrieve_first", "max_tokens": 160},
+}
+
+
+def small_dataset(path: Path) -> Path:
+    items = json.loads((ROOT / "datasets" / "flywheel-docs-golden.json").read_text())
+    wanted = {"happy_path": 6, "adversarial": 3, "out_of_scope": 3}
+    picked = []
+    for item in items:
+        kind = item["metadata"]["kind"]
+        if wanted.get(kind, 0) > 0:
+            picked.append(item)
+            wanted[kind] -= 1
+    path.write_text(json.dumps(picked))
+    return path
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="fw-gate-"))
+    settings = load_settings(
+        data_dir=tmp,
+        mlflow_port=free_port(),
+        llm_port=free_port(),
+        milvus_port=free_port(),
+        agent_port=free_port(),
+        collection="gate_docs",
+        experiment="gate-power",
+    )
+    stack = Stack(settings)
+    runs: list[dict] = []
+    t0 = time.monotonic()
+    try:
+        print(f"starting the embedded stack in {tmp} …", flush=True)
+        stack.up(["mlflow", "milvus", "llm"])
+        from flywheel.agent import AgentConfig
+        from flywheel.evaluation import load_dataset
+        from flywheel.gate import load_thresholds, run_gate
+        from flywheel.knowledge import IngestOptions, ingest
+        from flywheel.registry import log_agent
+        from flywheel.runtime import LocalRuntimes
+
+        ingest(settings, IngestOptions([str(ROOT / "docs")]))
+        ds = load_dataset(small_dataset(tmp / "gate-small.json"))
+        th = load_thresholds(ROOT / "gate" / "thresholds.json")
+        log_agent(settings, AgentConfig(**CHAMPION), name="gate-power", alias="champion")
+        plan = [("identical", CHAMPION)] * IDENTICAL + list(BROKEN.items())
+        for n, (name, config) in enumerate(plan, 1):
+            t = time.monotonic()
+            decision = run_gate(settings, ds, "config", config, "models:/gate-power@champion", th)
+            failed = [c["name"] for c in decision.checks if not c["passed"]]
+            runs.append(
+                {
+                    "variant": name,
+                    "blocked": not decision.passed,
+                    "failed_checks": failed,
+                    "comparison": {
+                        m: {k: round(v, 4) for k, v in c.items() if isinstance(v, float)}
+                        for m, c in decision.comparison.items()
+                    },
+                    "seconds": round(time.monotonic() - t, 1),
+                }
+            )
+            print(
+                f"[{n}/{len(plan)}] {name}: {'BLOCKED' if not decision.passed else 'passed'} {failed}",
+                flush=True,
+            )
+        leaked = LocalRuntimes(settings).all()
+    finally:
+        stack.down()
+    identical = [r for r in runs if r["variant"] == "identical"]
+    broken = [r for r in runs if r["variant"] != "identical"]
+    summary = {
+        "false_block_rate": round(sum(r["blocked"] for r in identical) / len(identical), 4),
+        "detection_rate": round(sum(r["blocked"] for r in broken) / len(broken), 4),
+        "identical_runs": len(identical),
+        "broken_variants": len(broken),
+        "missed": [r["variant"] for r in broken if not r["blocked"]],
+        "runtimes_left": len(leaked),
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+    write_result("gate_power", summary, {"runs": runs, "champion": CHAMPION, "broken": BROKEN, "items": 12})
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
