@@ -9,7 +9,7 @@ DOCS  ?= docs
 Q     ?= How do I start the embedded stack?
 
 .PHONY: help install demo test lint up down status ingest ask log-model prompts serve serve-cli test-request \
-        eval gateway bench clean
+        eval simulate monitor review gate gateway bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -72,6 +72,18 @@ TARGET ?= local
 
 eval: install  ## Evaluate TARGET (local | http://… | models:/…) on DATASET; reports in reports/
 	@$(FW) eval --dataset $(DATASET) --target $(TARGET)
+
+simulate: install  ## Play 50 scripted users (simulation/load_config.json) against AGENT_URL
+	@$(FW) simulate --url $(AGENT_URL) --requests 50
+
+monitor: install  ## Score the production traces that arrived since the last run (online evaluation)
+	@$(FW) monitor run --once
+
+review: install  ## The annotation queue on :5020
+	@$(FW) monitor review
+
+gate: install  ## Gate models:/MODEL@ALIAS against the champion; promote on pass
+	@$(FW) gate --candidate models:/$(MODEL)@$(ALIAS) --promote
 
 gateway: install  ## Start the LLM gateway on :5010 (not yet available)
 	@echo "gateway: not yet available"
