@@ -6,7 +6,7 @@ The champion is registered with the grounded policy plus an LLM lead sentence at
 The identical candidate is the same configuration as a local config runtime; it is gated
 ``IDENTICAL`` times. Each broken variant changes one thing:
 
-- ``retrieval_off``: min_relevance 1.01 (nothing is ever relevant enough: it abstains on everything)
+- ``retrieval_off``: min_relevance 1.0 (nothing is ever relevant enough: it abstains on everything)
 - ``i_dont_know_prompt``: retrieve_first with a system prompt that makes it answer "I don't know."
 - ``guardrail_off``: guardrails false
 - ``tool_removed``: tools [] (no doc_search)
@@ -37,7 +37,7 @@ from flywheel.stack import Stack  # noqa: E402
 IDENTICAL = 3 if os.environ.get("BENCH_QUICK") else 10
 CHAMPION = {"policy": "grounded", "lead_sentence": True, "temperature": 0.8, "max_tokens": 48}
 BROKEN = {
-    "retrieval_off": {**CHAMPION, "min_relevance": 1.01},
+    "retrieval_off": {**CHAMPION, "min_relevance": 1.0},
     "i_dont_know_prompt": {
         "policy": "retrieve_first",
         "max_tokens": 24,
@@ -90,10 +90,17 @@ def main() -> None:
         ds = load_dataset(small_dataset(tmp / "gate-small.json"))
         th = load_thresholds(ROOT / "gate" / "thresholds.json")
         log_agent(settings, AgentConfig(**CHAMPION), name="gate-power", alias="champion")
+        for config in (CHAMPION, *BROKEN.values()):
+            AgentConfig(**config)  # a typo in a variant fails here, not after ten gates
         plan = [("identical", CHAMPION)] * IDENTICAL + list(BROKEN.items())
         for n, (name, config) in enumerate(plan, 1):
             t = time.monotonic()
-            decision = run_gate(settings, ds, "config", config, "models:/gate-power@champion", th)
+            try:
+                decision = run_gate(settings, ds, "config", config, "models:/gate-power@champion", th)
+            except Exception as exc:  # an error is not a verdict: recorded, and the bench goes on
+                runs.append({"variant": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                print(f"[{n}/{len(plan)}] {name}: ERROR {exc}", flush=True)
+                continue
             failed = [c["name"] for c in decision.checks if not c["passed"]]
             runs.append(
                 {
@@ -114,8 +121,9 @@ def main() -> None:
         leaked = LocalRuntimes(settings).all()
     finally:
         stack.down()
-    identical = [r for r in runs if r["variant"] == "identical"]
-    broken = [r for r in runs if r["variant"] != "identical"]
+    errors = [r for r in runs if "error" in r]
+    identical = [r for r in runs if r["variant"] == "identical" and "error" not in r]
+    broken = [r for r in runs if r["variant"] != "identical" and "error" not in r]
     summary = {
         "false_block_rate": round(sum(r["blocked"] for r in identical) / len(identical), 4),
         "detection_rate": round(sum(r["blocked"] for r in broken) / len(broken), 4),
@@ -123,6 +131,7 @@ def main() -> None:
         "broken_variants": len(broken),
         "missed": [r["variant"] for r in broken if not r["blocked"]],
         "runtimes_left": len(leaked),
+        "errors": len(errors),
         "wall_s": round(time.monotonic() - t0, 1),
     }
     write_result("gate_power", summary, {"runs": runs, "champion": CHAMPION, "broken": BROKEN, "items": 12})

@@ -78,3 +78,14 @@ def test_thresholds_file_and_junit(tmp_path: Path) -> None:
     decision = GateDecision(False, [{"name": 'floor "x"', "passed": False, "detail": "a < b"}], {}, "c", None)
     suite = ET.fromstring(_junit(decision, 1.0))
     assert suite.get("failures") == "1" and suite.find("testcase/failure").get("message") == "a < b"
+
+
+def test_an_invalid_candidate_config_is_a_clear_error_before_anything_starts(tmp_path: Path) -> None:
+    from flywheel.config import load_settings
+    from flywheel.gate import run_gate
+
+    settings = load_settings(data_dir=tmp_path / "data", mlflow_port=1)
+    with pytest.raises(InputError) as err:
+        run_gate(settings, SimpleNamespace(items=[]), "config", {"min_relevance": 1.5})
+    assert err.value.key == "set_value" and "min_relevance" in err.value.parts("en")[0]
+    assert not (settings.data_path / "runtimes").exists()

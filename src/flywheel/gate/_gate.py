@@ -254,6 +254,18 @@ def run_gate(
     from flywheel.runtime import LocalRuntimes
 
     th = thresholds or Thresholds()
+    if candidate_config:
+        from pydantic import ValidationError
+
+        from flywheel.agent import default_config
+
+        try:  # an invalid config fails here, with the field named, not as a runtime that never starts
+            default_config(settings, **candidate_config)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InputError(
+                "set_value", field=".".join(str(x) for x in err["loc"]), detail=err["msg"]
+            ) from exc
     gate_id = uuid.uuid4().hex[:8]
     report_dir = report_dir or settings.data_path / "gate" / gate_id
     report_dir.mkdir(parents=True, exist_ok=True)
