@@ -54,3 +54,15 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)))
     for row in rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)))
+
+
+def temp_stack_settings(prefix: str, **overrides: Any) -> tuple[Path, Any]:
+    """A fresh data folder and settings with free ports for every service (benches run beside a
+    developer's own stack without touching it)."""
+    import tempfile
+
+    from flywheel.config import load_settings
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    ports = {k: free_port() for k in ("mlflow_port", "llm_port", "milvus_port", "agent_port")}
+    return tmp, load_settings(data_dir=tmp, **ports, **overrides)

@@ -39,7 +39,6 @@ import os
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +49,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import free_port, pct, print_table, write_result  # noqa: E402
-from flywheel.config import load_settings  # noqa: E402
+from bench._util import pct, print_table, temp_stack_settings, write_result  # noqa: E402
 from flywheel.stack import Stack  # noqa: E402
 from flywheel.stack._process import read_record  # noqa: E402
 
@@ -338,13 +336,8 @@ async def main_async(stack: Stack, url: str, db: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="fw-faults-"))
-    settings = load_settings(
-        data_dir=tmp,
-        mlflow_port=free_port(),
-        llm_port=free_port(),
-        milvus_port=free_port(),
-        agent_port=free_port(),
+    tmp, settings = temp_stack_settings(
+        "fw-faults-",
         collection="faults_docs",
         experiment="faults-bench",
         serve_agent_config={"lead_sentence": True, "max_tokens": 48},

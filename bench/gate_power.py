@@ -24,14 +24,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import free_port, write_result  # noqa: E402
-from flywheel.config import load_settings  # noqa: E402
+from bench._util import temp_stack_settings, write_result  # noqa: E402
 from flywheel.stack import Stack  # noqa: E402
 
 IDENTICAL = 3 if os.environ.get("BENCH_QUICK") else 10
@@ -63,13 +61,8 @@ def small_dataset(path: Path) -> Path:
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="fw-gate-"))
-    settings = load_settings(
-        data_dir=tmp,
-        mlflow_port=free_port(),
-        llm_port=free_port(),
-        milvus_port=free_port(),
-        agent_port=free_port(),
+    tmp, settings = temp_stack_settings(
+        "fw-gate-",
         collection="gate_docs",
         experiment="gate-power",
     )

@@ -21,27 +21,20 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import free_port, pct, write_result  # noqa: E402
-from flywheel.config import load_settings  # noqa: E402
+from bench._util import pct, temp_stack_settings, write_result  # noqa: E402
 from flywheel.stack import Stack  # noqa: E402
 
 REQUESTS = 50
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="fw-online-"))
-    settings = load_settings(
-        data_dir=tmp,
-        mlflow_port=free_port(),
-        llm_port=free_port(),
-        milvus_port=free_port(),
-        agent_port=free_port(),
+    tmp, settings = temp_stack_settings(
+        "fw-online-",
         collection="online_docs",
         experiment="online-lag-bench",
     )

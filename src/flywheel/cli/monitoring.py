@@ -122,6 +122,25 @@ def status(
         _print_status(s)
 
 
+def _experiment_traces(experiment: str | None, limit: int) -> list[Any]:
+    """The newest ``limit`` traces of ``experiment`` (default: FLYWHEEL_EXPERIMENT) on the tracking
+    server, which must be reachable; a clear error when the experiment does not exist."""
+    from mlflow import MlflowClient
+
+    from flywheel.errors import InputError
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    client = MlflowClient(cfg.tracking_uri)
+    name = experiment or cfg.experiment
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        raise InputError("monitor_no_experiment", name=name)
+    return _recent_traces(client, exp.experiment_id, limit)
+
+
 def _recent_traces(client: Any, experiment_id: str, limit: int) -> list[Any]:
     """The experiment's newest ``limit`` traces (assessments and tags, no spans), page by page."""
     traces: list[Any] = []
@@ -173,21 +192,10 @@ def agreement_cmd(
     Example:
       flywheel monitor agreement --human user_feedback
     """
-    from mlflow import MlflowClient
 
-    from flywheel.errors import InputError
     from flywheel.monitoring import agreement, pairs_from_traces
-    from flywheel.stack import require
 
-    cfg = settings()
-    require(cfg, "tracking")
-    quiet_mlflow()
-    client = MlflowClient(cfg.tracking_uri)
-    name = experiment or cfg.experiment
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        raise InputError("monitor_no_experiment", name=name)
-    traces = _recent_traces(client, exp.experiment_id, limit)
+    traces = _experiment_traces(experiment, limit)
     rows = agreement(pairs_from_traces(traces, human), threshold)
     if json_out:
         console.print_json(json.dumps([r.__dict__ for r in rows]))
@@ -319,21 +327,10 @@ def dashboard(
     Example:
       flywheel monitor dashboard --out reports/dashboard.html && open reports/dashboard.html
     """
-    from mlflow import MlflowClient
 
-    from flywheel.errors import InputError
     from flywheel.monitoring._dashboard import build_dashboard
-    from flywheel.stack import require
 
-    cfg = settings()
-    require(cfg, "tracking")
-    quiet_mlflow()
-    client = MlflowClient(cfg.tracking_uri)
-    name = experiment or cfg.experiment
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        raise InputError("monitor_no_experiment", name=name)
     with console.status("Reading traces…"):
-        traces = _recent_traces(client, exp.experiment_id, limit)
+        traces = _experiment_traces(experiment, limit)
     path = build_dashboard(traces, out)
     console.print(f"dashboard of {len(traces)} traces: {path}")
