@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
-import socket
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flywheel.identity import git_commit
+from flywheel.stack._ports import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -66,3 +62,22 @@ def temp_stack_settings(prefix: str, **overrides: Any) -> tuple[Path, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     ports = {k: free_port() for k in ("mlflow_port", "llm_port", "milvus_port", "agent_port")}
     return tmp, load_settings(data_dir=tmp, **ports, **overrides)
+
+
+@contextlib.contextmanager
+def docs_stack(settings: Any, agent: bool = True) -> Iterator[str]:
+    """The embedded stack of ``settings`` with the user guide ingested (and the agent server);
+    yields the agent server's URL; always stopped."""
+    from flywheel.knowledge import IngestOptions, ingest
+    from flywheel.stack import Stack
+
+    stack = Stack(settings)
+    try:
+        print(f"starting the embedded stack in {settings.data_path} …", flush=True)
+        stack.up(["mlflow", "milvus", "llm"])
+        ingest(settings, IngestOptions([str(RESULTS.parents[1] / "docs")]))
+        if agent:
+            stack.up(["agent"])
+        yield f"http://{settings.host}:{settings.agent_port}"
+    finally:
+        stack.down()

@@ -49,7 +49,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import pct, print_table, temp_stack_settings, write_result  # noqa: E402
+from bench._util import docs_stack, pct, print_table, temp_stack_settings, write_result  # noqa: E402
 from flywheel.stack import Stack  # noqa: E402
 from flywheel.stack._process import read_record  # noqa: E402
 
@@ -342,19 +342,9 @@ def main() -> None:
         experiment="faults-bench",
         serve_agent_config={"lead_sentence": True, "max_tokens": 48},
     )
-    stack = Stack(settings)
     t0 = time.monotonic()
-    try:
-        print(f"starting the embedded stack in {tmp} …", flush=True)
-        stack.up(["mlflow", "milvus", "llm"])
-        from flywheel.knowledge import IngestOptions, ingest
-
-        ingest(settings, IngestOptions([str(ROOT / "docs")]))
-        stack.up(["agent"])
-        url = f"http://{settings.host}:{settings.agent_port}"
-        details = asyncio.run(main_async(stack, url, tmp / "mlflow.db"))
-    finally:
-        stack.down()
+    with docs_stack(settings) as url:
+        details = asyncio.run(main_async(Stack(settings), url, tmp / "mlflow.db"))
     events, soak = details["events"], details["soak"]
     summary = {
         "unexpected_5xx": sum(e["unexpected_5xx"] for e in events),

@@ -29,8 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import temp_stack_settings, write_result  # noqa: E402
-from flywheel.stack import Stack  # noqa: E402
+from bench._util import docs_stack, temp_stack_settings, write_result  # noqa: E402
 
 IDENTICAL = 3 if os.environ.get("BENCH_QUICK") else 10
 CHAMPION = {"policy": "grounded", "lead_sentence": True, "temperature": 0.8, "max_tokens": 48}
@@ -47,40 +46,23 @@ BROKEN = {
 }
 
 
-def small_dataset(path: Path) -> Path:
-    items = json.loads((ROOT / "datasets" / "flywheel-docs-golden.json").read_text())
-    wanted = {"happy_path": 6, "adversarial": 3, "out_of_scope": 3}
-    picked = []
-    for item in items:
-        kind = item["metadata"]["kind"]
-        if wanted.get(kind, 0) > 0:
-            picked.append(item)
-            wanted[kind] -= 1
-    path.write_text(json.dumps(picked))
-    return path
-
-
 def main() -> None:
-    tmp, settings = temp_stack_settings(
+    _, settings = temp_stack_settings(
         "fw-gate-",
         collection="gate_docs",
         experiment="gate-power",
     )
-    stack = Stack(settings)
     runs: list[dict] = []
     t0 = time.monotonic()
-    try:
-        print(f"starting the embedded stack in {tmp} …", flush=True)
-        stack.up(["mlflow", "milvus", "llm"])
+    with docs_stack(settings, agent=False):
         from flywheel.agent import AgentConfig
         from flywheel.evaluation import load_dataset
         from flywheel.gate import load_thresholds, run_gate
-        from flywheel.knowledge import IngestOptions, ingest
         from flywheel.registry import log_agent
         from flywheel.runtime import LocalRuntimes
 
-        ingest(settings, IngestOptions([str(ROOT / "docs")]))
-        ds = load_dataset(small_dataset(tmp / "gate-small.json"))
+        golden = load_dataset(ROOT / "datasets" / "flywheel-docs-golden.json")
+        ds = golden.take({"happy_path": 6, "adversarial": 3, "out_of_scope": 3})
         th = load_thresholds(ROOT / "gate" / "thresholds.json")
         log_agent(settings, AgentConfig(**CHAMPION), name="gate-power", alias="champion")
         for config in (CHAMPION, *BROKEN.values()):
@@ -112,8 +94,6 @@ def main() -> None:
                 flush=True,
             )
         leaked = LocalRuntimes(settings).all()
-    finally:
-        stack.down()
     errors = [r for r in runs if "error" in r]
     identical = [r for r in runs if r["variant"] == "identical" and "error" not in r]
     broken = [r for r in runs if r["variant"] != "identical" and "error" not in r]

@@ -26,86 +26,77 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import pct, temp_stack_settings, write_result  # noqa: E402
-from flywheel.stack import Stack  # noqa: E402
+from bench._util import docs_stack, pct, temp_stack_settings, write_result  # noqa: E402
 
 REQUESTS = 50
 
 
 def main() -> None:
-    tmp, settings = temp_stack_settings(
+    _, settings = temp_stack_settings(
         "fw-online-",
         collection="online_docs",
         experiment="online-lag-bench",
     )
-    stack = Stack(settings)
     env = {**os.environ, **settings.to_env(), "FLYWHEEL_LANG": "en"}
     monitor = None
-    try:
-        print(f"starting the embedded stack in {tmp} …", flush=True)
-        stack.up(["mlflow", "milvus", "llm"])
-        from flywheel.knowledge import IngestOptions, ingest
+    with docs_stack(settings) as url:
+        try:
+            from flywheel.simulation import SimOptions, load_sim_config, simulate
 
-        ingest(settings, IngestOptions([str(ROOT / "docs")]))
-        stack.up(["agent"])
-        url = f"http://{settings.host}:{settings.agent_port}"
-        from flywheel.simulation import SimOptions, load_sim_config, simulate
-
-        prompts = load_sim_config(ROOT / "simulation" / "load_config.json")
-        simulate(SimOptions(url=url, requests=2, concurrency=1), prompts)  # creates the experiment
-        monitor = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "flywheel"),
-                "monitor",
-                "run",
-                "--sample-rate",
-                "1.0",
-                "--poll",
-                "1",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        print(f"simulating {REQUESTS} requests with the monitor running …", flush=True)
-        report = simulate(SimOptions(url=url, requests=REQUESTS, concurrency=4, seed=7), prompts)
-        sim = report.summary()
-        answered = [o for o in report.outcomes if o.ok and o.trace_id]
-        import mlflow
-
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        deadline = time.monotonic() + 90
-        lags: dict[str, float] = {}
-        while time.monotonic() < deadline:
-            for o in answered:
-                if o.trace_id in lags:
-                    continue
-                trace = mlflow.get_trace(o.trace_id)
-                if trace is None:
-                    continue
-                online = [a for a in trace.info.assessments if a.name.startswith("online/")]
-                if online:
-                    end_ms = trace.info.request_time + (trace.info.execution_duration or 0)
-                    lags[o.trace_id] = (max(a.create_time_ms for a in online) - end_ms) / 1000
-            if len(lags) == len(answered):
-                break
-            time.sleep(2)
-        status = json.loads(
-            subprocess.run(
-                [str(ROOT / ".venv" / "bin" / "flywheel"), "monitor", "status", "--json"],
+            prompts = load_sim_config(ROOT / "simulation" / "load_config.json")
+            simulate(SimOptions(url=url, requests=2, concurrency=1), prompts)  # creates the experiment
+            monitor = subprocess.Popen(
+                [
+                    str(ROOT / ".venv" / "bin" / "flywheel"),
+                    "monitor",
+                    "run",
+                    "--sample-rate",
+                    "1.0",
+                    "--poll",
+                    "1",
+                ],
                 env=env,
-                capture_output=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 text=True,
-                check=True,
-            ).stdout
-        )
-    finally:
-        if monitor is not None:
-            monitor.terminate()
-            monitor.wait(10)
-        stack.down()
+                start_new_session=True,
+            )
+            print(f"simulating {REQUESTS} requests with the monitor running …", flush=True)
+            report = simulate(SimOptions(url=url, requests=REQUESTS, concurrency=4, seed=7), prompts)
+            sim = report.summary()
+            answered = [o for o in report.outcomes if o.ok and o.trace_id]
+            import mlflow
+
+            mlflow.set_tracking_uri(settings.tracking_uri)
+            deadline = time.monotonic() + 90
+            lags: dict[str, float] = {}
+            while time.monotonic() < deadline:
+                for o in answered:
+                    if o.trace_id in lags:
+                        continue
+                    trace = mlflow.get_trace(o.trace_id)
+                    if trace is None:
+                        continue
+                    online = [a for a in trace.info.assessments if a.name.startswith("online/")]
+                    if online:
+                        end_ms = trace.info.request_time + (trace.info.execution_duration or 0)
+                        lags[o.trace_id] = (max(a.create_time_ms for a in online) - end_ms) / 1000
+                if len(lags) == len(answered):
+                    break
+                time.sleep(2)
+            status = json.loads(
+                subprocess.run(
+                    [str(ROOT / ".venv" / "bin" / "flywheel"), "monitor", "status", "--json"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+        finally:
+            if monitor is not None:
+                monitor.terminate()
+                monitor.wait(10)
     values = sorted(lags.values())
     summary = {
         "scored_fraction": round(len(lags) / len(answered), 4) if answered else 0.0,

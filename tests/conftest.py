@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from flywheel.stack._ports import free_port as _free_port
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -26,10 +27,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = _free_port  # tests import it from here
 
 
 def shared_or_skip(*parts: str) -> Path:

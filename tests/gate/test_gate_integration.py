@@ -4,7 +4,6 @@ killed gate leaks is removed by the next one."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,17 +21,12 @@ NAME = "gate-it-agent"
 
 
 def _small_dataset(tmp_path: Path) -> Path:
-    items = json.loads((ROOT / "datasets" / "flywheel-docs-golden.json").read_text())
-    wanted = {"happy_path": 4, "adversarial": 2, "out_of_scope": 2}
-    picked = []
-    for item in items:
-        kind = item["metadata"]["kind"]
-        if wanted.get(kind, 0) > 0:
-            picked.append(item)
-            wanted[kind] -= 1
-    path = tmp_path / "gate-small.json"
-    path.write_text(json.dumps(picked))
-    return path
+    from flywheel.evaluation import load_dataset, save_dataset
+
+    golden = load_dataset(ROOT / "datasets" / "flywheel-docs-golden.json")
+    return save_dataset(
+        golden.take({"happy_path": 4, "adversarial": 2, "out_of_scope": 2}), tmp_path / "gate-small.json"
+    )
 
 
 def test_gate_blocks_a_broken_candidate_promotes_an_equal_one_and_cleans_up(

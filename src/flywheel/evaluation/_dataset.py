@@ -68,6 +68,16 @@ class Dataset(BaseModel):
         blob = json.dumps([i.model_dump(mode="json") for i in self.items], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def take(self, per_kind: dict[str, int]) -> Dataset:
+        """The first ``per_kind[kind]`` items of each kind, in dataset order (a smaller, balanced set)."""
+        left = dict(per_kind)
+        items = []
+        for item in self.items:
+            if left.get(item.kind, 0) > 0:
+                items.append(item)
+                left[item.kind] -= 1
+        return Dataset(name=self.name, items=items)
+
     def counts(self) -> dict[str, int]:
         return {
             k: sum(i.kind == k for i in self.items) for k in KINDS if any(i.kind == k for i in self.items)

@@ -14,6 +14,7 @@ import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
+from flywheel.stack._ports import free_port
 from flywheel.stack._process import ProcessRecord, is_alive, spawn, stop_tree
 
 __all__ = ["LocalRuntimes", "Runtime"]
@@ -112,14 +113,6 @@ class LocalRuntimes:
                 self.delete(runtime.name)
                 removed.append(runtime.name)
         return removed
-
-
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(log: Path, lines: int = 8) -> str:

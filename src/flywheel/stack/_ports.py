@@ -7,7 +7,7 @@ import socket
 
 import psutil
 
-__all__ = ["port_holder", "port_is_free"]
+__all__ = ["free_port", "port_holder", "port_is_free"]
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -23,6 +23,13 @@ def port_is_free(host: str, port: int) -> bool:
                 return False
             raise
     return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def port_holder(port: int) -> tuple[int | None, str]:
