@@ -9,7 +9,7 @@ DOCS  ?= docs
 Q     ?= How do I start the embedded stack?
 
 .PHONY: help install demo test lint up down status ingest ask log-model prompts serve serve-cli test-request \
-        eval simulate monitor review gate gateway bench clean
+        eval simulate monitor review tune gate gateway bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ monitor: install  ## Score the production traces that arrived since the last run
 
 review: install  ## The annotation queue on :5020
 	@$(FW) monitor review
+
+tune: install  ## Search tuning/tuning.json (2 models × 2 prompts × 2 policies); the best → @challenger
+	@$(FW) tune --config tuning/tuning.json
 
 gate: install  ## Gate models:/MODEL@ALIAS against the champion; promote on pass
 	@$(FW) gate --candidate models:/$(MODEL)@$(ALIAS) --promote

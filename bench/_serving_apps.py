@@ -100,9 +100,10 @@ class StubKnowledgeBase:
 def agent_app(llm_url: str, tracking_uri: str, real_kb: bool) -> FastAPI:
     import logging
 
-    from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
+    from flywheel.agent import AgentConfig, DocsAgent
     from flywheel.config import load_settings
     from flywheel.serving import LoadedAgent, ServerLimits, build_app
+    from flywheel.tracking import setup_tracing
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings = load_settings(

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flywheel.identity import git_commit
 from flywheel.stack._ports import free_port
+from flywheel.tracking import git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

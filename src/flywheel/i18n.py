@@ -398,6 +398,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "例: {option} client.arm=b",
         ),
     },
+    "config_key": {
+        "en": (
+            "{path}: {field} is not valid: {detail}.",
+            "Each key of this file must be one the command knows, with a value of the expected type.",
+            "Fix {field} in {path} (the keys are explained in the command's --help and in docs/) and run it again.",
+        ),
+        "ja": (
+            "{path}: {field} が無効です: {detail}。",
+            "このファイルのキーはコマンドが知っているもので、値は期待される型でなければなりません。",
+            "{path} の {field} を直して再実行してください(キーの説明は --help と docs/ にあります)。",
+        ),
+    },
     "option_value": {
         "en": (
             "{option} {value} is not valid.",

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
+from flywheel.agent import AgentConfig, DocsAgent
 from flywheel.config import Settings
 from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+from flywheel.tracking import setup_tracing
 
 pytestmark = pytest.mark.integration
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -5,7 +5,6 @@ from flywheel.agent._config import EMBEDDED_POLICY, AgentConfig, Policy, default
 from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
 from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
-from flywheel.agent._tracing import flush_traces, setup_tracing, tracing_enabled
 
 __all__ = [
     "ABSTAIN",
@@ -25,11 +24,8 @@ __all__ = [
     "build_tools",
     "default_config",
     "detect_language",
-    "flush_traces",
     "make_chat_model",
     "register_rule",
     "register_tool",
     "screen",
-    "setup_tracing",
-    "tracing_enabled",
 ]

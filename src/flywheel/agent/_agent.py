@@ -11,6 +11,7 @@ grounded (extractive; no LLM call unless lead_sentence): guard ─▶ retrieve �
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -39,11 +40,12 @@ from flywheel.agent._prompts import (
     format_context,
 )
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
-from flywheel.agent._tracing import set_trace_identity, span, tracing_enabled
 from flywheel.agent._untrusted import UNTRUSTED_HEADER, check_question, withhold_injected
 from flywheel.config import Settings, secret_values
 from flywheel.knowledge import KnowledgeBase
 from flywheel.safety import screen_output
+from flywheel.tracking._identity import VersionIdentity
+from flywheel.tracking._tracing import set_trace_identity, span, tracing_enabled
 
 __all__ = ["AgentAnswer", "DocsAgent", "make_chat_model"]
 
@@ -73,6 +75,7 @@ class AgentAnswer:
     usage: dict[str, int] = field(default_factory=dict)
     prompt: str = ""
     contexts: list[str] = field(default_factory=list)  # the retrieved excerpts' text (groundedness)
+    identity: dict[str, str] = field(default_factory=dict)  # the VersionIdentity that answered
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -148,7 +151,18 @@ class DocsAgent:
         # checkpointer cost ~4 ms per request for the same effect)
         self._threads: OrderedDict[str, list[BaseMessage]] = OrderedDict()
         self._threads_lock = threading.Lock()
+        self._version_ids: dict[tuple[str, ...], VersionIdentity] = {}
         self.graph = self._build()
+
+    def version_identity(self, prompt: str = "") -> VersionIdentity:
+        """This agent's part of the VersionIdentity (config, prompt name@version, registered model,
+        LLM, git commit); evaluation adds the dataset and scorers."""
+        key = (prompt, *sorted(f"{k}={v}" for k, v in self.identity.items()))
+        vi = self._version_ids.get(key)
+        if vi is None:
+            vi = VersionIdentity.build(self.config, self.settings, model=self.identity).merged(prompt=prompt)
+            self._version_ids[key] = vi
+        return vi
 
     # -- graph
     def _build(self) -> Any:
@@ -415,6 +429,8 @@ class DocsAgent:
                 lang = state.get("lang", "en")
                 prompt = self.prompt(lang)
                 self._remember(thread_id, question, result.answer)
+                vid = self.version_identity(f"{prompt.name}@{prompt.version}")
+                result.identity = vid.compact()
                 if tracing_enabled():
                     set_trace_identity(
                         root,
@@ -422,6 +438,7 @@ class DocsAgent:
                             **self._config_tags,
                             **self.identity,
                             **(tags or {}),
+                            "flywheel.identity_digest": vid.digest(),
                             "llm.model": self.config.model or self.settings.llm_model,
                             "prompt.name": prompt.name,
                             "prompt.version": prompt.version,
@@ -439,6 +456,7 @@ class DocsAgent:
                     {
                         "llm.base_url": self.config.base_url or self.settings.llm_url,
                         "agent.config": self._config_json,
+                        "flywheel.identity": json.dumps(result.identity, sort_keys=True),
                         "thread_id": thread_id,
                     }
                 )

@@ -13,11 +13,11 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from flywheel.agent._config import AgentConfig
 from flywheel.agent._prompts import format_context
-from flywheel.agent._tracing import span
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.knowledge import KnowledgeBase
 from flywheel.safety import screen_untrusted
+from flywheel.tracking._tracing import span
 from flywheel.web import FetchOptions, html_to_markdown, safe_get
 
 __all__ = ["TOOL_BUILDERS", "ToolContext", "build_tools", "register_tool"]

@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from flywheel.agent._tracing import span
 from flywheel.errors import InputError
 from flywheel.safety import screen_untrusted
+from flywheel.tracking._tracing import span
 
 __all__ = ["UNTRUSTED_HEADER", "check_question", "withhold_injected"]
 

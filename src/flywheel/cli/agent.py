@@ -35,9 +35,10 @@ def ask(
       flywheel ask "What does flywheel doctor report?" --json
       flywheel ask "Which port does the agent server use?" --policy retrieve_first
     """
-    from flywheel.agent import DocsAgent, default_config, setup_tracing
+    from flywheel.agent import DocsAgent, default_config
     from flywheel.errors import InputError
     from flywheel.stack import require
+    from flywheel.tracking import setup_tracing
 
     if policy not in (None, "grounded", "retrieve_first", "react"):
         raise InputError("unknown_policy", policy=policy)

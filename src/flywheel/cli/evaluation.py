@@ -184,7 +184,7 @@ def compare_cmd(
     from flywheel.evaluation import compare, load_items
 
     cfg = settings()
-    diff = compare(load_items(run_a, cfg.tracking_uri), load_items(run_b, cfg.tracking_uri))
+    diff = compare(load_items(run_a, cfg), load_items(run_b, cfg))
     console.print(f"shared items {diff['shared']} · only in A {diff['only_a']} · only in B {diff['only_b']}")
     table = Table(title="mean change per scorer (B − A)", box=None, pad_edge=False)
     table.add_column("scorer")

@@ -19,6 +19,7 @@ from flywheel.cli import registry as registry_cmd
 from flywheel.cli import serving as serving_cmd
 from flywheel.cli import simulation as sim_cmd
 from flywheel.cli import stack as stack_cmd
+from flywheel.cli import tuning as tune_cmd
 from flywheel.cli._common import err_console
 from flywheel.errors import FlywheelError
 
@@ -46,6 +47,7 @@ app.add_typer(eval_cmd.app, name="eval")
 app.registered_commands += sim_cmd.app.registered_commands
 app.add_typer(monitor_cmd.app, name="monitor")
 app.registered_commands += gate_cmd.app.registered_commands
+app.registered_commands += tune_cmd.app.registered_commands
 app.add_typer(gate_cmd.runtime_app, name="runtime")
 app.command()(demo_cmd.demo)
 

@@ -281,6 +281,7 @@ def to_dataset(
     """
     import mlflow
 
+    from flywheel import tracking
     from flywheel.errors import InputError
     from flywheel.monitoring._feedback import add_to_dataset, item_from_trace
     from flywheel.monitoring._review import QUEUES, _in_queue, _values
@@ -289,7 +290,7 @@ def to_dataset(
     cfg = settings()
     require(cfg, "tracking")
     quiet_mlflow()
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    tracking.use(cfg)
     traces = []
     for tid in trace_ids or []:
         trace = mlflow.get_trace(tid)

@@ -115,7 +115,9 @@ def prompts_list() -> None:
     quiet_mlflow()
     cfg = settings()
     require(cfg, "tracking")
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    from flywheel import tracking
+
+    tracking.use(cfg)
     table = Table(box=None, pad_edge=False)
     for col in ("prompt", "latest", "aliases"):
         table.add_column(col)
@@ -143,6 +145,8 @@ def prompts_alias(
 
     cfg = settings()
     require(cfg, "tracking")
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    from flywheel import tracking
+
+    tracking.use(cfg)
     mlflow.genai.set_prompt_alias(name, alias=alias, version=version)
     console.print(f"prompts:/{name}@{alias} → version {version}")

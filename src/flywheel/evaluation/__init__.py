@@ -10,6 +10,7 @@ from flywheel.evaluation._runner import (
     aggregate,
     run_evaluation,
     run_identity,
+    version_identity,
 )
 from flywheel.evaluation._scorers import (
     DEFAULT_SCORERS,
@@ -56,5 +57,6 @@ __all__ = [
     "run_evaluation",
     "run_identity",
     "save_dataset",
+    "version_identity",
     "write_reports",
 ]

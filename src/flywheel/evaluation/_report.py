@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flywheel.config import Settings
 from flywheel.evaluation._dataset import KINDS
 from flywheel.evaluation._runner import EvalResult, ItemResult
 
@@ -132,13 +133,15 @@ def _item_score(item: ItemResult) -> float:
     return sum(vals) / len(vals) if vals else 1.0
 
 
-def load_items(ref: str, tracking_uri: str) -> list[ItemResult]:
+def load_items(ref: str, settings: Settings) -> list[ItemResult]:
     """Items of an evaluation: a results .jsonl path, or an MLflow run id (its eval/ artifact)."""
     path = Path(ref)
     if not path.exists():
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri)
+        from flywheel.tracking import use
+
+        use(settings)
         folder = Path(mlflow.artifacts.download_artifacts(run_id=ref, artifact_path="eval"))
         path = next(folder.glob("*.jsonl"))
     return [

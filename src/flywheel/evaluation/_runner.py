@@ -24,8 +24,17 @@ from flywheel.config import Settings
 from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem
 from flywheel.evaluation._scorers import EvalOutput, Scorer, ScorerContext, scorer_spec
 from flywheel.evaluation._targets import Target
+from flywheel.tracking import VersionIdentity, git_commit
 
-__all__ = ["EvalOptions", "EvalResult", "ItemResult", "aggregate", "run_evaluation", "run_identity"]
+__all__ = [
+    "EvalOptions",
+    "EvalResult",
+    "ItemResult",
+    "aggregate",
+    "run_evaluation",
+    "run_identity",
+    "version_identity",
+]
 
 log = logging.getLogger("flywheel.eval")
 Progress = Callable[[int, int, "ItemResult"], None]
@@ -43,6 +52,8 @@ class EvalOptions:
     log_to_mlflow: bool = True
     fresh: bool = False  # ignore earlier partial results
     judge: str | None = None  # the judge model (name@url) when the context has a judge
+    parent_run_id: str | None = None  # a tune's parent run: this evaluation is one of its trials
+    tags: dict[str, str] = field(default_factory=dict)  # extra run tags (e.g. the trial's parameters)
 
 
 @dataclass
@@ -84,6 +95,17 @@ def run_identity(options: EvalOptions) -> dict[str, str]:
         "scorers": ";".join(scorer_spec(s) for s in options.scorers),
         "judge": options.judge or "none",
     }
+
+
+def version_identity(result: EvalResult, options: EvalOptions) -> VersionIdentity:
+    """The evaluation's VersionIdentity: what the target reported (for an agent server, its own
+    config digest, prompt, LLM and git commit) plus the dataset and the scorers."""
+    return VersionIdentity.from_mapping(
+        {"git_commit": git_commit(), **result.identity},
+        dataset=result.dataset,
+        dataset_digest=result.digest,
+        scorers=";".join(scorer_spec(s) for s in options.scorers),
+    )
 
 
 def _key(options: EvalOptions) -> str:
@@ -181,7 +203,9 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
     run_future.set_result(None)
     if tracking:
         # the MLflow run is created while the first items already run (it costs a few round trips)
-        run_future = background.submit(_create_run, settings, options.run_name or f"eval-{ds.name}")
+        run_future = background.submit(
+            _create_run, settings, options.run_name or f"eval-{ds.name}", options.parent_run_id
+        )
 
     def one(item: GoldenItem) -> ItemResult:
         start = time.perf_counter()
@@ -236,26 +260,25 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
 
 
 def _tracking_ready(settings: Settings) -> bool:
-    from flywheel.agent import setup_tracing
+    from flywheel.tracking import setup_tracing
 
     return setup_tracing(settings)
 
 
-def _create_run(settings: Settings, name: str) -> str:
-    from mlflow import MlflowClient
+def _create_run(settings: Settings, name: str, parent_run_id: str | None = None) -> str:
+    from flywheel.tracking import client as tracking_client
 
-    client = MlflowClient(settings.tracking_uri)
+    client = tracking_client(settings)
     exp = client.get_experiment_by_name(settings.experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(settings.experiment)
-    return client.create_run(exp_id, run_name=name).info.run_id
+    tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+    return client.create_run(exp_id, run_name=name, tags=tags).info.run_id
 
 
 def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> None:
     """Params, tags and metrics in one batch, the per-item results as an artifact, then close the run."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
-
-    from flywheel.identity import git_commit
 
     commit = git_commit()
     params = {
@@ -273,6 +296,8 @@ def _log_run(settings: Settings, options: EvalOptions, result: EvalResult) -> No
         "flywheel.kind": "evaluation",
         "flywheel.git_commit": commit,
         **{k: str(v)[:250] for k, v in result.identity.items()},
+        **version_identity(result, options).tags(),
+        **options.tags,
     }
     now = int(time.time() * 1000)
     client = MlflowClient(settings.tracking_uri)

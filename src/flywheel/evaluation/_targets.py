@@ -3,6 +3,8 @@ registered model (models:/NAME@ALIAS). A Protocol plus constructors chosen from 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from typing import Any, Protocol
 
@@ -46,7 +48,7 @@ class AgentTarget:
     def __init__(
         self, settings: Settings, config: AgentConfig | None = None, model_uri: str | None = None
     ) -> None:
-        from flywheel.serving import load_agent
+        from flywheel.registry import load_agent
 
         # MLflow's own exporter: assessments are logged on each trace right after it is written
         loaded = load_agent(settings, model_uri, config, trace_export="mlflow")
@@ -56,9 +58,7 @@ class AgentTarget:
         self.identity = {
             **loaded.identity,
             **self.agent.config.params(),
-            "agent.config_digest": self.agent.config.tags()["agent.config_digest"],
-            "prompt": f"{prompt.name}@{prompt.version}",
-            "llm.model": self.agent.config.model or settings.llm_model,
+            **self.agent.version_identity(f"{prompt.name}@{prompt.version}").compact(),
         }
         self.model = self.agent.config.model or settings.llm_model
         self.trace_tags: dict[str, str] = {
@@ -105,6 +105,9 @@ class HttpTarget:
         for key in ("registered_model.name", "registered_model.version", "registered_model.alias"):
             if key in meta:
                 self.identity[key] = meta[key]
+        # the server's VersionIdentity (config digest, prompt, LLM, its git commit)
+        with contextlib.suppress(ValueError):
+            self.identity.update(json.loads(meta.get("flywheel.identity") or "{}"))
         return EvalOutput(
             answer=text,
             sources=custom.get("sources", []),

@@ -28,6 +28,7 @@ import numpy as np
 
 from flywheel.config import Settings
 from flywheel.errors import InputError
+from flywheel.tracking import try_resolve_model
 
 __all__ = ["GateDecision", "Thresholds", "compare", "decide", "load_thresholds", "run_gate"]
 
@@ -218,23 +219,6 @@ def _junit(d: GateDecision, seconds: float) -> str:
     )
 
 
-def _version_of(settings: Settings, uri: str) -> tuple[str, str] | None:
-    from mlflow import MlflowClient
-
-    body = uri.removeprefix("models:/")
-    client = MlflowClient(settings.tracking_uri)
-    if "@" in body:
-        name, alias = body.split("@", 1)
-        try:
-            return name, str(client.get_model_version_by_alias(name, alias).version)
-        except Exception:  # no such alias yet
-            return None
-    if "/" in body:
-        name, version = body.rsplit("/", 1)
-        return name, version
-    return None
-
-
 def run_gate(
     settings: Settings,
     dataset: Any,
@@ -249,9 +233,9 @@ def run_gate(
     """``candidate``: models:/NAME/VERSION, models:/NAME@ALIAS, or ``config`` (a local AgentConfig
     with ``candidate_config`` overrides). ``champion``: models:/NAME@champion by default for a
     registered candidate; None when there is no champion yet."""
-    from flywheel.evaluation import EvalOptions, HttpTarget, ScorerContext, make_scorer, run_evaluation
+    from flywheel.evaluation import ScorerContext, make_scorer
     from flywheel.knowledge import get_embedder
-    from flywheel.runtime import LocalRuntimes
+    from flywheel.runtime import LocalRuntimes, deploy_and_evaluate
 
     th = thresholds or Thresholds()
     if candidate_config:
@@ -273,7 +257,6 @@ def run_gate(
     leaked = runtimes.gc()  # what a killed gate or tune left running
     if leaked:
         on_event(f"removed {len(leaked)} leaked runtime(s): {', '.join(leaked)}")
-    started: list[str] = []
     t0 = time.monotonic()
     cand_uri = None if candidate == "config" else candidate
     champ_version = None
@@ -281,40 +264,34 @@ def run_gate(
         name = cand_uri.removeprefix("models:/").split("@")[0].split("/")[0]
         champion = f"models:/{name}@champion"
     if champion:
-        champ_version = _version_of(settings, champion)
+        champ_version = try_resolve_model(settings, champion)
         if champ_version is None:
             on_event(f"no {champion} yet: floors and hard rules only")
             champion = None
     scorers = [make_scorer(n) for n in dict.fromkeys([*th.scorers, "refusal"])]
     context = ScorerContext(embed=get_embedder(settings).embed_documents)
     results: dict[str, Any] = {}
-    try:
-        arms = [("candidate", cand_uri, candidate_config)]
-        if champion:
-            arms.insert(0, ("champion", champion, None))
-        for arm, uri, config in arms:
-            on_event(f"deploying the {arm} ({uri or 'local config'})")
-            rt = runtimes.deploy(uri, config, purpose="gate", name=f"gate-{gate_id}-{arm}")
-            started.append(rt.name)
-            on_event(f"evaluating the {arm} on {len(dataset.items)} items")
-            results[arm] = run_evaluation(
-                settings,
-                EvalOptions(
-                    dataset,
-                    HttpTarget(rt.url),
-                    scorers,
-                    context,
-                    concurrency=2,
-                    results_dir=report_dir,
-                    run_name=f"gate-{gate_id}-{arm}",
-                    fresh=True,
-                ),
-            )
-            runtimes.delete(rt.name)  # one at a time: two servers on 2 cores would slow both
-            started.remove(rt.name)
-    finally:
-        for name in started:
-            runtimes.delete(name)
+    identities: dict[str, dict[str, str]] = {}
+    arms = [("candidate", cand_uri, candidate_config)]
+    if champion:
+        arms.insert(0, ("champion", champion, None))
+    for arm, uri, config in arms:  # one at a time: two servers on 2 cores would slow both
+        on_event(f"deploying the {arm} ({uri or 'local config'})")
+        results[arm], vid = deploy_and_evaluate(
+            settings,
+            runtimes,
+            name=f"gate-{gate_id}-{arm}",
+            purpose="gate",
+            model_uri=uri,
+            config=config,
+            dataset=dataset,
+            scorers=scorers,
+            context=context,
+            results_dir=report_dir,
+            tags={"flywheel.kind": "gate", "flywheel.gate_id": gate_id, "flywheel.gate_arm": arm},
+            on_deployed=lambda rt, arm=arm: on_event(f"evaluating the {arm} on {len(dataset.items)} items"),
+        )
+        identities[arm] = {**vid.compact(), "identity_digest": vid.digest()}
     metrics = list(dict.fromkeys([*th.scorers, "refusal"]))
     comparison = compare(
         results.get("champion", results["candidate"]), results["candidate"], metrics, th.bootstrap, th.seed
@@ -332,15 +309,16 @@ def run_gate(
             "dataset_digest": dataset.digest,
             "thresholds": th.__dict__,
             "champion_version": champ_version,
-            "candidate_version": _version_of(settings, cand_uri) if cand_uri else None,
+            "candidate_version": try_resolve_model(settings, cand_uri) if cand_uri else None,
             "runs": {arm: r.run_id for arm, r in results.items()},
+            "versions": identities,
             "leaked_runtimes_removed": leaked,
         },
     )
     if decision.passed and promote and cand_uri:
         from flywheel.registry import set_alias
 
-        target = _version_of(settings, cand_uri)
+        target = try_resolve_model(settings, cand_uri)
         if target:
             name, version = target
             if champ_version:

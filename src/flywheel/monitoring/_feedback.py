@@ -103,7 +103,9 @@ def add_to_dataset(
         if register:
             import mlflow
 
-            mlflow.set_tracking_uri(settings.tracking_uri)
+            from flywheel.tracking import use
+
+            use(settings)
             exp = mlflow.set_experiment(settings.experiment)
             dataset_id = register_dataset(ds, exp.experiment_id)
     return DatasetAddition(path, f"{ds.name}@{ds.digest}", dataset_id, added, dups, len(ds.items))

@@ -119,11 +119,11 @@ class OnlineMonitor:
         experiment: str | None = None,
         log_assessment: Callable[[str, str, float, str], None] | None = None,
     ) -> None:
-        import mlflow
-        from mlflow import MlflowClient
 
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        self.client = MlflowClient(settings.tracking_uri)
+        from flywheel.tracking import client, use
+
+        use(settings)
+        self.client = client(settings)
         exp = self.client.get_experiment_by_name(experiment or settings.experiment)
         if exp is None:
             from flywheel.errors import InputError

@@ -108,10 +108,12 @@ def build_review_app(
     limit: int = 500,
 ) -> FastAPI:
     import mlflow
-    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri)
+    from flywheel.tracking import client as tracking_client
+    from flywheel.tracking import use
+
+    use(settings)
+    client = tracking_client(settings)
     label_defs = labels or DEFAULT_LABELS
     app = FastAPI(title="flywheel review", docs_url=None, redoc_url=None)
 

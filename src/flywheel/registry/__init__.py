@@ -1,5 +1,6 @@
 """Registry: the agent as an MLflow model (log, register, alias, verify) and system prompts."""
 
+from flywheel.registry._loading import LoadedAgent, load_agent
 from flywheel.registry._logging import (
     DEFAULT_MODEL_NAME,
     LoggedAgent,
@@ -22,7 +23,9 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PROMPT_ALIAS",
     "DEFAULT_PROMPT_NAME",
+    "LoadedAgent",
     "LoggedAgent",
+    "load_agent",
     "load_system_prompt",
     "log_agent",
     "prompt_loader",

@@ -15,7 +15,7 @@ from pathlib import Path
 from flywheel.agent import AgentConfig
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.identity import git_commit
+from flywheel.tracking import git_commit, use
 
 __all__ = ["DEFAULT_MODEL_NAME", "LoggedAgent", "log_agent", "require_registry", "set_alias", "verify"]
 
@@ -64,8 +64,7 @@ def log_agent(
     from mlflow import MlflowClient
 
     require_registry(settings)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_experiment(settings.experiment)
+    use(settings, settings.experiment)
     model_config = config.model_dump()
     with mlflow.start_run(run_name=f"log-{name}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in config.model_dump(exclude={"system_prompt"}).items()})

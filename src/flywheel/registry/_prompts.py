@@ -11,7 +11,7 @@ import logging
 
 from flywheel.agent import DEFAULT_SYSTEM_PROMPTS, LoadedPrompt
 from flywheel.config import Settings
-from flywheel.stack import tracking_reachable
+from flywheel.tracking import tracking_reachable, use
 
 __all__ = [
     "DEFAULT_PROMPT_ALIAS",
@@ -43,7 +43,7 @@ def push_default_prompts(
     """Register the built-in prompts as new versions (unless identical to the latest) and alias them."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    use(settings)
     out = []
     for lang, text in DEFAULT_SYSTEM_PROMPTS.items():
         name = prompt_name_for(base, lang)
@@ -77,7 +77,7 @@ def load_system_prompt(
     else:
         import mlflow
 
-        mlflow.set_tracking_uri(settings.tracking_uri)
+        use(settings)
         try:
             prompt = mlflow.genai.load_prompt(f"prompts:/{name}@{alias}")
             return LoadedPrompt(prompt.template, name, str(prompt.version))

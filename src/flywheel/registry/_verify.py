@@ -10,11 +10,11 @@ def main() -> None:
     import mlflow
 
     from flywheel.config import load_settings
+    from flywheel.tracking import load_pyfunc
 
     uri, question = sys.argv[1], sys.argv[2]
     settings = load_settings()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    model = mlflow.pyfunc.load_model(uri)
+    model = load_pyfunc(settings, uri)
     out = model.predict(
         {"input": [{"role": "user", "content": question}], "custom_inputs": {"user_id": "log-model-verify"}}
     )

@@ -39,9 +39,10 @@ class FlywheelResponsesAgent(ResponsesAgent):
     @property
     def agent(self) -> Any:
         if self._agent is None:
-            from flywheel.agent import AgentConfig, DocsAgent, setup_tracing
+            from flywheel.agent import AgentConfig, DocsAgent
             from flywheel.config import load_settings
             from flywheel.registry._prompts import prompt_loader
+            from flywheel.tracking import setup_tracing
 
             config = dict(self._config)
             identity = config.pop("_identity", {})

@@ -7,5 +7,6 @@ Docker and AgentCore backends are later work (issue #11).
 """
 
 from flywheel.runtime._local import LocalRuntimes, Runtime
+from flywheel.runtime._trial import deploy_and_evaluate
 
-__all__ = ["LocalRuntimes", "Runtime"]
+__all__ = ["LocalRuntimes", "Runtime", "deploy_and_evaluate"]

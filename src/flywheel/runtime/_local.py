@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
@@ -29,9 +30,20 @@ class Runtime:
     config: dict[str, Any]
     record: dict[str, Any]
     created: float
+    owner: dict[str, float] | None = None  # pid and create_time of the process that started it
 
     def alive(self) -> bool:
         return is_alive(ProcessRecord(**self.record))
+
+    def orphaned(self) -> bool:
+        """The process that started it (a gate, a tune) is gone: nobody will delete it."""
+        if not self.owner:
+            return True
+        try:
+            proc = psutil.Process(int(self.owner["pid"]))
+            return abs(proc.create_time() - self.owner["create_time"]) >= 1.0
+        except psutil.Error:
+            return True
 
 
 class LocalRuntimes:
@@ -67,7 +79,9 @@ class LocalRuntimes:
         proc = spawn(name, [sys.executable, "-m", "flywheel.serving"], env, log, cwd=Path.cwd())
         url = f"http://{self.settings.host}:{port}"
         record = ProcessRecord(name, proc.pid, proc.create_time(), port, url, str(log), proc.cmdline())
-        runtime = Runtime(name, url, purpose, model_uri, config or {}, asdict(record), time.time())
+        me = psutil.Process()
+        owner = {"pid": float(me.pid), "create_time": me.create_time()}
+        runtime = Runtime(name, url, purpose, model_uri, config or {}, asdict(record), time.time(), owner)
         self._path(name).write_text(json.dumps(asdict(runtime), indent=2))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -106,10 +120,12 @@ class LocalRuntimes:
         return stopped
 
     def gc(self, purposes: tuple[str, ...] = ("gate", "tune")) -> list[str]:
-        """Remove runtimes a gate or tune left behind (killed before its clean-up ran)."""
+        """Remove runtimes a gate or tune left behind: killed (e.g. kill -9) before its clean-up ran.
+        A runtime whose owner still runs is in use (another gate or tune) and is left alone; one
+        whose process died is forgotten too."""
         removed: list[str] = []
         for runtime in self.all():
-            if runtime.purpose in purposes:
+            if (runtime.purpose in purposes and runtime.orphaned()) or not runtime.alive():
                 self.delete(runtime.name)
                 removed.append(runtime.name)
         return removed

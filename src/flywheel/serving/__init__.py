@@ -1,8 +1,8 @@
 """Serving: the Agent Server (Responses API, invoke + stream) on port 5005, and its chat page."""
 
+from flywheel.registry import LoadedAgent, load_agent
 from flywheel.serving._app import ServerLimits, build_app
 from flywheel.serving._protocol import ResponsesRequest, StreamWriter, question_of
-from flywheel.serving._runtime import LoadedAgent, load_agent
 
 __all__ = [
     "LoadedAgent",

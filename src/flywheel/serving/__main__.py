@@ -8,8 +8,8 @@ import os
 import uvicorn
 
 from flywheel.config import load_settings
+from flywheel.registry import load_agent
 from flywheel.serving._app import build_app
-from flywheel.serving._runtime import load_agent
 
 
 def main() -> None:

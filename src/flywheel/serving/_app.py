@@ -28,10 +28,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ValidationError
 
 from flywheel.agent._llm import CANCEL
-from flywheel.agent._spool import TraceLedger, active_spool
 from flywheel.agent._untrusted import check_question
 from flywheel.config import Settings
 from flywheel.errors import InputError
+from flywheel.registry import LoadedAgent
 from flywheel.serving._metrics import CONTENT_TYPE, ServerMetrics
 from flywheel.serving._protocol import (
     ResponsesRequest,
@@ -41,7 +41,7 @@ from flywheel.serving._protocol import (
     question_of,
     response_object,
 )
-from flywheel.serving._runtime import LoadedAgent
+from flywheel.tracking._spool import TraceLedger, active_spool
 
 __all__ = ["ServerLimits", "build_app"]
 
@@ -331,7 +331,8 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             except Exception:  # unreachable or slow: not ready, not an error
                 return False
 
-        from flywheel.stack import reachable, tracking_reachable
+        from flywheel.stack import reachable
+        from flywheel.tracking import tracking_reachable
 
         index, llm, tracking = await asyncio.gather(
             probe(agent.kb.index.ping),
@@ -451,6 +452,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             "request_id": request_id,
             "thread_id": answer.thread_id,
             **{k: v for k, v in loaded.identity.items() if v},
+            **({"flywheel.identity": json.dumps(answer.identity)} if answer.identity else {}),
         }
 
     def _refused_upfront(req: ResponsesRequest) -> bool:
@@ -575,7 +577,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         import mlflow
         from mlflow.entities import AssessmentSource
 
-        from flywheel.stack import tracking_reachable
+        from flywheel.tracking import tracking_reachable
 
         if not tracking_reachable(settings):
             raise ConnectionError("the tracking server is not reachable")

@@ -1,6 +1,6 @@
 """Start, stop and check the embedded services: MLflow tracking server and the local LLM."""
 
-from flywheel.stack._manager import ServiceStatus, Stack, check_health, tracking_reachable
+from flywheel.stack._manager import ServiceStatus, Stack, check_health
 from flywheel.stack._ports import port_holder, port_is_free
 from flywheel.stack._require import reachable, require
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, find_gguf, register_service
@@ -17,7 +17,6 @@ __all__ = [
     "reachable",
     "register_service",
     "require",
-    "tracking_reachable",
 ]
 
 from flywheel.stack._doctor import Check, run_checks

@@ -10,8 +10,8 @@ import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.stack._manager import tracking_reachable
 from flywheel.stack._services import find_gguf
+from flywheel.tracking import tracking_reachable
 
 __all__ = ["Check", "run_checks"]
 

@@ -17,7 +17,7 @@ from flywheel.stack._ports import port_holder, port_is_free
 from flywheel.stack._process import ProcessRecord, is_alive, read_record, spawn, stop_tree
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, embedded_specs
 
-__all__ = ["ServiceStatus", "Stack", "check_health", "tracking_reachable"]
+__all__ = ["ServiceStatus", "Stack", "check_health"]
 
 
 @dataclass
@@ -35,12 +35,6 @@ def check_health(url: str, timeout: float = 2.0) -> bool:
         return httpx.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def tracking_reachable(settings: Settings) -> bool:
-    """The tracking server (traces, registry, prompts) answers; a non-HTTP store always does."""
-    uri = settings.tracking_uri
-    return check_health(uri.rstrip("/") + "/health") if uri.startswith("http") else True
 
 
 def check_spec(spec: ServiceSpec) -> bool:

@@ -11,7 +11,7 @@ import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceUnavailableError
-from flywheel.stack._manager import tracking_reachable
+from flywheel.tracking import tracking_reachable
 
 __all__ = ["NEEDS", "reachable", "require"]
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flywheel.config import Settings
-from flywheel.stack import tracking_reachable
+from flywheel.tracking._session import tracking_reachable, use
 
 __all__ = ["flush_traces", "set_trace_identity", "setup_tracing", "span", "tracing_enabled"]
 
@@ -62,12 +62,12 @@ def setup_tracing(
         mlflow.tracing.disable()
         _STATE.update(enabled=False, uri=key)
         return False
-    mlflow.set_tracking_uri(uri)
+    use(settings)
     exp = mlflow.set_experiment(experiment or settings.experiment)
     if export == "otlp" and uri.startswith(("http://", "https://")):
         headers = _use_otlp(uri, exp.experiment_id)
         if spool_dir is not None:
-            from flywheel.agent._spool import TraceSpool, install
+            from flywheel.tracking._spool import TraceSpool, install
 
             spool = TraceSpool(
                 spool_dir, settings.serve_spool_max_mb * 1024 * 1024, uri.rstrip("/") + "/v1/traces", headers

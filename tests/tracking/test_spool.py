@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from flywheel.agent._spool import SpoolingSpanExporter, TraceSpool, mlflow_trace_id
+from flywheel.tracking._spool import SpoolingSpanExporter, TraceSpool, mlflow_trace_id
 from tests.conftest import free_port
 
 

@@ -1,0 +1,24 @@
+"""The one home of MLflow plumbing, below the stages: the session (tracking URI, client,
+reachability), tracing and its export (OTLP with an on-disk spool), registered models, and the
+``VersionIdentity`` every trace, run, trial and gate decision carries."""
+
+from flywheel.tracking._identity import VersionIdentity, git_commit
+from flywheel.tracking._models import load_pyfunc, resolve_model, try_resolve_model
+from flywheel.tracking._session import client, tracking_reachable, use
+from flywheel.tracking._tracing import flush_traces, set_trace_identity, setup_tracing, span, tracing_enabled
+
+__all__ = [
+    "VersionIdentity",
+    "client",
+    "flush_traces",
+    "git_commit",
+    "load_pyfunc",
+    "resolve_model",
+    "set_trace_identity",
+    "setup_tracing",
+    "span",
+    "tracing_enabled",
+    "tracking_reachable",
+    "try_resolve_model",
+    "use",
+]
