@@ -398,6 +398,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "例: {option} client.arm=b",
         ),
     },
+    "tune_failed": {
+        "en": (
+            "Every trial of the tune failed ({n}); the first, {trial}: {error}",
+            "No configuration could be deployed and evaluated, so there is nothing to compare or register.",
+            "Fix the cause above (the runtimes' logs are in data/runtimes/, the trials in {folder}) and run the same command again.",
+        ),
+        "ja": (
+            "チューニングの全試行 ({n} 件) が失敗しました。最初の試行 {trial}: {error}",
+            "どの構成もデプロイと評価ができなかったため、比較も登録もできません。",
+            "上記の原因を直して(ランタイムのログは data/runtimes/、試行は {folder})、同じコマンドを再実行してください。",
+        ),
+    },
     "config_key": {
         "en": (
             "{path}: {field} is not valid: {detail}.",

@@ -30,7 +30,12 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def settings() -> Settings:
-    return load_settings()
+    """The settings in effect; from here on, no log line of this process shows a secret value."""
+    from flywheel.config import install_redaction, secret_values
+
+    cfg = load_settings()
+    install_redaction(secret_values(cfg))
+    return cfg
 
 
 _THIRD_PARTY = (

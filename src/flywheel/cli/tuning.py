@@ -114,6 +114,8 @@ def tune(
         )
     console.print(table)
     console.print("★ chosen · ◆ Pareto front (quality ↑, latency ↓, cost ↓)")
+    for t in result.failed:
+        console.print(f"[red]trial failed[/] {t.label()}: {t.error} (it runs again when you rerun the tune)")
     if result.leaked_removed:
         console.print(f"removed {len(result.leaked_removed)} runtime(s) an earlier gate or tune leaked")
     if result.registered:

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
 
     # -- where things live
     data_dir: Path = Path("data")
+    # -- environment: dev / tst / prd keep separate experiments, aliases, runtime names and secret
+    # prefixes (None: one environment, the names as they are)
+    profile: Literal["dev", "tst", "prd"] | None = None
+    # -- secrets from AWS SSM Parameter Store (config/_secrets.py): a prefix such as
+    # "/flywheel/{profile}/" (+ the variable name), and/or explicit paths per variable
+    secrets_ssm_prefix: str | None = None
+    secrets_ssm_paths: dict[str, str] = Field(default_factory=dict)
+    aws_region: str | None = _alias("AWS_REGION")
+    langfuse_public_key: SecretStr | None = _alias("LANGFUSE_PUBLIC_KEY")
+    langfuse_secret_key: SecretStr | None = _alias("LANGFUSE_SECRET_KEY")
     host: str = DEFAULT_HOST
 
     # -- ports of the embedded services (the book's: 5000 tracking, 5005 agent, 5010 gateway)
@@ -183,6 +193,7 @@ class Settings(BaseSettings):
         "milvus_uri",
         "embedding_model",
         "max_question_chars",
+        "profile",
     )
 
     def to_env(self) -> dict[str, str]:
@@ -195,6 +206,19 @@ class Settings(BaseSettings):
         }
         env["FLYWHEEL_DATA_DIR"] = str(self.data_path)
         return env
+
+    # -- the environment (profile)
+    def model_post_init(self, context: Any) -> None:
+        if self.profile and self.experiment == "flywheel":  # an explicit experiment name wins
+            self.experiment = f"flywheel-{self.profile}"
+
+    def alias(self, name: str) -> str:
+        """A registry alias in this environment: ``champion`` in prd (or with no profile),
+        ``tst-champion`` / ``dev-champion`` elsewhere, so environments never move each other's."""
+        return name if self.profile in (None, "prd") else f"{self.profile}-{name}"
+
+    def runtime_name(self, name: str) -> str:
+        return f"{self.profile}-{name}" if self.profile else name
 
     # -- derived values
     @cached_property
@@ -239,9 +263,22 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from all sources; a bad value or file becomes a ConfigError (no traceback)."""
+    """Settings from all sources (and AWS SSM for the secrets still unset, when configured); a bad
+    value or file becomes a ConfigError (no traceback)."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        if settings.secrets_ssm_prefix or settings.secrets_ssm_paths:
+            from flywheel.config._secrets import load_ssm_secrets
+
+            try:
+                found = load_ssm_secrets(settings)
+            except Exception as exc:  # no credentials, no network, no such parameter
+                raise ConfigError(
+                    name="secrets_ssm_prefix", detail=f"AWS SSM Parameter Store: {type(exc).__name__}: {exc}"
+                ) from exc
+            if found:
+                settings = settings.model_copy(update=found)
+        return settings
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "?"

@@ -262,7 +262,7 @@ def run_gate(
     champ_version = None
     if champion is None and cand_uri:
         name = cand_uri.removeprefix("models:/").split("@")[0].split("/")[0]
-        champion = f"models:/{name}@champion"
+        champion = f"models:/{name}@{settings.alias('champion')}"
     if champion:
         champ_version = try_resolve_model(settings, champion)
         if champ_version is None:
@@ -322,10 +322,10 @@ def run_gate(
         if target:
             name, version = target
             if champ_version:
-                set_alias(settings, name, "previous", int(champ_version[1]))
-            set_alias(settings, name, "champion", int(version))
+                set_alias(settings, name, settings.alias("previous"), int(champ_version[1]))
+            set_alias(settings, name, settings.alias("champion"), int(version))
             decision.promoted = True
-            on_event(f"promoted {name} version {version} to champion")
+            on_event(f"promoted {name} version {version} to {settings.alias('champion')}")
     seconds = time.monotonic() - t0
     (report_dir / "gate.md").write_text(_markdown(decision), encoding="utf-8")
     (report_dir / "junit.xml").write_text(_junit(decision, seconds), encoding="utf-8")

@@ -66,7 +66,7 @@ class LocalRuntimes:
     ) -> Runtime:
         """Start an agent server for ``model_uri`` (models:/NAME@ALIAS or /VERSION) or a local
         AgentConfig (``config``: its fields that differ from the default); wait until /ready."""
-        name = name or f"{purpose}-{uuid.uuid4().hex[:8]}"
+        name = self.settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}")
         port = free_port(self.settings.host)
         child = self.settings.model_copy(
             update={"agent_port": port, "serve_model": model_uri, "serve_agent_config": config or {}}

@@ -7,7 +7,7 @@ import os
 
 import uvicorn
 
-from flywheel.config import load_settings
+from flywheel.config import install_redaction, load_settings, secret_values
 from flywheel.registry import load_agent
 from flywheel.serving._app import build_app
 
@@ -24,6 +24,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     settings = load_settings()
+    install_redaction(secret_values(settings))
     loaded = load_agent(settings, settings.serve_model)
     app = build_app(settings, loaded)
     uvicorn.run(app, host=settings.host, port=settings.agent_port, log_level="warning", access_log=False)

@@ -69,6 +69,7 @@ class TuneResult:
     leaked_removed: list[str] = field(default_factory=list)
     registered: dict[str, Any] | None = None
     seconds: float = 0.0
+    failed: list[TrialResult] = field(default_factory=list)  # trials of this run that errored
 
 
 def _dominates(a: TrialResult, b: TrialResult) -> bool:
@@ -138,6 +139,7 @@ class _Store:
         self.path = folder / "trials.jsonl"
         self.lock = threading.Lock()
         self.done: dict[str, TrialResult] = {}
+        self.failed: list[TrialResult] = []  # in this run (errored trials run again on resume)
         if self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -152,6 +154,8 @@ class _Store:
             fh.write(json.dumps(asdict(t), default=str) + "\n")
             if t.error is None:
                 self.done[t.key] = t
+            else:
+                self.failed.append(t)
 
 
 def run_tune(
@@ -251,6 +255,11 @@ def run_tune(
         _optuna(spec, folder, study, run_trial, on_trial, on_event, total=spec.n_trials or min(len(grid), 10))
 
     trials = _trials_in_order(spec, store)
+    if store.failed and not trials:
+        first = store.failed[0]
+        raise InputError(
+            "tune_failed", n=len(store.failed), trial=first.label(), error=first.error, folder=folder
+        )
     front = pareto_front(trials)
     best = choose(front, spec.tolerance)
     result = TuneResult(
@@ -262,6 +271,7 @@ def run_tune(
         parent,
         resumed,
         leaked,
+        failed=store.failed,
     )
     if best and register and spec.register_as:
         on_event(f"registering the best configuration ({best.label()})")
@@ -421,7 +431,7 @@ def _register(
 
     assert spec.register_as
     reg_name = spec.register_as.get("name", "docs-qa-agent")
-    alias = spec.register_as.get("alias", "challenger")
+    alias = settings.alias(spec.register_as.get("alias", "challenger"))
     logged = log_agent(settings, default_config(settings, **best.overrides), name=reg_name, alias=alias)
     c = client(settings)
     for k, v in {
