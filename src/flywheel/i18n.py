@@ -398,6 +398,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "例: {option} client.arm=b",
         ),
     },
+    "backend_unavailable": {
+        "en": (
+            "The {backend} runtime backend is not reachable: {detail}",
+            "Deploying, listing or removing runtimes there needs {needs}.",
+            "Provide it, or use the local backend (--backend local, or unset FLYWHEEL_RUNTIME_BACKEND).",
+        ),
+        "ja": (
+            "ランタイムのバックエンド {backend} に接続できません: {detail}",
+            "そこでランタイムをデプロイ・一覧・削除するには {needs} が必要です。",
+            "それを用意するか、local バックエンドを使ってください(--backend local、または FLYWHEEL_RUNTIME_BACKEND を未設定に)。",
+        ),
+    },
     "tune_failed": {
         "en": (
             "Every trial of the tune failed ({n}); the first, {trial}: {error}",

@@ -13,7 +13,15 @@ import typer
 from flywheel.cli._common import console, quiet_mlflow, settings
 
 app = typer.Typer()
-runtime_app = typer.Typer(no_args_is_help=True, help="Agent runtimes (local child processes for now).")
+runtime_app = typer.Typer(
+    no_args_is_help=True,
+    help="Agent runtimes: local child processes (default), Kubernetes, Docker or Bedrock AgentCore "
+    "(--backend, or FLYWHEEL_RUNTIME_BACKEND).",
+)
+Backend = Annotated[
+    str | None,
+    typer.Option("--backend", help="local, kubernetes, docker or agentcore (default: the settings')."),
+]
 
 
 @app.command()
@@ -108,15 +116,16 @@ def gate(
 
 
 @runtime_app.command("list")
-def runtime_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Runtimes this data folder started (name, purpose, URL, alive).
+def runtime_list(json_out: Annotated[bool, typer.Option("--json")] = False, backend: Backend = None) -> None:
+    """Runtimes of the backend (name, purpose, URL, alive): for local, the ones this data folder started.
 
-    Example:
+    Examples:
       flywheel runtime list
+      flywheel runtime list --backend kubernetes --json
     """
-    from flywheel.runtime import LocalRuntimes
+    from flywheel.runtime import runtimes_for
 
-    rts = LocalRuntimes(settings()).all()
+    rts = runtimes_for(settings(), backend).all()
     rows = [
         {"name": r.name, "purpose": r.purpose, "url": r.url, "model": r.model_uri, "alive": r.alive()}
         for r in rts
@@ -133,15 +142,17 @@ def runtime_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> N
 
 
 @runtime_app.command("gc")
-def runtime_gc() -> None:
-    """Remove the runtimes a gate or tune left behind (e.g. after kill -9).
+def runtime_gc(backend: Backend = None) -> None:
+    """Remove the runtimes a gate or tune left behind (e.g. after kill -9): local ones whose owner
+    process is gone, remote ones past their expiry (FLYWHEEL_RUNTIME_TTL_S).
 
-    Example:
+    Examples:
       flywheel runtime gc
+      flywheel runtime gc --backend kubernetes
     """
-    from flywheel.runtime import LocalRuntimes
+    from flywheel.runtime import runtimes_for
 
-    removed = LocalRuntimes(settings()).gc()
+    removed = runtimes_for(settings(), backend).gc()
     console.print(
         f"removed {len(removed)} leaked runtime(s)" + (": " + ", ".join(removed) if removed else "")
     )
@@ -149,14 +160,15 @@ def runtime_gc() -> None:
 
 @runtime_app.command("delete")
 def runtime_delete(
-    name: Annotated[str, typer.Argument(help="Runtime name (flywheel runtime list).")],
+    name: Annotated[str, typer.Argument(help="Runtime name (flywheel runtime list); for agentcore its id.")],
+    backend: Backend = None,
 ) -> None:
     """Stop and forget one runtime.
 
     Example:
       flywheel runtime delete gate-1a2b3c4d-candidate
     """
-    from flywheel.runtime import LocalRuntimes
+    from flywheel.runtime import runtimes_for
 
-    stopped = LocalRuntimes(settings()).delete(name)
+    stopped = runtimes_for(settings(), backend).delete(name)
     console.print(f"{name}: {'stopped' if stopped else 'was not running'}")

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
         env_prefix="FLYWHEEL_",
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,  # VAR= means unset, as in a shell or a Kubernetes manifest
         extra="ignore",
         populate_by_name=True,
         toml_file="flywheel.toml",
@@ -64,6 +65,13 @@ class Settings(BaseSettings):
     secrets_ssm_prefix: str | None = None
     secrets_ssm_paths: dict[str, str] = Field(default_factory=dict)
     aws_region: str | None = _alias("AWS_REGION")
+    # -- where gate and tune deploy temporary runtimes (flywheel.runtime): local child processes, or
+    # a cluster / engine / AgentCore with the agent image
+    runtime_backend: Literal["local", "kubernetes", "docker", "agentcore"] = "local"
+    runtime_image: str = "ghcr.io/flywheel/agent:latest"
+    runtime_namespace: str = "flywheel"
+    runtime_ttl_s: float = Field(7200, gt=0, description="remote gate/tune runtimes expire after this")
+    agentcore_role_arn: str | None = None
     langfuse_public_key: SecretStr | None = _alias("LANGFUSE_PUBLIC_KEY")
     langfuse_secret_key: SecretStr | None = _alias("LANGFUSE_SECRET_KEY")
     host: str = DEFAULT_HOST

@@ -90,7 +90,10 @@ class HttpTarget:
         latency = (time.perf_counter() - t0) * 1000
         if resp.status_code != 200:
             return EvalOutput(error=f"HTTP {resp.status_code}: {resp.text[:200]}", latency_ms=latency)
-        data = resp.json()
+        return self.output(resp.json(), question, latency)
+
+    def output(self, data: dict[str, Any], question: str, latency: float) -> EvalOutput:
+        """An EvalOutput from a Responses API answer (also what AgentCore's /invocations returns)."""
         text = "".join(
             part.get("text", "")
             for item in data.get("output", [])

@@ -235,7 +235,7 @@ def run_gate(
     registered candidate; None when there is no champion yet."""
     from flywheel.evaluation import ScorerContext, make_scorer
     from flywheel.knowledge import get_embedder
-    from flywheel.runtime import LocalRuntimes, deploy_and_evaluate
+    from flywheel.runtime import deploy_and_evaluate, runtimes_for
 
     th = thresholds or Thresholds()
     if candidate_config:
@@ -253,7 +253,7 @@ def run_gate(
     gate_id = uuid.uuid4().hex[:8]
     report_dir = report_dir or settings.data_path / "gate" / gate_id
     report_dir.mkdir(parents=True, exist_ok=True)
-    runtimes = LocalRuntimes(settings)
+    runtimes = runtimes_for(settings)
     leaked = runtimes.gc()  # what a killed gate or tune left running
     if leaked:
         on_event(f"removed {len(leaked)} leaked runtime(s): {', '.join(leaked)}")

@@ -33,10 +33,14 @@ class Runtime:
     owner: dict[str, float] | None = None  # pid and create_time of the process that started it
 
     def alive(self) -> bool:
+        if self.record.get("backend", "local") != "local":  # kubernetes, docker, agentcore
+            return bool(self.record.get("ready_replicas"))
         return is_alive(ProcessRecord(**self.record))
 
     def orphaned(self) -> bool:
         """The process that started it (a gate, a tune) is gone: nobody will delete it."""
+        if self.record.get("backend", "local") != "local":
+            return False  # remote backends expire instead (flywheel.io/expires-at)
         if not self.owner:
             return True
         try:

@@ -277,7 +277,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     slots = _Slots(limits)
     threads: dict[str, str] = {}  # response id → conversation thread, for previous_response_id
-    open_paths = {"/health", "/ready", "/metrics", "/", "/favicon.ico"}
+    open_paths = {"/health", "/ping", "/ready", "/metrics", "/", "/favicon.ico"}
     last_checks: dict[str, bool] = {}
     ledger = _ledger()
 
@@ -318,6 +318,11 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        """The Amazon Bedrock AgentCore Runtime container contract (with POST /invocations)."""
+        return {"status": "HealthyBusy" if slots.in_use else "Healthy"}
 
     async def _check() -> dict[str, Any]:
         """Probe what answering needs, at most READY_TIMEOUT_S each, in parallel."""

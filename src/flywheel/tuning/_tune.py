@@ -171,7 +171,7 @@ def run_tune(
     from flywheel.agent import default_config
     from flywheel.evaluation import ScorerContext, load_dataset, make_scorer
     from flywheel.knowledge import get_embedder
-    from flywheel.runtime import LocalRuntimes
+    from flywheel.runtime import runtimes_for
 
     t0 = time.monotonic()
     dataset = load_dataset(spec.dataset)
@@ -190,7 +190,7 @@ def run_tune(
     metric_names = dict.fromkeys([*spec.scorers, *spec.objective, *spec.constraints, "latency"])
     scorers = [make_scorer(n) for n in metric_names if n not in ("latency_p50_ms", "latency_p95_ms")]
     context = ScorerContext(embed=get_embedder(settings).embed_documents)
-    runtimes = LocalRuntimes(settings)
+    runtimes = runtimes_for(settings)
     leaked = runtimes.gc()
     if leaked:
         on_event(f"removed {len(leaked)} leaked runtime(s): {', '.join(leaked)}")
