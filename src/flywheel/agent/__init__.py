@@ -6,6 +6,10 @@ from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule,
 from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
 
+# tracing lives in flywheel.tracking; these names stay importable from here because agent versions
+# logged before the move import them in their models-from-code file (registry/agent_model.py)
+from flywheel.tracking import flush_traces, setup_tracing, tracing_enabled
+
 __all__ = [
     "ABSTAIN",
     "DEFAULT_SYSTEM_PROMPTS",
@@ -24,8 +28,11 @@ __all__ = [
     "build_tools",
     "default_config",
     "detect_language",
+    "flush_traces",
     "make_chat_model",
     "register_rule",
     "register_tool",
     "screen",
+    "setup_tracing",
+    "tracing_enabled",
 ]
