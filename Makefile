@@ -88,8 +88,10 @@ tune: install  ## Search tuning/tuning.json (2 models × 2 prompts × 2 policies
 gate: install  ## Gate models:/MODEL@ALIAS against the champion; promote on pass
 	@$(FW) gate --candidate models:/$(MODEL)@$(ALIAS) --promote
 
-gateway: install  ## Start the LLM gateway on :5010 (not yet available)
-	@echo "gateway: not yet available"
+GATEWAY_CONFIG ?= gateway/gateway_config.yaml
+
+gateway: install  ## The LLM gateway on :5010 (GATEWAY_CONFIG=gateway/gateway_ab_test.yaml for the A/B test)
+	@$(FW) gateway start --config $(GATEWAY_CONFIG)
 
 bench: install  ## Run every benchmark in bench/ (writes bench/results/*.json)
 	@for b in bench/*.py; do echo "==> $$b"; $(PY) $$b || exit 1; done

@@ -42,6 +42,18 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "構文を直すかファイルを削除してください。`flywheel doctor` で有効な設定を確認できます。",
         ),
     },
+    "gateway_config": {
+        "en": (
+            "{path}: {field}: {detail}.",
+            "The gateway reads its endpoints, routes and keys from this file; what is there cannot be used. Expected: {expected}.",
+            "Fix {field} in {path} (every key is explained in docs/gateway.md); `flywheel gateway check --config {path}` checks it without starting.",
+        ),
+        "ja": (
+            "{path}: {field}: {detail}。",
+            "ゲートウェイはこのファイルからエンドポイント・ルート・キーを読み込みますが、この内容は使えません。期待される値: {expected}。",
+            "{path} の {field} を直してください(各キーは docs/gateway.md に説明があります)。`flywheel gateway check --config {path}` で起動せずに確認できます。",
+        ),
+    },
     "input_invalid": {
         "en": ("Invalid input: {detail}", "{why}", "{fix}"),
         "ja": ("入力が不正です: {detail}", "{why}", "{fix}"),

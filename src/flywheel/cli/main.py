@@ -13,6 +13,7 @@ from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import evaluation as eval_cmd
 from flywheel.cli import gate as gate_cmd
+from flywheel.cli import gateway as gateway_cmd
 from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import monitoring as monitor_cmd
 from flywheel.cli import registry as registry_cmd
@@ -49,6 +50,7 @@ app.add_typer(monitor_cmd.app, name="monitor")
 app.registered_commands += gate_cmd.app.registered_commands
 app.registered_commands += tune_cmd.app.registered_commands
 app.add_typer(gate_cmd.runtime_app, name="runtime")
+app.add_typer(gateway_cmd.app, name="gateway")
 app.command()(demo_cmd.demo)
 
 
@@ -81,7 +83,9 @@ def run() -> None:
     try:
         app()
     except FlywheelError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
+        from rich.markup import escape  # a message may contain [brackets]: they are text, not markup
+
+        err_console.print(f"[bold red]error:[/] {escape(exc.render())}", markup=True, highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     open_url_max_bytes: int = 2_000_000
     open_url_timeout: float = 10.0
 
+    # -- the LLM gateway (flywheel gateway): its YAML (MLflow AI Gateway schema + extensions)
+    gateway_config: Path = Path("gateway/gateway_config.yaml")
+
     # -- serving (agent server)
     api_key: SecretStr | None = None
     serve_model: str | None = None  # models:/NAME@ALIAS; None: the agent from a local AgentConfig

@@ -208,3 +208,20 @@ def _agent(settings: Settings) -> ServiceSpec:
         on_demand=True,
         cwd=str(Path.cwd()),
     )
+
+
+@register_service("gateway")
+def _gateway(settings: Settings) -> ServiceSpec:
+    config = str(Path(settings.gateway_config).resolve())
+    return ServiceSpec(
+        name="gateway",
+        host=settings.host,
+        port=settings.gateway_port,
+        command=[sys.executable, "-m", "flywheel.gateway", "--config", config],
+        env=settings.to_env(),
+        health_path="/health",
+        port_env_key="FLYWHEEL_GATEWAY_PORT",
+        description=f"LLM gateway (OpenAI-compatible /v1, A/B split, fallback) · {settings.gateway_config}",
+        on_demand=True,
+        cwd=str(Path.cwd()),
+    )

@@ -52,6 +52,7 @@ class TrialResult:
     identity: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    context: str = ""  # digest of what else the result depends on (code, LLM, embedder, dataset, scorers)
 
     def label(self) -> str:
         return " · ".join(f"{k}={v}" for k, v in self.labels.items())
@@ -135,8 +136,9 @@ def _measure(spec: TuneSpec, trial: Trial, result: Any) -> TrialResult:
 class _Store:
     """trials.jsonl: one finished trial per line, keyed by its configuration (the resume state)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, context: str) -> None:
         self.path = folder / "trials.jsonl"
+        self.context = context
         self.lock = threading.Lock()
         self.done: dict[str, TrialResult] = {}
         self.failed: list[TrialResult] = []  # in this run (errored trials run again on resume)
@@ -146,10 +148,11 @@ class _Store:
                     t = TrialResult(**json.loads(line))
                 except (ValueError, TypeError):
                     continue  # a line cut by a kill: that trial runs again
-                if t.error is None:
+                if t.error is None and t.context == context:  # another commit, LLM or dataset: run again
                     self.done[t.key] = t
 
     def add(self, t: TrialResult) -> None:
+        t.context = self.context
         with self.lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(asdict(t), default=str) + "\n")
             if t.error is None:
@@ -177,6 +180,9 @@ def run_tune(
     dataset = load_dataset(spec.dataset)
     if spec.per_kind:
         dataset = dataset.take(spec.per_kind)
+    metric_names = dict.fromkeys([*spec.scorers, *spec.objective, *spec.constraints, "latency"])
+    scorers = [make_scorer(n) for n in metric_names if n not in ("latency_p50_ms", "latency_p95_ms")]
+    context = _context(settings, dataset, scorers)
     study = name or f"tune-{spec.digest()}-{dataset.digest[:6]}"
     folder = settings.data_path / "tune" / study
     if fresh and folder.exists():
@@ -187,14 +193,12 @@ def run_tune(
     grid = spec.grid()
     for trial in grid:  # an invalid value fails here, naming the trial, before any runtime starts
         _validate(settings, trial, default_config)
-    metric_names = dict.fromkeys([*spec.scorers, *spec.objective, *spec.constraints, "latency"])
-    scorers = [make_scorer(n) for n in metric_names if n not in ("latency_p50_ms", "latency_p95_ms")]
-    context = ScorerContext(embed=get_embedder(settings).embed_documents)
+    scorer_context = ScorerContext(embed=get_embedder(settings).embed_documents)
     runtimes = runtimes_for(settings)
     leaked = runtimes.gc()
     if leaked:
         on_event(f"removed {len(leaked)} leaked runtime(s): {', '.join(leaked)}")
-    store = _Store(folder)
+    store = _Store(folder, context)
     resumed = len(store.done)
     parent = _parent_run(settings, folder, study, spec, dataset)
 
@@ -215,7 +219,7 @@ def run_tune(
                 config=trial.overrides,
                 dataset=dataset,
                 scorers=scorers,
-                context=context,
+                context=scorer_context,
                 results_dir=folder / "evals",
                 parent_run_id=parent,
                 tags={
@@ -252,7 +256,15 @@ def run_tune(
                 done_n += 1
                 on_trial(done_n, total, fut.result())
     else:
-        _optuna(spec, folder, study, run_trial, on_trial, on_event, total=spec.n_trials or min(len(grid), 10))
+        _optuna(
+            spec,
+            folder,
+            f"{study}-{context}",
+            run_trial,
+            on_trial,
+            on_event,
+            total=spec.n_trials or min(len(grid), 10),
+        )
 
     trials = _trials_in_order(spec, store)
     if store.failed and not trials:
@@ -282,6 +294,25 @@ def run_tune(
     paths = write_report(result, spec)
     _close_parent(settings, result, paths)
     return result
+
+
+def _context(settings: Settings, dataset: Any, scorers: list[Any]) -> str:
+    """What a trial's result depends on besides its configuration: reusing a result after any of
+    these changed would compare different things (VersionIdentity's fields)."""
+    import hashlib
+
+    from flywheel.evaluation._scorers import scorer_spec
+    from flywheel.tracking import git_commit
+
+    parts = [
+        git_commit(),
+        settings.llm_model,
+        settings.llm_url,
+        settings.embedding_model,
+        dataset.digest,
+        ";".join(scorer_spec(s) for s in scorers),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
 def _validate(settings: Settings, trial: Trial, default_config: Any) -> None:
