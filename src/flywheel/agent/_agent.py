@@ -31,6 +31,7 @@ from langgraph.graph.message import add_messages
 from flywheel.agent._config import AgentConfig
 from flywheel.agent._grounded import compose, lead_is_grounded, select_units, trim_repetition
 from flywheel.agent._guardrails import screen
+from flywheel.agent._llm import GATEWAY
 from flywheel.agent._prompts import (
     ABSTAIN,
     DEFAULT_SYSTEM_PROMPTS,
@@ -402,6 +403,8 @@ class DocsAgent:
         question = check_question(question, self.settings.max_question_chars)
         thread_id = thread_id or uuid.uuid4().hex
         token = _RUN.set(_Run(ToolContext(self.settings, self.kb, self.config)))
+        gateway: dict[str, str] = {}
+        gw_token = GATEWAY.set(gateway)  # the LLM notes the gateway's route and A/B arm here
         t0 = time.perf_counter()
         streamed = False
         try:
@@ -439,6 +442,7 @@ class DocsAgent:
                             **self.identity,
                             **(tags or {}),
                             "flywheel.identity_digest": vid.digest(),
+                            **gateway,
                             "llm.model": self.config.model or self.settings.llm_model,
                             "prompt.name": prompt.name,
                             "prompt.version": prompt.version,
@@ -472,6 +476,7 @@ class DocsAgent:
             result.latency_ms = (time.perf_counter() - t0) * 1000
         finally:
             _RUN.reset(token)
+            GATEWAY.reset(gw_token)
         if stream_tokens and not streamed and result.answer:
             yield {"type": "delta", "text": result.answer}
         yield {"type": "final", "answer": result}

@@ -47,6 +47,33 @@ _DONE = object()  # the end of a server-sent event stream
 # OpenAI-compatible server) stop generating for it. With a token set, non-streaming calls stream
 # under the hood so there is a point, every token, to notice it.
 CANCEL: ContextVar[threading.Event | None] = ContextVar("flywheel_llm_cancel", default=None)
+# what the flywheel gateway said it did (route, A/B arm, endpoint that answered): the agent puts a
+# dict here per run; the LLM fills it from the response headers; the agent tags its trace with it
+GATEWAY: ContextVar[dict[str, str] | None] = ContextVar("flywheel_llm_gateway", default=None)
+_GATEWAY_HEADERS = {
+    "x-flywheel-route": "gateway.route",
+    "x-flywheel-arm": "gateway.arm",
+    "x-flywheel-endpoint": "gateway.endpoint",
+}
+
+
+def _note_gateway(headers: Any) -> None:
+    """Record the gateway's routing headers (when the LLM is reached through the flywheel gateway)
+    on the LLM span and for the trace's tags."""
+    found = {tag: headers[h] for h, tag in _GATEWAY_HEADERS.items() if h in headers}
+    if not found:
+        return
+    holder = GATEWAY.get()
+    if holder is not None:
+        holder.update(found)
+    try:
+        import mlflow
+
+        sp = mlflow.get_current_active_span()
+        if sp is not None:
+            sp.set_attributes(found)
+    except Exception:  # tracing off or not set up: the tags still reach the trace
+        pass
 
 
 class Cancelled(Exception):
@@ -206,6 +233,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 exc = e
             wait = self._outcome(attempt, resp, exc)
             if wait is None:
+                _note_gateway(resp.headers)  # type: ignore[union-attr]
                 return resp.json()  # type: ignore[union-attr, no-any-return]
             time.sleep(wait)
         raise AssertionError("unreachable")
@@ -219,6 +247,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 exc = e
             wait = self._outcome(attempt, resp, exc)
             if wait is None:
+                _note_gateway(resp.headers)  # type: ignore[union-attr]
                 return resp.json()  # type: ignore[union-attr, no-any-return]
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
@@ -314,6 +343,7 @@ class OpenAICompatibleChat(BaseChatModel):
                             time.sleep(0.5 * (attempt + 1))
                             continue
                         raise self._failed(resp)
+                    _note_gateway(resp.headers)
                     for line in resp.iter_lines():
                         if token is not None and token.is_set():
                             raise Cancelled  # leaving the block closes the connection mid-answer
@@ -344,6 +374,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise self._failed(resp)
+                _note_gateway(resp.headers)
                 async for line in resp.aiter_lines():
                     chunk = self._sse(line)
                     if chunk is _DONE:

@@ -26,6 +26,8 @@ def arm_of(trace: Any) -> str:
     tags = trace.info.tags or {}
     if tags.get("client.arm"):
         return f"arm {tags['client.arm']}"
+    if tags.get("gateway.arm"):  # the flywheel gateway's A/B split
+        return f"arm {tags['gateway.arm']}"
     version = tags.get("registered_model.version")
     return f"version {version}" if version else "local"
 
