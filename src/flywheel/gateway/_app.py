@@ -6,8 +6,8 @@ arm, check the limits, one pooled upstream request, pass the answer back — is 
 microseconds of Python, and a framework's routing, validation and middleware would cost more than
 that (bench/gateway.py measures it against a minimal proxy, LiteLLM and MLflow's gateway).
 
-Per request: client key check; route lookup (route name, endpoint name, the endpoint's model name,
-then ``gateway.default_route``); the route's and the endpoint's rate limits (token buckets → 429
+Per request: client key check; route lookup (route name, endpoint name, ``gateway.default_route``,
+then an endpoint serving that model name); the route's and the endpoint's rate limits (token buckets → 429
 with Retry-After); the A/B arm (weighted; sticky per session or user by hash); destinations in order
 — the arm, then the route's ``fallbacks`` — each with ``retries`` and backoff, skipping destinations
 cooling down after a failure. The arm and the endpoint that answered are returned in
@@ -222,10 +222,12 @@ class Gateway:
         """(route name or "", destinations in order, the A/B arm)."""
         model = body.get("model") or ""
         route = self.routes.get(model)
-        if route is None and model not in self.endpoints and model not in self.by_model:
+        if route is None and model not in self.endpoints:
+            # a model name nothing is called: the default route, else an endpoint serving that
+            # model, else the only route of this kind
             default = self.config.gateway.default_route
             route = self.routes.get(default) if default else None
-            if route is None:
+            if route is None and model not in self.by_model:
                 same = [r for r in self.routes.values() if r.task_type == task]
                 route = same[0] if len(same) == 1 else None
         if route is None:

@@ -1,0 +1,408 @@
+"""Gateway overhead: the same chat requests at 1, 16 and 64 concurrent clients, in one run,
+
+(a) direct to a stub provider that answers instantly;
+(b) through the fastest minimal pass-through proxy (raw ASGI + one pooled client; httpx and aiohttp
+    are both measured and the faster is the floor for a Python hop on this machine);
+(c) through flywheel's gateway with an A/B route (two arms on the stub), a fallback, a rate limit
+    high enough never to trigger, and its per-request accounting;
+(d) through LiteLLM's proxy (litellm[proxy]==1.108.7, in its own venv under bench/.venvs/, no
+    database, telemetry off, local cost map, a master key);
+(e) through `mlflow gateway start` on the basic file (its own venv reusing this one's packages
+    plus MLflow's gateway extras).
+
+Added latency = p50 (p99) through a hop − the same percentile direct, at the same concurrency.
+Server CPU per request = the hop's process-tree CPU time / requests. Writes bench/results/gateway.json.
+
+    .venv/bin/python bench/gateway.py          # BENCH_QUICK=1: fewer requests
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._util import free_port, pct, print_table, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
+VENVS = ROOT / "bench" / ".venvs"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+LEVELS = {1: 300 if QUICK else 1500, 16: 600 if QUICK else 3000, 64: 600 if QUICK else 3000}
+BODY = b'{"model": "chat", "messages": [{"role": "user", "content": "What port does the gateway use?"}], "max_tokens": 16}'
+LITELLM = "1.108.7"
+
+
+def _wait(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+def _spawn(
+    cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+    )
+
+
+def _cpu(proc: subprocess.Popen[bytes]) -> float:
+    try:
+        p = psutil.Process(proc.pid)
+        total = 0.0
+        for q in [p, *p.children(recursive=True)]:
+            t = q.cpu_times()
+            total += t.user + t.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+async def _load(
+    url: str, concurrency: int, n: int, headers: dict[str, str]
+) -> tuple[list[float], int, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    left = n
+    conn = aiohttp.TCPConnector(limit=concurrency + 4)
+    async with aiohttp.ClientSession(
+        connector=conn, headers={"content-type": "application/json", **headers}
+    ) as s:
+
+        async def worker() -> None:
+            nonlocal left, errors
+            while left > 0:
+                left -= 1
+                t0 = time.perf_counter()
+                try:
+                    async with s.post(url, data=BODY) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, errors, time.perf_counter() - t0
+
+
+def measure(
+    name: str, url: str, proc: subprocess.Popen[bytes] | None, headers: dict[str, str] | None = None
+) -> dict[int, dict[str, float]]:
+    out = {}
+    for c, n in LEVELS.items():
+        asyncio.run(_load(url, c, min(200, n), headers or {}))  # warm-up: connections, caches
+        cpu0 = _cpu(proc) if proc else 0.0
+        lat, errors, secs = asyncio.run(_load(url, c, n, headers or {}))
+        cpu = (_cpu(proc) - cpu0) if proc else 0.0
+        out[c] = {
+            "p50_ms": round(pct(lat, 50) * 1000, 3),
+            "p99_ms": round(pct(lat, 99) * 1000, 3),
+            "rps": round(n / secs, 1),
+            "errors": errors,
+            "cpu_ms_per_request": round(cpu / n * 1000, 3) if proc else None,
+        }
+        print(
+            f"  {name:<16} c={c:<3} p50 {out[c]['p50_ms']:.2f} ms  p99 {out[c]['p99_ms']:.2f} ms  {out[c]['rps']:.0f} req/s  errors {errors}",
+            flush=True,
+        )
+    return out
+
+
+def _litellm_venv() -> Path | None:
+    py = VENVS / "litellm" / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENVS / "litellm")], check=True)
+    ok = subprocess.run(
+        [
+            str(py),
+            "-c",
+            f"import litellm, importlib.metadata as m; assert m.version('litellm') == '{LITELLM}'",
+        ],
+        capture_output=True,
+    )
+    if ok.returncode:
+        print(f"installing litellm[proxy]=={LITELLM} into {VENVS / 'litellm'} (once)…", flush=True)
+        r = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", f"litellm[proxy]=={LITELLM}"],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode:
+            print("  LiteLLM did not install:", r.stderr[-500:])
+            return None
+    return py
+
+
+def _mlflow_venv() -> Path | None:
+    """A venv that sees this one's packages (a .pth file) plus MLflow's gateway extras."""
+    root = VENVS / "mlflow-gateway"
+    py = root / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        site = next((root / "lib").glob("python3*/site-packages"))
+        ours = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"))
+        (site / "zz_flywheel.pth").write_text(str(ours) + "\n" + str(ROOT / "src") + "\n")
+    if subprocess.run(
+        [str(py), "-c", "import slowapi, tiktoken, watchfiles"], capture_output=True
+    ).returncode:
+        r = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "slowapi<1", "tiktoken<1", "watchfiles<2"],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode:
+            print("  MLflow's gateway extras did not install:", r.stderr[-500:])
+            return None
+    return py
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    results: dict[str, Any] = {}
+    try:
+        stub_port = free_port()
+        stub = _spawn([sys.executable, "-m", "bench._gateway_apps", "stub", str(stub_port)])
+        procs.append(stub)
+        stub_url = f"http://127.0.0.1:{stub_port}"
+        _wait(stub_url + "/")
+        print("(a) direct", flush=True)
+        results["direct"] = measure("direct", stub_url + "/v1/chat/completions", None)
+
+        for kind in ("httpx", "aiohttp"):
+            port = free_port()
+            p = _spawn([sys.executable, "-m", "bench._gateway_apps", f"proxy-{kind}", str(port), stub_url])
+            procs.append(p)
+            _wait(f"http://127.0.0.1:{port}/")
+            print(f"(b) minimal proxy ({kind})", flush=True)
+            results[f"minimal_{kind}"] = measure(
+                f"minimal-{kind}", f"http://127.0.0.1:{port}/v1/chat/completions", p
+            )
+            p.terminate()
+            p.wait(10)
+
+        cfg = {
+            "endpoints": [
+                {
+                    "name": n,
+                    "endpoint_type": "llm/v1/chat",
+                    "model": {
+                        "provider": "openai",
+                        "name": "stub",
+                        "config": {"openai_api_key": "none", "openai_api_base": stub_url + "/v1"},
+                    },
+                    "retries": 1,
+                }
+                for n in ("arm-a", "arm-b")
+            ],
+            "routes": [
+                {
+                    "name": "chat",
+                    "task_type": "llm/v1/chat",
+                    "destinations": [
+                        {"name": "arm-a", "traffic_percentage": 70},
+                        {"name": "arm-b", "traffic_percentage": 30},
+                    ],
+                    "fallbacks": ["arm-a", "arm-b"],
+                    "limit": {"calls": 10_000_000, "renewal_period": "minute"},
+                }
+            ],
+        }
+        gw_cfg = tmp / "gateway.yaml"
+        gw_cfg.write_text(yaml.safe_dump(cfg))
+        port = free_port()
+        gw = _spawn(
+            [sys.executable, "-m", "flywheel.gateway", "--config", str(gw_cfg), "--port", str(port)],
+            log=tmp / "gw.log",
+        )
+        procs.append(gw)
+        _wait(f"http://127.0.0.1:{port}/health")
+        print("(c) flywheel gateway (A/B route, fallback, rate limit, accounting)", flush=True)
+        results["flywheel"] = measure("flywheel", f"http://127.0.0.1:{port}/v1/chat/completions", gw)
+        results["flywheel_stats"] = httpx.get(f"http://127.0.0.1:{port}/stats").json()["arms"]
+        gw.terminate()
+        gw.wait(10)
+
+        py = _litellm_venv()
+        if py:
+            lcfg = tmp / "litellm.yaml"
+            lcfg.write_text(
+                yaml.safe_dump(
+                    {
+                        "model_list": [
+                            {
+                                "model_name": "chat",
+                                "litellm_params": {
+                                    "model": "openai/stub",
+                                    "api_base": stub_url + "/v1",
+                                    "api_key": "none",
+                                },
+                            }
+                        ],
+                        "litellm_settings": {"telemetry": False, "drop_params": True},
+                        "general_settings": {"master_key": "sk-bench-1234"},
+                    }
+                )
+            )
+            port = free_port()
+            env = {
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_TELEMETRY": "False",
+                "LITELLM_LOG": "ERROR",
+                "DISABLE_ADMIN_UI": "True",
+                "NO_DOCS": "True",
+            }
+            lp = _spawn(
+                [
+                    str(py.parent / "litellm"),
+                    "--config",
+                    str(lcfg),
+                    "--port",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                    "--num_workers",
+                    "1",
+                ],
+                env=env,
+                log=tmp / "litellm.log",
+            )
+            procs.append(lp)
+            try:
+                _wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+                print(f"(d) LiteLLM proxy {LITELLM}", flush=True)
+                results["litellm"] = measure(
+                    "litellm",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    lp,
+                    {"Authorization": "Bearer sk-bench-1234"},
+                )
+            except RuntimeError as exc:
+                print("  LiteLLM did not start:", exc, (tmp / "litellm.log").read_text()[-800:])
+            lp.terminate()
+            lp.wait(20)
+
+        py = _mlflow_venv()
+        if py:
+            mcfg = tmp / "mlflow-gateway.yaml"
+            basic = yaml.safe_load((ROOT / "gateway" / "gateway_config.yaml").read_text())
+            basic["endpoints"][0]["model"]["config"]["openai_api_base"] = stub_url + "/v1"
+            basic["endpoints"][0].pop("limit", None)
+            mcfg.write_text(yaml.safe_dump(basic))
+            port = free_port()
+            mp = _spawn(
+                [
+                    str(py),
+                    "-m",
+                    "mlflow",
+                    "gateway",
+                    "start",
+                    "--config-path",
+                    str(mcfg),
+                    "--port",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                    "--workers",
+                    "1",
+                ],
+                env={"MLFLOW_DISABLE_TELEMETRY": "true"},
+                log=tmp / "mlflow.log",
+            )
+            procs.append(mp)
+            try:
+                _wait(f"http://127.0.0.1:{port}/health", timeout=180)
+                print("(e) mlflow gateway start", flush=True)
+                body_model = "local-chat"
+                global BODY
+                saved = BODY
+                BODY = BODY.replace(b'"chat"', f'"{body_model}"'.encode())
+                results["mlflow"] = measure("mlflow", f"http://127.0.0.1:{port}/v1/chat/completions", mp)
+                BODY = saved
+            except RuntimeError as exc:
+                print("  mlflow gateway did not start:", exc, (tmp / "mlflow.log").read_text()[-800:])
+            mp.terminate()
+            mp.wait(20)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+    direct = results["direct"]
+    minimal_key = min(("minimal_httpx", "minimal_aiohttp"), key=lambda k: results[k][16]["p50_ms"])
+
+    def added(name: str, c: int, q: str = "p50_ms") -> float | None:
+        if name not in results:
+            return None
+        return round(results[name][c][q] - direct[c][q], 3)
+
+    fw16, min16, lite16 = added("flywheel", 16), added(minimal_key, 16), added("litellm", 16)
+    summary = {
+        "added_p50_ms_c1": added("flywheel", 1),
+        "added_p50_ms_c16": fw16,
+        "added_p99_ms_c16": added("flywheel", 16, "p99_ms"),
+        "ratio_vs_minimal_c16": round(fw16 / min16, 2) if fw16 is not None and min16 else None,
+        "ratio_vs_litellm_c16": round(fw16 / lite16, 3) if fw16 is not None and lite16 else None,
+        "litellm_added_p50_ms_c16": lite16,
+        "mlflow_added_p50_ms_c16": added("mlflow", 16),
+        "minimal_proxy": minimal_key.removeprefix("minimal_"),
+        "minimal_added_p50_ms_c1": added(minimal_key, 1),
+        "minimal_added_p50_ms_c16": min16,
+        "flywheel_added_p50_ms_c64": added("flywheel", 64),
+        "flywheel_cpu_ms_per_request_c16": results["flywheel"][16]["cpu_ms_per_request"],
+        "errors": sum(v[c]["errors"] for k, v in results.items() if k != "flywheel_stats" for c in v),
+    }
+    rows = []
+    for name in ("direct", "minimal_httpx", "minimal_aiohttp", "flywheel", "litellm", "mlflow"):
+        if name in results:
+            for c in LEVELS:
+                r = results[name][c]
+                rows.append(
+                    (
+                        name,
+                        str(c),
+                        f"{r['p50_ms']:.2f}",
+                        f"{r['p99_ms']:.2f}",
+                        f"{added(name, c) or 0:+.2f}",
+                        f"{r['rps']:.0f}",
+                        str(r["cpu_ms_per_request"] or "-"),
+                        str(r["errors"]),
+                    )
+                )
+    print_table(
+        "gateway overhead",
+        rows,
+        ("target", "clients", "p50 ms", "p99 ms", "added p50", "req/s", "cpu ms/req", "errors"),
+    )
+    print("\nsummary:", summary)
+    write_result("gateway", summary, {"levels": LEVELS, "results": results, "litellm_version": LITELLM})
+
+
+if __name__ == "__main__":
+    main()
