@@ -22,8 +22,8 @@ def _step(n: int, title: str) -> None:
 def demo() -> None:
     """Run the flywheel end to end on embedded defaults and print where to look.
 
-    Steps: start the stack, ask the local LLM, ingest the user guide (docs/), ask the agent an
-    answerable, an adversarial and an out-of-scope question (each an MLflow trace), push the system
+    Steps: start the stack, ask the local LLM through the gateway (A/B split), ingest the user guide
+    (docs/), ask the agent an answerable, an adversarial and an out-of-scope question (each an MLflow trace), push the system
     prompts, log + register + alias + verify the agent, serve it and call it with the OpenAI SDK,
     evaluate it on the golden dataset, simulate users and score their traces online, tune the answer
     policy on temporary runtimes (the best becomes the challenger), gate the challenger against the
@@ -40,22 +40,40 @@ def demo() -> None:
         stack.up(on_event=lambda name, what: console.print(f"  {name:<8} {what}"))
     console.print(f"  all healthy after {time.monotonic() - t0:.1f} s")
 
-    _step(2, "ask the local LLM through the OpenAI client")
-    from openai import OpenAI
-
-    client = OpenAI(
-        base_url=cfg.llm_url, api_key=cfg.openai_api_key.get_secret_value() if cfg.openai_api_key else "none"
-    )
-    question = "In one sentence, what is a documentation QA agent?"
-    reply = client.chat.completions.create(
-        model=cfg.llm_model, messages=[{"role": "user", "content": question}], max_tokens=80, temperature=0.2
-    )
-    console.print(f"  [bold]Q:[/] {question}")
-    console.print(f"  [bold]A:[/] {(reply.choices[0].message.content or '').strip()}")
-
-    _step(3, "ingest the user guide (docs/) into Milvus Lite")
+    _step(2, "ask the local LLM through the gateway (:5010, A/B split 70/30) with the OpenAI client")
     from pathlib import Path
 
+    from openai import OpenAI
+
+    gw_cfg = cfg.model_copy(update={"gateway_config": Path("gateway/gateway_ab_test.yaml")})
+    gateway = Stack(gw_cfg)
+    gateway.down(["gateway"])  # this file, not one an earlier `flywheel gateway start` used
+    with console.status("Starting the gateway…"):
+        gateway.up(["gateway"])
+    gw_url = f"http://{cfg.host}:{cfg.gateway_port}/v1"
+    client = OpenAI(base_url=gw_url, api_key=cfg.api_key.get_secret_value() if cfg.api_key else "none")
+    question = "In one sentence, what is a documentation QA agent?"
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=60,
+        extra_headers={"x-session-id": "demo"},
+    )
+    reply = raw.parse()
+    console.print(f"  [bold]Q:[/] {question}")
+    console.print(f"  [bold]A:[/] {(reply.choices[0].message.content or '').strip()}")
+    arms = [
+        client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+        ).headers["x-flywheel-arm"]
+        for _ in range(10)
+    ]
+    console.print(
+        f"  arm of this session: {raw.headers['x-flywheel-arm']} (sticky) · 10 one-off requests: "
+        f"{arms.count('arm-a')}× arm-a, {arms.count('arm-b')}× arm-b · `flywheel gateway stats` compares them"
+    )
+
+    _step(3, "ingest the user guide (docs/) into Milvus Lite")
     from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
 
     kb = KnowledgeBase(cfg)

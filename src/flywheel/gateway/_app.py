@@ -129,8 +129,9 @@ class Gateway:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                pools: dict[str, Any] = {}
                 for p in self.providers.values():
-                    await p.start()
+                    await p.start(pools)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 for p in self.providers.values():

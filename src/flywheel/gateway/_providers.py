@@ -49,8 +49,8 @@ class Provider:
     def __init__(self, ep: EndpointConfig, config: dict[str, Any]) -> None:
         self.ep, self.config = ep, config
 
-    async def start(self) -> None:
-        pass
+    async def start(self, pools: dict[str, Any]) -> None:
+        """``pools``: connection pools shared by the endpoints that call the same server."""
 
     async def close(self) -> None:
         pass
@@ -75,7 +75,7 @@ def _key(value: Any) -> str | None:
 class OpenAICompatible(Provider):
     """Pass-through: the hot path is one pooled aiohttp request and a JSON re-encode of the body."""
 
-    async def start(self) -> None:
+    async def start(self, pools: dict[str, Any]) -> None:
         self.base = str(self.config.get("openai_api_base") or "https://api.openai.com/v1").rstrip("/")
         key = _key(self.config.get("openai_api_key"))
         self.headers = {"Content-Type": "application/json"}
@@ -83,20 +83,37 @@ class OpenAICompatible(Provider):
             self.headers["Authorization"] = f"Bearer {key}"
         if self.config.get("openai_organization"):
             self.headers["OpenAI-Organization"] = str(self.config["openai_organization"])
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.ep.max_connections, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.ep.timeout_s),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.ep.timeout_s)
+        # one pool per upstream server: two A/B arms on one server share its keep-alive connections
+        # (two pools measured ~10 % slower at 16 clients); the pool is bounded by the largest
+        # max_connections among the endpoints that share it
+        origin = self.base.split("/", 3)[2]
+        session = pools.get(origin)
+        if session is None or session.connector.limit < self.ep.max_connections:
+            if session is not None:
+                await session.close()
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.ep.max_connections, ttl_dns_cache=300),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+            pools[origin] = session
+        self.pools, self.origin = pools, origin
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self.pools[self.origin]  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        await self.session.close()
+        if not self.session.closed:
+            await self.session.close()
 
     async def _post(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         body = {**body, **self.ep.params, "model": self.ep.model.name}
         try:
-            resp = await self.session.post(self.base + path, data=json.dumps(body), headers=self.headers)
+            resp = await self.session.post(
+                self.base + path, data=json.dumps(body).encode(), headers=self.headers, timeout=self.timeout
+            )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Retryable(502, f"{self.ep.name}: {type(exc).__name__}: {exc}") from exc
         if resp.status == 429 or resp.status >= 500:
@@ -208,7 +225,7 @@ _ANTHROPIC_STOP = {
 class Anthropic(Provider):
     """OpenAI chat ⇄ Anthropic Messages (``anthropic_api_base`` lets tests and proxies redirect it)."""
 
-    async def start(self) -> None:
+    async def start(self, pools: dict[str, Any]) -> None:
         self.base = str(self.config.get("anthropic_api_base") or "https://api.anthropic.com").rstrip("/")
         self.headers = {
             "content-type": "application/json",
@@ -337,7 +354,7 @@ class Bedrock(Provider):
     references in the config, else boto3's usual chain; ``aws_region``; ``aws_endpoint_url`` lets
     tests and VPC endpoints redirect it."""
 
-    async def start(self) -> None:
+    async def start(self, pools: dict[str, Any]) -> None:
         import boto3
         from botocore.config import Config
 
