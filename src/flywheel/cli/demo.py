@@ -66,10 +66,10 @@ def demo() -> None:
         client.chat.completions.with_raw_response.create(
             model="chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=1
         ).headers["x-flywheel-arm"]
-        for _ in range(10)
+        for _ in range(20)
     ]
     console.print(
-        f"  arm of this session: {raw.headers['x-flywheel-arm']} (sticky) · 10 one-off requests: "
+        f"  arm of this session: {raw.headers['x-flywheel-arm']} (sticky) · 20 one-off requests: "
         f"{arms.count('arm-a')}× arm-a, {arms.count('arm-b')}× arm-b · `flywheel gateway stats` compares them"
     )
 

@@ -213,9 +213,15 @@ class OnlineMonitor:
         """Score the traces that arrived since the cursor; returns how many were scored."""
         state = self.state
         since = max(0, state["cursor_ms"] - LOOKBACK_MS)
+        # tag filters go to the server: a selection that matches a few traces of a long history
+        # must not page through all of it (a fresh selection starts at the beginning of time)
+        where = [f"trace.timestamp_ms >= {since}"]
+        for key, value in self.opts.filters.items():
+            safe = str(value).replace("'", "\\'")
+            where.append(f"tags.`{key}` = '{safe}'")
         traces = self.client.search_traces(
             locations=[self.experiment_id],
-            filter_string=f"trace.timestamp_ms >= {since}",
+            filter_string=" AND ".join(where),
             order_by=["timestamp_ms ASC"],
             max_results=self.opts.batch,
             include_spans=True,
