@@ -32,7 +32,11 @@ def _resources() -> list[tuple[str, dict[str, Any]]]:
     for path in sorted(K8S.rglob("*.yaml")):
         if path.name == "kustomization.yaml" or path.parent.name == "runtime":
             continue
-        docs += [(str(path.relative_to(ROOT)), d) for d in yaml.safe_load_all(path.read_text()) if d]
+        docs += [
+            (str(path.relative_to(ROOT)), d)
+            for d in yaml.safe_load_all(path.read_text())
+            if d and "kind" in d
+        ]
     return docs
 
 
@@ -48,7 +52,9 @@ def test_the_schema_check_can_fail() -> None:
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
 
-def test_the_manifests_name_only_ports_paths_and_variables_the_server_uses(tmp_path: Path) -> None:
+def test_the_manifests_name_only_ports_paths_and_variables_the_servers_use(tmp_path: Path) -> None:
+    """Agent and gateway manifests (base, overlays, the runtime template): every FLYWHEEL_/provider
+    variable is a setting, every probe path a route, every container port a server's port."""
     from flywheel.agent import DocsAgent
     from flywheel.knowledge import KnowledgeBase
     from flywheel.serving import LoadedAgent, build_app
@@ -64,9 +70,14 @@ def test_the_manifests_name_only_ports_paths_and_variables_the_server_uses(tmp_p
     }
     known = {f"FLYWHEEL_{f.upper()}" for f in fields} | aliases
     agent = DocsAgent(settings, kb=KnowledgeBase(settings, embedder=HashEmbedder()), llm=fake_chat("x"))
-    app = build_app(settings, LoadedAgent(agent))
-    routes = {getattr(r, "path", "") for r in app.routes}
-    texts = [p.read_text() for p in K8S.rglob("*.yaml")]
+    routes = {getattr(r, "path", "") for r in build_app(settings, LoadedAgent(agent)).routes} | {
+        "/health",
+        "/stats",
+    }
+    files = [
+        p for p in K8S.rglob("*.yaml") if p.parent.name != "tracking"
+    ]  # MLflow/PostgreSQL: their own images
+    texts = [p.read_text() for p in files]
     variables = set()
     for text in texts:
         variables |= set(re.findall(r"^\s+(FLYWHEEL_[A-Z_]+|[A-Z]+_[A-Z_]+):", text, re.M))
@@ -77,9 +88,37 @@ def test_the_manifests_name_only_ports_paths_and_variables_the_server_uses(tmp_p
     for text in texts:
         paths |= set(re.findall(r"httpGet: \{path: (/[a-z]*)", text))
     assert paths and paths <= routes, paths - routes
-    for text in texts:
-        for port in re.findall(r"containerPort: (\d+)", text):
-            assert int(port) == settings.agent_port  # the agent server's default port
+    ports = {int(p) for text in texts for p in re.findall(r"containerPort: (\d+)", text)}
+    assert ports == {settings.agent_port, settings.gateway_port}
+
+
+def test_the_clusters_gateway_yaml_is_a_valid_gateway_config() -> None:
+    from flywheel.gateway import load_gateway_config
+
+    cfg = load_gateway_config(K8S / "base" / "gateway.yaml")
+    assert cfg.gateway.api_keys == ["$FLYWHEEL_API_KEY"]  # keys stay references
+
+
+def test_the_dockerfile_is_multi_stage_non_root_with_healthchecks_and_real_entry_points() -> None:
+    import importlib.util
+
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+(?: AS (\w+))?", text, re.M)
+    assert len(stages) >= 3 and stages[-1] == "agent"  # the default target is the agent server
+    assert "USER 10001:10001" in text and "useradd" in text
+    assert (
+        "build-essential" not in text.split("FROM python:${PYTHON}-slim AS base", 1)[1]
+    )  # no compilers at run time
+    settings = load_settings()
+    exposed = {int(p) for p in re.findall(r"^EXPOSE (\d+)", text, re.M)}
+    assert exposed == {settings.agent_port, settings.gateway_port, 8080}  # 8080: the AgentCore contract
+    assert text.count("HEALTHCHECK") == len(exposed)
+    for module in re.findall(r'ENTRYPOINT \["python", "-m", "([\w.]+)"', text):
+        assert importlib.util.find_spec(module) is not None, module
+    for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        assert (ROOT / src.rstrip("/")).exists(), src
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "data/", ".env", ".git"} <= set(ignored)  # no venv, data or secrets in the image
 
 
 def test_a_rendered_runtime_is_valid_and_carries_any_config_safely() -> None:
