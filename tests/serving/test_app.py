@@ -61,6 +61,33 @@ def test_previous_response_id_continues_the_thread(tmp_path: Path) -> None:
         assert second.metadata["thread_id"] == first.metadata["thread_id"]
 
 
+def test_a_second_worker_continues_the_conversation_through_the_shared_store(tmp_path: Path) -> None:
+    """Two server processes (here: two apps, two agents) share the SQLite conversation store: a
+    follow-up that lands on the other worker keeps its thread and its history."""
+    from flywheel.agent._threads import SQLStore
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    worker_a, worker_b = _agent(tmp_path / "a"), _agent(tmp_path / "b")
+    worker_a.threads = SQLStore(str(tmp_path / "conversations.db"))
+    worker_b.threads = SQLStore(str(tmp_path / "conversations.db"))
+    with (
+        running(build_app(worker_a.settings, LoadedAgent(worker_a))) as url_a,
+        running(build_app(worker_b.settings, LoadedAgent(worker_b))) as url_b,
+    ):
+        first = OpenAI(base_url=url_a, api_key="unused").responses.create(
+            model="x", input="Which port does the gateway use?"
+        )
+        second = OpenAI(base_url=url_b, api_key="unused").responses.create(
+            model="x", input="And what does it split?", previous_response_id=first.id
+        )
+        assert second.metadata["thread_id"] == first.metadata["thread_id"]
+        assert worker_b.threads.history(first.metadata["thread_id"])[0] == (
+            "user",
+            "Which port does the gateway use?",
+        )
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status"),
     [

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from flywheel.agent._prompts import (
     detect_language,
     format_context,
 )
+from flywheel.agent._threads import ConversationStore, MemoryStore
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
 from flywheel.agent._untrusted import UNTRUSTED_HEADER, check_question, withhold_injected
 from flywheel.config import Settings, secret_values
@@ -148,10 +147,10 @@ class DocsAgent:
         # the config is fixed for the agent's life: its trace identity is computed once
         self._config_tags = self.config.tags()
         self._config_json = self._config_tags.pop("agent.config")
-        # conversation memory: thread id → its human/assistant turns (a bounded LRU; a LangGraph
-        # checkpointer cost ~4 ms per request for the same effect)
-        self._threads: OrderedDict[str, list[BaseMessage]] = OrderedDict()
-        self._threads_lock = threading.Lock()
+        # conversation memory: thread id → its last turns (in this process by default; the agent
+        # server swaps in a shared store so workers and replicas continue the same conversation;
+        # a LangGraph checkpointer cost ~4 ms per request for the same effect)
+        self.threads: ConversationStore = MemoryStore(self.MAX_THREADS)
         self._version_ids: dict[tuple[str, ...], VersionIdentity] = {}
         self.graph = self._build()
 
@@ -410,8 +409,10 @@ class DocsAgent:
         try:
             with span("docs_qa_agent", "AGENT", {"question": question, "thread_id": thread_id}) as root:
                 state: dict[str, Any] = {}
-                with self._threads_lock:
-                    history = list(self._threads.get(thread_id, []))
+                history: list[BaseMessage] = [
+                    HumanMessage(text) if role == "user" else AIMessage(text)
+                    for role, text in self.threads.history(thread_id)
+                ]
                 for mode, item in self.graph.stream(
                     {"question": question, "messages": [*history, HumanMessage(question)]},
                     stream_mode=["messages", "values"] if stream_tokens else ["values"],
@@ -484,13 +485,7 @@ class DocsAgent:
     MAX_THREADS = 10_000
 
     def _remember(self, thread_id: str, question: str, answer: str) -> None:
-        keep = 2 * max(self.config.history_turns, 1)
-        with self._threads_lock:
-            turns = self._threads.pop(thread_id, [])
-            turns = [*turns, HumanMessage(question), AIMessage(answer)][-keep:]
-            self._threads[thread_id] = turns
-            while len(self._threads) > self.MAX_THREADS:
-                self._threads.popitem(last=False)
+        self.threads.remember(thread_id, question, answer, keep=2 * max(self.config.history_turns, 1))
 
     def _finish(self, state: State, thread_id: str) -> AgentAnswer:
         answer = state.get("answer", "")

@@ -21,6 +21,10 @@ def serve(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Run in the background; stop with `flywheel down agent`.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes; conversations are shared through FLYWHEEL_CONVERSATION_STORE."),
+    ] = None,
 ) -> None:
     """Serve the agent: OpenAI Responses API (invoke + streaming), /health, /ready, chat page at /.
 
@@ -30,12 +34,25 @@ def serve(
     Examples:
       flywheel serve --model models:/docs-qa-agent@champion
       flywheel serve --detach && curl -s localhost:5005/health
+      flywheel serve --workers 2   # two processes, one conversation store (data/conversations.db)
     """
     if model:
         os.environ["FLYWHEEL_SERVE_MODEL"] = model
     if port:
         os.environ["FLYWHEEL_AGENT_PORT"] = str(port)
+    if workers:
+        os.environ["FLYWHEEL_SERVE_WORKERS"] = str(workers)
     cfg = settings()
+    if cfg.serve_workers > 1 and cfg.conversation_store == "memory":
+        from flywheel.errors import InputError
+
+        raise InputError(
+            "option_value",
+            option="--workers",
+            value=str(cfg.serve_workers),
+            expected="1 with FLYWHEEL_CONVERSATION_STORE=memory (each process would keep its own "
+            "conversations), or a shared store: sqlite or postgresql://…",
+        )
     if (model or cfg.serve_model or "").startswith("models:/"):
         from flywheel.stack import require
 

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     # past it the oldest are dropped and counted (/metrics, /ready)
     serve_spool_max_mb: int = Field(256, ge=1)
     serve_body_timeout: float = Field(10.0, gt=0, description="seconds to read a request body")
+    serve_workers: int = Field(1, ge=1, le=64, description="agent server processes (uvicorn workers)")
+    # conversation threads of the agent server: memory (one process), sqlite (data/conversations.db,
+    # shared by the workers of one machine), or postgresql://… (shared by replicas)
+    conversation_store: str = "sqlite"
+    conversation_ttl_s: float = Field(7 * 86400, gt=0)
+    conversation_max_threads: int = Field(100_000, ge=100)
 
     # -- evaluation: an LLM judge (any OpenAI-compatible endpoint or the gateway); unset: local scorers
     judge_base_url: str | None = None
@@ -205,6 +211,8 @@ class Settings(BaseSettings):
         "embedding_model",
         "max_question_chars",
         "profile",
+        "serve_workers",
+        "conversation_store",
     )
 
     def to_env(self) -> dict[str, str]:

@@ -276,7 +276,6 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     app = FastAPI(title="flywheel agent server", docs_url="/docs", redoc_url=None)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     slots = _Slots(limits)
-    threads: dict[str, str] = {}  # response id → conversation thread, for previous_response_id
     open_paths = {"/health", "/ping", "/ready", "/metrics", "/", "/favicon.ico"}
     last_checks: dict[str, bool] = {}
     ledger = _ledger()
@@ -435,7 +434,9 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             meta.get("thread_id")
             or custom.get("thread_id")
             or req.conversation
-            or threads.get(req.previous_response_id or "")
+            or (
+                loaded.agent.threads.thread_of(req.previous_response_id) if req.previous_response_id else None
+            )
             or uuid.uuid4().hex
         )
         # other metadata (e.g. the simulator's "simulated"/"sim_run", an A/B arm) goes on the trace
@@ -496,7 +497,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                     )
                 raise _Failure(status, code, message, request_id) from exc
         resp_id = new_id("resp")
-        threads[resp_id] = answer.thread_id
+        await asyncio.to_thread(loaded.agent.threads.link, resp_id, answer.thread_id)  # may be a shared DB
         ledger.answered(answer.trace_id or "")
         return response_object(
             resp_id,
@@ -546,7 +547,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
                     yield writer.delta(item["text"])
                 else:
                     answer = item["answer"]
-                    threads[writer.resp_id] = answer.thread_id
+                    await asyncio.to_thread(loaded.agent.threads.link, writer.resp_id, answer.thread_id)
                     ledger.answered(answer.trace_id or "")
                     for event in writer.finish(
                         answer.usage, _meta(answer, request_id), answer.custom_outputs()

@@ -1,0 +1,179 @@
+"""MLflow on PostgreSQL, for real: a local PostgreSQL server, the MLflow tracking server on it, and
+the log → register → serve → trace path of the agent against it (the at-scale store of
+deploy/k8s/tracking). Skipped with a reason when PostgreSQL is not installed."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from flywheel.config import Settings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """initdb refuses to run as root: run the server as the postgres user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL is not installed (scripts/ensure-postgres.sh installs it as root)")
+    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode:
+        pytest.skip("running as root without a postgres user to run the server as")
+    root = tmp_path_factory.mktemp("pg")
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres([initdb, "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        _as_postgres([pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w", "start"]),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("createdb") or "createdb",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "mlflow",
+                    "mlflow",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True
+        )
+
+
+@pytest.fixture(scope="module")
+def mlflow_on_postgres(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    artifacts = tmp_path_factory.mktemp("pg-artifacts")
+    port = free_port()
+    log = open(artifacts / "mlflow.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            postgres,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(
+                    "mlflow server on PostgreSQL exited: " + (artifacts / "mlflow.log").read_text()[-1500:]
+                )
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_log_register_serve_and_trace_on_postgres(
+    stack: Settings, mlflow_on_postgres: str, postgres: str
+) -> None:
+    import mlflow
+    import psycopg2
+
+    from flywheel.agent import AgentConfig
+    from flywheel.registry import log_agent
+    from flywheel.runtime import LocalRuntimes
+
+    # everything else (the LLM, the index) is the embedded stack's; only the tracking store changes
+    settings = stack.model_copy(update={"mlflow_tracking_uri": mlflow_on_postgres, "experiment": "pg-it"})
+    logged = log_agent(settings, AgentConfig(policy="grounded"), name="pg-agent", alias="champion")
+    runtimes = LocalRuntimes(settings)
+    rt = runtimes.deploy("models:/pg-agent@champion", purpose="manual", name="pg-it-agent")
+    try:
+        r = httpx.post(
+            rt.url + "/responses", json={"input": "How do I start the embedded stack?"}, timeout=120
+        )
+        assert r.status_code == 200, r.text
+        meta = r.json()["metadata"]
+        assert meta["registered_model.version"] == str(logged.version)
+        trace_id = meta["trace_id"]
+    finally:
+        runtimes.delete(rt.name)
+    mlflow.set_tracking_uri(mlflow_on_postgres)
+    deadline = time.monotonic() + 60
+    trace = None
+    while time.monotonic() < deadline and trace is None:
+        try:
+            trace = mlflow.get_trace(trace_id)
+        except Exception:
+            trace = None
+        if trace is None:
+            time.sleep(1)
+    assert trace is not None, "the served request's trace never reached the PostgreSQL-backed server"
+    assert trace.info.tags["registered_model.name"] == "pg-agent"
+    # and it really is PostgreSQL that holds them
+    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM model_versions WHERE name = 'pg-agent'")
+        assert cur.fetchone()[0] == 1
+        cur.execute("SELECT count(*) FROM trace_info WHERE request_id = %s", (trace_id,))
+        assert cur.fetchone()[0] == 1
