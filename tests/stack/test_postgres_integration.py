@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,7 +45,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (scripts/ensure-postgres.sh installs it as root)")
     if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode:
         pytest.skip("running as root without a postgres user to run the server as")
-    root = tmp_path_factory.mktemp("pg")
+    # not under pytest's temporary folder: it is private to root, and the server runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     if os.geteuid() == 0:
@@ -138,7 +141,7 @@ def test_log_register_serve_and_trace_on_postgres(
     stack: Settings, mlflow_on_postgres: str, postgres: str
 ) -> None:
     import mlflow
-    import psycopg2
+    import psycopg
 
     from flywheel.agent import AgentConfig
     from flywheel.registry import log_agent
@@ -149,6 +152,7 @@ def test_log_register_serve_and_trace_on_postgres(
     logged = log_agent(settings, AgentConfig(policy="grounded"), name="pg-agent", alias="champion")
     runtimes = LocalRuntimes(settings)
     rt = runtimes.deploy("models:/pg-agent@champion", purpose="manual", name="pg-it-agent")
+    mlflow.set_tracking_uri(mlflow_on_postgres)
     try:
         r = httpx.post(
             rt.url + "/responses", json={"input": "How do I start the embedded stack?"}, timeout=120
@@ -157,23 +161,39 @@ def test_log_register_serve_and_trace_on_postgres(
         meta = r.json()["metadata"]
         assert meta["registered_model.version"] == str(logged.version)
         trace_id = meta["trace_id"]
+        # the server ships traces in batches (the root span, which carries the tags, last)
+        deadline = time.monotonic() + 90
+        trace = None
+        while time.monotonic() < deadline:
+            try:
+                trace = mlflow.get_trace(trace_id)
+            except Exception:
+                trace = None
+            if trace is not None and "registered_model.name" in trace.info.tags:
+                break
+            time.sleep(1)
     finally:
         runtimes.delete(rt.name)
-    mlflow.set_tracking_uri(mlflow_on_postgres)
-    deadline = time.monotonic() + 60
-    trace = None
-    while time.monotonic() < deadline and trace is None:
-        try:
-            trace = mlflow.get_trace(trace_id)
-        except Exception:
-            trace = None
-        if trace is None:
-            time.sleep(1)
     assert trace is not None, "the served request's trace never reached the PostgreSQL-backed server"
-    assert trace.info.tags["registered_model.name"] == "pg-agent"
+    assert trace.info.tags.get("registered_model.name") == "pg-agent", trace.info.tags
     # and it really is PostgreSQL that holds them
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+    with psycopg.connect(postgres) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM model_versions WHERE name = 'pg-agent'")
         assert cur.fetchone()[0] == 1
         cur.execute("SELECT count(*) FROM trace_info WHERE request_id = %s", (trace_id,))
         assert cur.fetchone()[0] == 1
+
+
+def test_the_conversation_store_on_postgres(postgres: str) -> None:
+    """Replicas share conversations through PostgreSQL: two stores (two replicas) on one database."""
+    from flywheel.agent._threads import SQLStore
+
+    replica_a, replica_b = SQLStore(postgres, max_threads=100), SQLStore(postgres, max_threads=100)
+    replica_a.remember("pg-thread", "What port?", "5010.", keep=6)
+    replica_a.link("resp_pg", "pg-thread")
+    assert replica_b.thread_of("resp_pg") == "pg-thread"
+    assert replica_b.history("pg-thread") == [("user", "What port?"), ("assistant", "5010.")]
+    for i in range(150):
+        replica_b.remember(f"t{i}", "q", "a", keep=2)
+    replica_b.prune()
+    assert replica_a.history("t0") == [] and replica_a.history("t149")

@@ -94,7 +94,13 @@ def test_up_serves_mlflow_and_llm_then_down_leaves_nothing(tmp_path: Path) -> No
 
         status = _flywheel(["status", "--json"], env)
         states = {row["name"]: row["state"] for row in json.loads(status.stdout)}
-        assert states == {"mlflow": "healthy", "llm": "healthy", "milvus": "healthy", "agent": "stopped"}
+        assert states == {
+            "mlflow": "healthy",
+            "llm": "healthy",
+            "milvus": "healthy",
+            "agent": "stopped",
+            "gateway": "stopped",
+        }
     finally:
         down = _flywheel(["down"], env)
     assert down.returncode == 0, down.stderr

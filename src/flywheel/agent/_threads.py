@@ -5,7 +5,7 @@ worker and replica of the agent server continues the same conversation.
 - ``memory``: a bounded LRU in this process (the CLI, evaluations);
 - ``sqlite`` (the agent server's default): ``data/conversations.db`` in WAL mode, shared by the
   workers of one machine (``flywheel serve --workers N``);
-- ``postgresql://…``: shared by replicas on many machines (psycopg2).
+- ``postgresql://…``: shared by replicas on many machines (psycopg).
 
 Bounded and expiring in every backend: at most ``max_threads`` threads, each dropped
 ``ttl_s`` after its last turn; a thread keeps only its last ``keep`` messages.
@@ -98,9 +98,9 @@ class SQLStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.postgres:
-                import psycopg2
+                import psycopg
 
-                conn = psycopg2.connect(self.dsn)
+                conn = psycopg.connect(self.dsn)
             else:
                 Path(self.dsn).parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.dsn, timeout=10, isolation_level=None, check_same_thread=False)

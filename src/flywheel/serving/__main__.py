@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from typing import Any
@@ -26,6 +27,15 @@ def _quiet() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
+def _flush_traces() -> None:
+    from flywheel.tracking import flush_traces
+
+    try:
+        flush_traces(10)
+    except Exception as exc:  # the tracking server is gone too: the spool keeps what it can
+        logging.getLogger("flywheel.serving").warning("traces not flushed at exit: %s", exc)
+
+
 def create_app() -> Any:
     """The app of one server process (each uvicorn worker calls this): settings from the
     environment, the agent, and the shared conversation store."""
@@ -35,6 +45,9 @@ def create_app() -> Any:
     settings = load_settings()
     install_redaction(secret_values(settings))
     loaded = load_agent(settings, settings.serve_model)
+    # a graceful stop (SIGTERM: a rollout, `flywheel down`, a gate's clean-up) ships the traces of
+    # the last answers first: the batch exporter would otherwise drop up to a second of them
+    atexit.register(_flush_traces)
     loaded.agent.threads = make_store(
         settings.conversation_store,
         settings.data_path,
