@@ -18,6 +18,12 @@ async def _body(receive: Any) -> bytes:
     return raw
 
 
+async def _lifespan(receive: Any, send: Any) -> None:
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 async def _send(send: Any, status: int, body: bytes, ctype: bytes = b"application/json") -> None:
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]})
     await send({"type": "http.response.body", "body": body})
@@ -32,9 +38,7 @@ class OpenAIStub:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         if scope["path"] == "/health":
             await _send(send, 200, b'{"status":"ok"}')
@@ -107,9 +111,7 @@ class AnthropicStub:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         if scope["path"] == "/health":
             await _send(send, 200, b"{}")
@@ -227,9 +229,7 @@ class BedrockStub:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         if scope["path"] == "/health":
             await _send(send, 200, b"{}")

@@ -6,48 +6,22 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from openai import OpenAI
 
 from flywheel.errors import ConfigError
 from flywheel.gateway import build_gateway, load_gateway_config
-from tests.conftest import free_port
 from tests.gateway.stubs import AnthropicStub, BedrockStub, OpenAIStub
+from tests.serving.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[tuple[str, uvicorn.Server]]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    try:
-        yield url, server
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _gateway(tmp_path: Path, config: dict[str, Any]) -> Any:

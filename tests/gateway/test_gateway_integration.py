@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from flywheel.config import Settings
-from tests.gateway.test_gateway import serve
+from tests.serving.conftest import serve
 
 pytestmark = pytest.mark.integration
 

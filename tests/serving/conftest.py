@@ -14,7 +14,9 @@ from tests.conftest import free_port
 
 
 @contextmanager
-def running(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def serve(app) -> Iterator[tuple[str, uvicorn.Server]]:  # type: ignore[no-untyped-def]
+    """The app on a free port in a background thread, until /health answers; (url, server) —
+    ``server.should_exit = True`` stops it early (a provider going away mid-test)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -27,7 +29,13 @@ def running(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
         except httpx.HTTPError:
             time.sleep(0.05)
     try:
-        yield url
+        yield url, server
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def running(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with serve(app) as (url, _):
+        yield url

@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from flywheel.config import Settings
+from flywheel.config._files import read_json_file
 from flywheel.errors import InputError
 from flywheel.tracking import try_resolve_model
 
@@ -50,19 +51,7 @@ class Thresholds:
 def load_thresholds(path: Path | None) -> Thresholds:
     if path is None:
         return Thresholds()
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(
-            "path_not_found",
-            path=str(path),
-            what={"en": "thresholds file", "ja": "閾値ファイル"},
-            cwd=Path.cwd(),
-        ) from exc
-    except ValueError as exc:
-        raise InputError(
-            "option_value", option="--thresholds", value=str(path), expected=f"valid JSON ({exc})"
-        ) from exc
+    raw = read_json_file(path, {"en": "thresholds file", "ja": "閾値ファイル"}, "--thresholds")
     known = {*Thresholds.__dataclass_fields__, "hard"}
     unknown = set(raw) - known
     if unknown:

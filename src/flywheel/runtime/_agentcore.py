@@ -22,7 +22,7 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
-from flywheel.runtime._local import Runtime
+from flywheel.runtime._local import Runtime, runtime_name
 
 __all__ = ["AgentCoreRuntimes"]
 
@@ -95,7 +95,7 @@ class AgentCoreRuntimes:
         timeout: float = 900.0,
     ) -> Runtime:
         # AgentCore names: letters, digits and underscores, starting with a letter
-        name = self.settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}").replace("-", "_")
+        name = runtime_name(self.settings, name, purpose).replace("-", "_")
         created = self.control.create_agent_runtime(
             agentRuntimeName=name,
             agentRuntimeArtifact={"containerConfiguration": {"containerUri": self.image}},

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import InputError, ServiceStartError
-from flywheel.runtime._local import Runtime
+from flywheel.runtime._local import Runtime, runtime_name
 from flywheel.stack._ports import free_port
 
 __all__ = ["DockerRuntimes"]
@@ -90,7 +89,7 @@ class DockerRuntimes:
         name: str | None = None,
         timeout: float = 300.0,
     ) -> Runtime:
-        name = self.settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}")
+        name = runtime_name(self.settings, name, purpose)
         port = free_port(self.settings.host)
         env = {
             "FLYWHEEL_HOST": "0.0.0.0",  # inside the container; published on 127.0.0.1 only

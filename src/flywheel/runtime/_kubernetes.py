@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import string
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import yaml
 
 from flywheel.config import Settings
 from flywheel.errors import InputError, ServiceStartError
-from flywheel.runtime._local import Runtime
+from flywheel.runtime._local import Runtime, runtime_name
 
 __all__ = ["KubernetesRuntimes", "render_runtime"]
 
@@ -131,7 +130,7 @@ class KubernetesRuntimes:
         name: str | None = None,
         timeout: float = 600.0,
     ) -> Runtime:
-        name = self.settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}")
+        name = runtime_name(self.settings, name, purpose)
         deployment, service = render_runtime(
             name,
             image=self.image,

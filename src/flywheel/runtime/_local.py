@@ -18,7 +18,12 @@ from flywheel.errors import ServiceStartError
 from flywheel.stack._ports import free_port
 from flywheel.stack._process import ProcessRecord, is_alive, spawn, stop_tree
 
-__all__ = ["LocalRuntimes", "Runtime"]
+__all__ = ["LocalRuntimes", "Runtime", "runtime_name"]
+
+
+def runtime_name(settings: Settings, name: str | None, purpose: str) -> str:
+    """The name a new runtime gets: the one asked for, or PURPOSE-RANDOM; prefixed by the profile."""
+    return settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}")
 
 
 @dataclass
@@ -70,7 +75,7 @@ class LocalRuntimes:
     ) -> Runtime:
         """Start an agent server for ``model_uri`` (models:/NAME@ALIAS or /VERSION) or a local
         AgentConfig (``config``: its fields that differ from the default); wait until /ready."""
-        name = self.settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}")
+        name = runtime_name(self.settings, name, purpose)
         port = free_port(self.settings.host)
         child = self.settings.model_copy(
             update={"agent_port": port, "serve_model": model_uri, "serve_agent_config": config or {}}

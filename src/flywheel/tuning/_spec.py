@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flywheel.config._files import read_json_file
 from flywheel.errors import InputError
 
 __all__ = ["Trial", "TuneSpec", "load_spec"]
@@ -134,19 +135,7 @@ class Trial:
 
 def load_spec(path: Path) -> TuneSpec:
     """Read and validate a tuning file; every mistake names the file, the key and what is expected."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(
-            "path_not_found",
-            path=str(path),
-            what={"en": "tuning file", "ja": "チューニング設定"},
-            cwd=Path.cwd(),
-        ) from exc
-    except ValueError as exc:
-        raise InputError(
-            "option_value", option="--config", value=str(path), expected=f"valid JSON ({exc})"
-        ) from exc
+    raw = read_json_file(path, {"en": "tuning file", "ja": "チューニング設定"}, "--config")
     try:
         spec = TuneSpec.model_validate(raw)
     except ValidationError as exc:
