@@ -117,6 +117,16 @@ def run_once(
     return {"lat": lat, "errors": errors, "secs": secs, "cpu": (_cpu(proc) - cpu0) if proc else None}
 
 
+def _rss_mb(proc: subprocess.Popen[bytes] | None) -> float | None:
+    if proc is None:
+        return None
+    try:
+        p = psutil.Process(proc.pid)
+        return round(sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20, 1)
+    except psutil.Error:
+        return None
+
+
 def measure_all(targets: dict[str, dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
     """Every target at every level, in interleaved rounds (these machines are noisy: a target
     measured alone in a slow minute would look slow). Per target and level: the median of the
@@ -126,6 +136,7 @@ def measure_all(targets: dict[str, dict[str, Any]]) -> dict[str, dict[int, dict[
         for t in targets.values():  # warm-up: connections, caches
             asyncio.run(_load(t["url"], c, min(100, n), t.get("headers", {})))
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        rss_before = {name: _rss_mb(t.get("proc")) for name, t in targets.items()}
         for _ in range(ROUNDS):
             for name, t in targets.items():
                 share = max(20, int(n * t.get("share", 1.0)) // ROUNDS)
@@ -141,6 +152,8 @@ def measure_all(targets: dict[str, dict[str, Any]]) -> dict[str, dict[int, dict[
                 "errors": sum(r["errors"] for r in rs),
                 "cpu_ms_per_request": round(sum(cpu) / total * 1000, 3) if cpu else None,
                 "rounds_p50_ms": [round(pct(r["lat"], 50) * 1000, 3) for r in rs],
+                "rss_mb_before": rss_before[name],
+                "rss_mb_after": _rss_mb(targets[name].get("proc")),
             }
             r = out[name][c]
             print(
@@ -389,6 +402,9 @@ def main() -> None:
         "flywheel_cpu_ms_per_request_c16": results["flywheel"][16]["cpu_ms_per_request"],
         "errors": sum(v[c]["errors"] for k, v in results.items() if k != "flywheel_stats" for c in v),
         "rounds": ROUNDS,
+        # memory under load: the gateway's RSS before the first level and after the last
+        "flywheel_rss_mb_start": results["flywheel"][min(LEVELS)]["rss_mb_before"],
+        "flywheel_rss_mb_end": results["flywheel"][max(LEVELS)]["rss_mb_after"],
     }
     rows = []
     for name in ("direct", "minimal_httpx", "minimal_aiohttp", "flywheel", "litellm", "mlflow"):
