@@ -19,6 +19,7 @@ Server CPU per request = the hop's process-tree CPU time / requests. Writes benc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -63,6 +64,22 @@ def _spawn(
     return subprocess.Popen(
         cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
     )
+
+
+def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a target and everything it started (`mlflow gateway start` runs gunicorn as a child
+    that a plain terminate() leaves running)."""
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        tree = []
+    for q in reversed(tree):
+        with contextlib.suppress(psutil.Error):
+            q.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for q in alive:
+        with contextlib.suppress(psutil.Error):
+            q.kill()
 
 
 def _cpu(proc: subprocess.Popen[bytes]) -> float:
@@ -371,12 +388,7 @@ def main() -> None:
         results["flywheel_stats"] = httpx.get(gw_url + "/stats").json()["arms"]
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            _stop_tree(p)
 
     direct = results["direct"]
     minimal_key = min(("minimal_httpx", "minimal_aiohttp"), key=lambda k: results[k][16]["p50_ms"])
