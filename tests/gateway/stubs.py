@@ -29,20 +29,29 @@ async def _send(send: Any, status: int, body: bytes, ctype: bytes = b"applicatio
     await send({"type": "http.response.body", "body": body})
 
 
-class OpenAIStub:
+class _Stub:
+    """An ASGI app with a lifespan and /health; ``handle`` answers the provider's own paths."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["path"] == "/health":
+            await _send(send, 200, b'{"status":"ok"}')
+        else:
+            await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        raise NotImplementedError
+
+
+class OpenAIStub(_Stub):
     """Answers instantly. ``mode``: ok | fail (HTTP 500) | slow429 (HTTP 429) | break (stream dies
     after the first chunk). Counts requests; keeps the last body."""
 
     def __init__(self, name: str, mode: str = "ok") -> None:
         self.name, self.mode, self.calls, self.last = name, mode, 0, {}
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["path"] == "/health":
-            await _send(send, 200, b'{"status":"ok"}')
-            return
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         raw = await _body(receive)
         self.calls += 1
         if self.mode == "fail":
@@ -103,19 +112,13 @@ class OpenAIStub:
         await _send(send, 200, json.dumps(answer).encode())
 
 
-class AnthropicStub:
+class AnthropicStub(_Stub):
     """The Messages API: checks the key and version headers, keeps the last request."""
 
     def __init__(self, key: str) -> None:
         self.key, self.last, self.headers = key, {}, {}
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["path"] == "/health":
-            await _send(send, 200, b"{}")
-            return
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.headers = headers
         body = json.loads(await _body(receive))
@@ -220,20 +223,14 @@ def event_frame(event_type: str, payload: dict[str, Any]) -> bytes:
     return message + struct.pack("!I", zlib.crc32(message))
 
 
-class BedrockStub:
+class BedrockStub(_Stub):
     """Converse (JSON) and ConverseStream (event stream) on /model/{id}/converse[-stream]."""
 
     def __init__(self) -> None:
         self.last: dict[str, Any] = {}
         self.path = ""
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["path"] == "/health":
-            await _send(send, 200, b"{}")
-            return
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         self.path = scope["path"]
         self.last = json.loads(await _body(receive))
         if scope["path"].endswith("/converse-stream"):

@@ -306,6 +306,19 @@ def test_agentcore_deploy_update_pin_invoke_and_gc() -> None:
     ds.activate()
     out = rts.invoke(rt, "What is flywheel?", "s" * 33, endpoint="champion")
     assert out["output"][0]["content"][0]["text"] == "hi"
+    ds.add_response(
+        "invoke_agent_runtime",
+        {"response": io.BytesIO(body.encode()), "contentType": "application/json", "statusCode": 200},
+        {
+            "agentRuntimeArn": ARN,
+            "runtimeSessionId": ANY,
+            "qualifier": "DEFAULT",
+            "contentType": "application/json",
+            "accept": "application/json",
+            "payload": ANY,
+        },
+    )
+    assert rts.target(rt).run("What is flywheel?").answer == "hi"  # how gate and tune evaluate it
     with pytest.raises(ValueError):
         rts.invoke(rt, "q", "short")
 

@@ -185,11 +185,11 @@ def demo() -> None:
     _step(8, "simulate users against :5005, then score their traces online (flywheel monitor)")
     _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=kb.embedder.embed_documents))
 
-    _step(9, "tune: answer policies on temporary runtimes; the best becomes the challenger")
+    _step(9, "tune: answer policies on the dataset's train half; the best becomes the challenger")
     _tune(cfg)
 
-    _step(10, "gate: the challenger against the champion on temporary runtimes; promote on pass")
-    _gate(cfg, ds)
+    _step(10, "gate: the challenger against the champion on the items the tune never saw; promote on pass")
+    _gate(cfg, ds.split("test"))
 
     _summary(stack)
 

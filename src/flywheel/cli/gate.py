@@ -39,6 +39,10 @@ def gate(
         "datasets/flywheel-docs-golden.json"
     ),
     thresholds: Annotated[Path | None, typer.Option(help="Thresholds JSON.")] = Path("gate/thresholds.json"),
+    split: Annotated[
+        str,
+        typer.Option(help="all, or test: the half of the dataset `flywheel tune` (split: train) never saw."),
+    ] = "all",
     promote: Annotated[
         bool, typer.Option("--promote/--no-promote", help="On pass, move champion to the candidate.")
     ] = False,
@@ -53,6 +57,7 @@ def gate(
 
     Examples:
       flywheel gate --candidate models:/docs-qa-agent@challenger --promote
+      flywheel gate --candidate models:/docs-qa-agent@challenger --split test   # after flywheel tune
       flywheel gate --candidate config --set guardrails=false --no-promote   # must fail
     """
     from flywheel.cli._common import agent_config
@@ -64,6 +69,10 @@ def gate(
     cfg = settings()
     th = load_thresholds(thresholds)
     ds = load_dataset(dataset)
+    if split not in ("all", "test"):
+        raise InputError("option_value", option="--split", value=split, expected="all or test")
+    if split == "test":
+        ds = ds.split("test")
     config = None
     if candidate == "config":
         config = agent_config(set_).model_dump(exclude_defaults=True)
@@ -160,7 +169,7 @@ def runtime_gc(backend: Backend = None) -> None:
 
 @runtime_app.command("delete")
 def runtime_delete(
-    name: Annotated[str, typer.Argument(help="Runtime name (flywheel runtime list); for agentcore its id.")],
+    name: Annotated[str, typer.Argument(help="Runtime name (flywheel runtime list).")],
     backend: Backend = None,
 ) -> None:
     """Stop and forget one runtime.

@@ -78,6 +78,23 @@ class Dataset(BaseModel):
                 left[item.kind] -= 1
         return Dataset(name=self.name, items=items)
 
+    def split(self, part: str) -> Dataset:
+        """A fixed half of the items, ``train`` or ``test``, balanced per kind: within each kind the
+        items are ranked by a hash of their id and dealt alternately. What a search chooses on the
+        train half is judged on the test half (a tune picks, the gate decides)."""
+        if part not in ("train", "test"):
+            raise ValueError(f"split part must be 'train' or 'test', not {part!r}")
+        chosen: set[int] = set()
+        for kind in {i.kind for i in self.items}:
+            ranked = sorted(
+                (n for n, i in enumerate(self.items) if i.kind == kind),
+                key=lambda n: hashlib.sha256(
+                    (self.items[n].metadata.id or self.items[n].question).encode()
+                ).hexdigest(),
+            )
+            chosen |= set(ranked[0 if part == "train" else 1 :: 2])
+        return Dataset(name=f"{self.name}-{part}", items=[i for n, i in enumerate(self.items) if n in chosen])
+
     def counts(self) -> dict[str, int]:
         return {
             k: sum(i.kind == k for i in self.items) for k in KINDS if any(i.kind == k for i in self.items)

@@ -22,12 +22,12 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
-from flywheel.runtime._local import Runtime, runtime_name
+from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
 
 __all__ = ["AgentCoreRuntimes"]
 
 
-class AgentCoreRuntimes:
+class AgentCoreRuntimes(RuntimeBackend):
     backend = "agentcore"
 
     def __init__(
@@ -55,6 +55,7 @@ class AgentCoreRuntimes:
         region = settings.aws_region
         self.control = control or boto3.client("bedrock-agentcore-control", region_name=region)
         self.data = data or boto3.client("bedrock-agentcore", region_name=region)
+        self._ids: dict[str, str] = {}  # runtime name → id (AgentCore's API takes ids)
 
     def _env(self, model_uri: str | None, config: dict[str, Any] | None) -> dict[str, str]:
         env = {
@@ -115,6 +116,7 @@ class AgentCoreRuntimes:
         except Exception:
             self.control.delete_agent_runtime(agentRuntimeId=created["agentRuntimeId"])
             raise
+        self._ids[name] = created["agentRuntimeId"]
         return Runtime(
             name=name,
             url=created["agentRuntimeArn"],
@@ -154,6 +156,25 @@ class AgentCoreRuntimes:
                 agentRuntimeId=runtime.record["id"], name=endpoint, agentRuntimeVersion=version
             )
 
+    def target(self, runtime: Runtime, api_key: str | None = None) -> Any:
+        """Evaluation goes through ``invoke`` (AgentCore's data plane), each question its own session."""
+        from flywheel.evaluation import HttpTarget
+
+        runtimes = self
+
+        class InvokeTarget(HttpTarget):
+            def __init__(self) -> None:  # no HTTP client: the boto3 client is the transport
+                self.spec = runtime.url
+                self.identity = {"endpoint": runtime.url}
+
+            def run(self, question: str) -> Any:
+                t0 = time.perf_counter()
+                session = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+                data = runtimes.invoke(runtime, question, session_id=session)
+                return self.output(data, question, (time.perf_counter() - t0) * 1000)
+
+        return InvokeTarget()
+
     def invoke(
         self, runtime: Runtime, question: str, session_id: str, endpoint: str = "DEFAULT"
     ) -> dict[str, Any]:
@@ -185,6 +206,7 @@ class AgentCoreRuntimes:
         out = []
         for item in items:
             tags = self.control.list_tags_for_resource(resourceArn=item["agentRuntimeArn"]).get("tags") or {}
+            self._ids[item["agentRuntimeName"]] = item["agentRuntimeId"]
             out.append(
                 Runtime(
                     name=item["agentRuntimeName"],
@@ -204,7 +226,9 @@ class AgentCoreRuntimes:
             )
         return out
 
-    def delete(self, runtime_id: str) -> bool:
+    def delete(self, name: str) -> bool:
+        """Delete a runtime by name (or by its AgentCore id)."""
+        runtime_id = self._ids.pop(name, name)
         try:
             self.control.delete_agent_runtime(agentRuntimeId=runtime_id)
             return True
@@ -217,6 +241,6 @@ class AgentCoreRuntimes:
         removed = []
         for rt in self.all():
             expires = rt.record["expires_at"]
-            if rt.purpose in purposes and expires and expires < now and self.delete(rt.record["id"]):
+            if rt.purpose in purposes and expires and expires < now and self.delete(rt.name):
                 removed.append(rt.name)
         return removed

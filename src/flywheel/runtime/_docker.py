@@ -19,7 +19,7 @@ import httpx
 
 from flywheel.config import Settings
 from flywheel.errors import InputError, ServiceStartError
-from flywheel.runtime._local import Runtime, runtime_name
+from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
 from flywheel.stack._ports import free_port
 
 __all__ = ["DockerRuntimes"]
@@ -28,7 +28,7 @@ MANAGED = {"app.kubernetes.io/managed-by": "flywheel"}
 PORT = 5005
 
 
-class DockerRuntimes:
+class DockerRuntimes(RuntimeBackend):
     backend = "docker"
 
     def __init__(

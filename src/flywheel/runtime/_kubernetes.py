@@ -23,7 +23,7 @@ import yaml
 
 from flywheel.config import Settings
 from flywheel.errors import InputError, ServiceStartError
-from flywheel.runtime._local import Runtime, runtime_name
+from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
 
 __all__ = ["KubernetesRuntimes", "render_runtime"]
 
@@ -62,7 +62,7 @@ def render_runtime(
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-class KubernetesRuntimes:
+class KubernetesRuntimes(RuntimeBackend):
     """Agent versions as Deployments in ``namespace``. ``apps``/``core``: AppsV1Api/CoreV1Api
     (None: from the in-cluster config or ~/.kube/config)."""
 

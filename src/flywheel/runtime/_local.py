@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,47 +14,14 @@ import psutil
 
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
+from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
 from flywheel.stack._ports import free_port
-from flywheel.stack._process import ProcessRecord, is_alive, spawn, stop_tree
+from flywheel.stack._process import ProcessRecord, spawn, stop_tree
 
-__all__ = ["LocalRuntimes", "Runtime", "runtime_name"]
-
-
-def runtime_name(settings: Settings, name: str | None, purpose: str) -> str:
-    """The name a new runtime gets: the one asked for, or PURPOSE-RANDOM; prefixed by the profile."""
-    return settings.runtime_name(name or f"{purpose}-{uuid.uuid4().hex[:8]}")
+__all__ = ["LocalRuntimes"]
 
 
-@dataclass
-class Runtime:
-    name: str
-    url: str
-    purpose: str
-    model_uri: str | None
-    config: dict[str, Any]
-    record: dict[str, Any]
-    created: float
-    owner: dict[str, float] | None = None  # pid and create_time of the process that started it
-
-    def alive(self) -> bool:
-        if self.record.get("backend", "local") != "local":  # kubernetes, docker, agentcore
-            return bool(self.record.get("ready_replicas"))
-        return is_alive(ProcessRecord(**self.record))
-
-    def orphaned(self) -> bool:
-        """The process that started it (a gate, a tune) is gone: nobody will delete it."""
-        if self.record.get("backend", "local") != "local":
-            return False  # remote backends expire instead (flywheel.io/expires-at)
-        if not self.owner:
-            return True
-        try:
-            proc = psutil.Process(int(self.owner["pid"]))
-            return abs(proc.create_time() - self.owner["create_time"]) >= 1.0
-        except psutil.Error:
-            return True
-
-
-class LocalRuntimes:
+class LocalRuntimes(RuntimeBackend):
     """Agent servers as child processes of this machine (``data/runtimes/<name>.json``)."""
 
     def __init__(self, settings: Settings) -> None:

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
+from flywheel.runtime._base import RuntimeBackend
 
 __all__ = ["deploy_and_evaluate"]
 
 
 def deploy_and_evaluate(
     settings: Settings,
-    runtimes: Any,
+    runtimes: RuntimeBackend,
     *,
     name: str,
     purpose: str,
@@ -30,17 +31,12 @@ def deploy_and_evaluate(
     """Start a runtime for ``model_uri`` or ``config``, evaluate it on ``dataset`` (an MLflow run
     named ``name``, child of ``parent_run_id``), always delete it. Returns (EvalResult,
     VersionIdentity)."""
-    from flywheel.evaluation import EvalOptions, HttpTarget, run_evaluation, version_identity
+    from flywheel.evaluation import EvalOptions, run_evaluation, version_identity
 
     rt = runtimes.deploy(model_uri, config, purpose=purpose, name=name)
     try:
         on_deployed(rt)
-        api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        target = (
-            _AgentCoreTarget(runtimes, rt)
-            if rt.record.get("backend") == "agentcore"
-            else HttpTarget(rt.url, api_key)
-        )
+        target = runtimes.target(rt, settings.api_key.get_secret_value() if settings.api_key else None)
         options = EvalOptions(
             dataset,
             target,
@@ -56,28 +52,4 @@ def deploy_and_evaluate(
         result = run_evaluation(settings, options)
         return result, version_identity(result, options)
     finally:
-        runtimes.delete(rt.record["id"] if rt.record.get("backend") == "agentcore" else rt.name)
-
-
-class _AgentCoreTarget:
-    """An AgentCore runtime as an evaluation target: each question in its own session."""
-
-    def __init__(self, runtimes: Any, runtime: Any) -> None:
-        from flywheel.evaluation import HttpTarget
-
-        self.runtimes, self.runtime = runtimes, runtime
-        self.spec = runtime.url
-        self.identity: dict[str, str] = {"endpoint": runtime.url}
-        self._parse = HttpTarget("http://unused")  # only its Responses API parsing
-
-    def run(self, question: str) -> Any:
-        import time
-        import uuid
-
-        t0 = time.perf_counter()
-        data = self.runtimes.invoke(
-            self.runtime, question, session_id=uuid.uuid4().hex + uuid.uuid4().hex[:8]
-        )
-        out = self._parse.output(data, question, (time.perf_counter() - t0) * 1000)
-        self.identity.update({k: v for k, v in self._parse.identity.items() if k != "endpoint"})
-        return out
+        runtimes.delete(rt.name)

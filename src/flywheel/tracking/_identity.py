@@ -13,7 +13,7 @@ import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 __all__ = ["VersionIdentity", "git_commit"]
@@ -103,8 +103,13 @@ class VersionIdentity:
     def as_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
 
-    def compact(self) -> dict[str, str]:
+    @cached_property
+    def _compact(self) -> dict[str, str]:
         return {k: v for k, v in self.as_dict().items() if v}
+
+    def compact(self) -> dict[str, str]:
+        """The non-empty fields (computed once: the identity is frozen, and traces ask per request)."""
+        return dict(self._compact)
 
     def tags(self) -> dict[str, str]:
         """How the identity is attached everywhere (trace tags, run tags, reports): its digest, and its
@@ -114,6 +119,9 @@ class VersionIdentity:
             "flywheel.identity": json.dumps(self.compact(), sort_keys=True)[:5000],
         }
 
+    @cached_property
+    def _digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
     def digest(self) -> str:
-        blob = json.dumps(self.as_dict(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._digest

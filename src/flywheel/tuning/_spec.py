@@ -54,6 +54,9 @@ class TuneSpec(BaseModel):
     parallel: int = Field(1, ge=1, le=16, description="trials at once (local: 1 per 2 cores)")
     seed: int = 0
     dataset: str = "datasets/flywheel-docs-golden.json"
+    split: Literal["all", "train"] = Field(
+        "all", description="train: search on the dataset's train half, so the gate can judge on the test half"
+    )
     per_kind: dict[str, int] | None = None
     scorers: list[str] = Field(
         default_factory=lambda: ["response_facts", "citations", "refusal", "abstention", "latency"]

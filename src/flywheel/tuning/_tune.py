@@ -178,6 +178,8 @@ def run_tune(
 
     t0 = time.monotonic()
     dataset = load_dataset(spec.dataset)
+    if spec.split == "train":
+        dataset = dataset.split("train")
     if spec.per_kind:
         dataset = dataset.take(spec.per_kind)
     metric_names = dict.fromkeys([*spec.scorers, *spec.objective, *spec.constraints, "latency"])
