@@ -12,7 +12,7 @@ from flywheel.stack._ports import free_port as _free_port
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 _KEEP = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE", "CI"}
-_OURS = ("FLYWHEEL_", "OPENAI_", "EXA_", "LLM_", "EMBEDDING_", "MLFLOW_", "MILVUS_")
+_OURS = ("FLYWHEEL_", "OPENAI_", "EXA_", "LLM_", "EMBEDDING_", "MLFLOW_", "MILVUS_", "OTEL_", "LANGFUSE_")
 
 
 @pytest.fixture(autouse=True)

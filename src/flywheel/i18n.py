@@ -30,6 +30,36 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "{name} を修正して(各キーの意味は .env.template を参照)、もう一度実行してください。",
         ),
     },
+    "trace_export_no_endpoint": {
+        "en": (
+            "FLYWHEEL_TRACE_EXPORT=otlp, but no OTLP endpoint is set.",
+            "The export sends every trace to an OpenTelemetry endpoint besides MLflow, and needs its address.",
+            "Set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://127.0.0.1:6006 for Phoenix, http://127.0.0.1:4318 "
+            "for a collector), or unset FLYWHEEL_TRACE_EXPORT.",
+        ),
+        "ja": (
+            "FLYWHEEL_TRACE_EXPORT=otlp ですが、OTLP の送信先が設定されていません。",
+            "このエクスポートは MLflow に加えて OpenTelemetry の送信先へトレースを送るため、そのアドレスが必要です。",
+            "OTEL_EXPORTER_OTLP_ENDPOINT を設定してください(例: Phoenix なら http://127.0.0.1:6006、"
+            "コレクターなら http://127.0.0.1:4318)。または FLYWHEEL_TRACE_EXPORT を外してください。",
+        ),
+    },
+    "langfuse_keys": {
+        "en": (
+            "{what} needs the Langfuse keys, and they are not set.",
+            "Langfuse authenticates every request with the project's public and secret key.",
+            "Set LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_HOST (or read the keys from AWS SSM: "
+            'FLYWHEEL_SECRETS_SSM_PATHS=\'{{"LANGFUSE_PUBLIC_KEY": "/langfuse/public_key", '
+            '"LANGFUSE_SECRET_KEY": "/langfuse/secret_key"}}\').',
+        ),
+        "ja": (
+            "{what} には Langfuse のキーが必要ですが、設定されていません。",
+            "Langfuse はすべてのリクエストをプロジェクトの公開キーと秘密キーで認証します。",
+            "LANGFUSE_PUBLIC_KEY、LANGFUSE_SECRET_KEY、LANGFUSE_HOST を設定してください"
+            '(AWS SSM から読む場合は FLYWHEEL_SECRETS_SSM_PATHS=\'{{"LANGFUSE_PUBLIC_KEY": '
+            '"/langfuse/public_key", "LANGFUSE_SECRET_KEY": "/langfuse/secret_key"}}\')。',
+        ),
+    },
     "config_file": {
         "en": (
             "The configuration file {path} could not be read: {detail}",

@@ -170,3 +170,46 @@ def test_a_dead_endpoint_is_a_service_unavailable_error() -> None:
 
 def test_ai_message_without_tool_calls_is_plain() -> None:
     assert to_openai_messages([AIMessage("hi")]) == [{"role": "assistant", "content": "hi"}]
+
+
+def test_a_streamed_answer_read_to_its_end_leaves_the_connection_for_the_next() -> None:
+    """Leaving at ``[DONE]`` before the chunked body's end closed the connection: one new TCP
+    connection per answer (measured in bench/serving.py: ~40 % of the agent server's req/s)."""
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, chunked bodies
+
+        def log_message(self, *_: Any) -> None: ...
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)  # one handler per connection
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for data in (json.dumps({"choices": [{"delta": {"content": "ok"}}]}), "[DONE]"):
+                chunk = f"data: {data}\n\n".encode()
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        model = _model(f"http://127.0.0.1:{server.server_address[1]}/v1")
+        for _ in range(3):
+            assert "".join(str(c.content) for c in model.stream([HumanMessage("x")])) == "ok"
+
+        async def go() -> list[str]:
+            return [
+                "".join([str(c.content) async for c in model.astream([HumanMessage("y")])]) for _ in range(2)
+            ]
+
+        assert asyncio.run(go()) == ["ok", "ok"]
+        assert len(connections) == 2  # one for the sync client, one for the event loop's client
+    finally:
+        server.shutdown()

@@ -344,12 +344,16 @@ class OpenAICompatibleChat(BaseChatModel):
                             continue
                         raise self._failed(resp)
                     _note_gateway(resp.headers)
+                    done = False
                     for line in resp.iter_lines():
                         if token is not None and token.is_set():
                             raise Cancelled  # leaving the block closes the connection mid-answer
-                        chunk = self._sse(line)
+                        if done:  # read to the end of the body: a fully read response returns its
+                            continue  # connection to the pool (leaving at [DONE] closed it: a new
+                        chunk = self._sse(line)  # TCP connection per answer)
                         if chunk is _DONE:
-                            break
+                            done = True
+                            continue
                         if isinstance(chunk, ChatGenerationChunk):
                             if run_manager and chunk.text:
                                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -375,10 +379,14 @@ class OpenAICompatibleChat(BaseChatModel):
                     await resp.aread()
                     raise self._failed(resp)
                 _note_gateway(resp.headers)
+                done = False
                 async for line in resp.aiter_lines():
+                    if done:  # read to the end: the connection goes back to the pool
+                        continue
                     chunk = self._sse(line)
                     if chunk is _DONE:
-                        break
+                        done = True
+                        continue
                     if isinstance(chunk, ChatGenerationChunk):
                         if run_manager and chunk.text:
                             await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

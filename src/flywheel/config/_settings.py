@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     agentcore_role_arn: str | None = None
     langfuse_public_key: SecretStr | None = _alias("LANGFUSE_PUBLIC_KEY")
     langfuse_secret_key: SecretStr | None = _alias("LANGFUSE_SECRET_KEY")
+    langfuse_host: str = Field(
+        "https://cloud.langfuse.com",
+        validation_alias=AliasChoices("LANGFUSE_HOST", "FLYWHEEL_LANGFUSE_HOST", "langfuse_host"),
+    )
+    # -- traces also go to another tool (tracking/_export.py): "" = only when OTEL_EXPORTER_OTLP_ENDPOINT
+    # is set; "otlp" = require it; "langfuse" = Langfuse's OTLP endpoint with the keys above
+    trace_export: Literal["", "otlp", "langfuse"] = ""
     host: str = DEFAULT_HOST
 
     # -- ports of the embedded services (the book's: 5000 tracking, 5005 agent, 5010 gateway)
@@ -213,6 +220,8 @@ class Settings(BaseSettings):
         "profile",
         "serve_workers",
         "conversation_store",
+        "trace_export",
+        "langfuse_host",
     )
 
     def to_env(self) -> dict[str, str]:

@@ -54,6 +54,12 @@ class _Live(Collector):
         for key in ("dropped_traces_total", "spooled_batches_total", "delivered_batches_total"):
             name = "flywheel_trace_" + key.removesuffix("_total")
             yield CounterMetricFamily(name, key.replace("_", " "), value=spool.get(key, 0))
+        # the extra trace destination (OTLP endpoint, Langfuse), when one is configured
+        from flywheel.tracking import export_stats
+
+        for key, value in export_stats().items():
+            name = "flywheel_trace_export_" + key.removesuffix("_total")
+            yield CounterMetricFamily(name, "spans " + key.replace("_", " ") + " (OTLP export)", value=value)
 
 
 class ServerMetrics:

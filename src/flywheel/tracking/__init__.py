@@ -1,7 +1,8 @@
 """The one home of MLflow plumbing, below the stages: the session (tracking URI, client,
-reachability), tracing and its export (OTLP with an on-disk spool), registered models, and the
+reachability), tracing and its export (OTLP with an on-disk spool; also to Langfuse, Phoenix or a collector), registered models, and the
 ``VersionIdentity`` every trace, run, trial and gate decision carries."""
 
+from flywheel.tracking._export import export_stats, export_target
 from flywheel.tracking._identity import VersionIdentity, git_commit
 from flywheel.tracking._models import load_pyfunc, resolve_model, try_resolve_model
 from flywheel.tracking._session import client, tracking_reachable, use
@@ -10,6 +11,8 @@ from flywheel.tracking._tracing import flush_traces, set_trace_identity, setup_t
 __all__ = [
     "VersionIdentity",
     "client",
+    "export_stats",
+    "export_target",
     "flush_traces",
     "git_commit",
     "load_pyfunc",

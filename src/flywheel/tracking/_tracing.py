@@ -50,6 +50,9 @@ def setup_tracing(
     (``_spool``)."""
     import mlflow
 
+    from flywheel.tracking._export import claim_env, install_export
+
+    claim_env()  # a user's OTEL_EXPORTER_OTLP_* is an extra destination, not MLflow's only one
     export = export or _STATE["export"] or "mlflow"
     uri = settings.tracking_uri
     key = (uri, experiment or settings.experiment, export)
@@ -83,6 +86,7 @@ def setup_tracing(
         export = "mlflow"
     mlflow.tracing.enable()
     _STATE.update(enabled=True, uri=key, export=export)
+    install_export(settings)  # also to Langfuse / Phoenix / a collector, when configured
     return True
 
 
@@ -91,8 +95,11 @@ def _use_otlp(uri: str, experiment_id: str) -> dict[str, str]:
     the headers each batch carries are returned."""
     from mlflow.tracing.utils.otlp import build_otlp_headers
 
+    from flywheel.tracking._export import OWN_ENDPOINT_ENV
+
     headers = build_otlp_headers(experiment_id)  # the experiment, and the tracking server's auth if set
     os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = uri.rstrip("/") + "/v1/traces"
+    os.environ[OWN_ENDPOINT_ENV] = os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
     os.environ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
     os.environ["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = ",".join(
         f"{k}={quote(v, safe='')}" for k, v in headers.items()
@@ -148,6 +155,9 @@ def flush_traces(timeout_s: float = 30.0) -> None:
 
         provider.get().force_flush(int(timeout_s * 1000))  # type: ignore[no-untyped-call]
     mlflow.flush_trace_async_logging()
+    from flywheel.tracking._export import flush_export
+
+    flush_export(timeout_s)
 
 
 @contextlib.contextmanager
