@@ -44,6 +44,61 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "コレクターなら http://127.0.0.1:4318)。または FLYWHEEL_TRACE_EXPORT を外してください。",
         ),
     },
+    "langfuse_unreachable": {
+        "en": (
+            "Langfuse at {url} did not take the request: {detail}",
+            "Datasets and scores go to the Langfuse server of LANGFUSE_HOST with the project's key pair; "
+            "it is unreachable, or it refused the keys.",
+            "Check LANGFUSE_HOST (e.g. https://cloud.langfuse.com or your own server), that the keys belong "
+            "to that project, and that the server answers; then run the command again (a push updates, "
+            "it never duplicates).",
+        ),
+        "ja": (
+            "{url} の Langfuse がリクエストを受け付けませんでした: {detail}",
+            "データセットとスコアは LANGFUSE_HOST の Langfuse にプロジェクトのキーで送られます。"
+            "サーバーに届かないか、キーが拒否されました。",
+            "LANGFUSE_HOST(例: https://cloud.langfuse.com または自前のサーバー)、キーがそのプロジェクトのものか、"
+            "サーバーが応答するかを確認して、もう一度実行してください(push は更新のみで重複しません)。",
+        ),
+    },
+    "langfuse_no_dataset": {
+        "en": (
+            "Langfuse has no dataset named {name!r} at {url}.",
+            "pull reads an existing dataset of the project the keys belong to.",
+            "Check the name under Datasets in Langfuse, and LANGFUSE_HOST and the key pair.",
+        ),
+        "ja": (
+            "{url} の Langfuse に {name!r} という名前のデータセットはありません。",
+            "pull はキーが属するプロジェクトの既存のデータセットを読み込みます。",
+            "Langfuse の Datasets で名前を確認し、LANGFUSE_HOST とキーの組を確認してください。",
+        ),
+    },
+    "langfuse_bad_item": {
+        "en": (
+            "Item {index} ({item}) of the Langfuse dataset {name!r} is not a golden item: {detail}",
+            "A golden item needs input.question, and metadata.kind one of happy_path, edge_case, adversarial, "
+            "out_of_scope.",
+            "Fix the item in Langfuse, then pull again.",
+        ),
+        "ja": (
+            "Langfuse のデータセット {name!r} の項目 {index}({item})はゴールデン項目ではありません: {detail}",
+            "ゴールデン項目には input.question と、happy_path・edge_case・adversarial・out_of_scope のいずれかの "
+            "metadata.kind が必要です。",
+            "Langfuse で項目を修正してから、もう一度 pull してください。",
+        ),
+    },
+    "dataset_destination": {
+        "en": (
+            "Unknown dataset destination {dest!r}.",
+            "Datasets can be pushed to and pulled from Langfuse.",
+            "Use --to langfuse (push) or --from langfuse (pull).",
+        ),
+        "ja": (
+            "不明なデータセットの送信先 {dest!r} です。",
+            "データセットは Langfuse との間で push と pull ができます。",
+            "--to langfuse(push)または --from langfuse(pull)を指定してください。",
+        ),
+    },
     "langfuse_keys": {
         "en": (
             "{what} needs the Langfuse keys, and they are not set.",

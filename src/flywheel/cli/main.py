@@ -9,6 +9,7 @@ import typer
 
 from flywheel import __version__
 from flywheel.cli import agent as agent_cmd
+from flywheel.cli import datasets as datasets_cmd
 from flywheel.cli import demo as demo_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import evaluation as eval_cmd
@@ -45,6 +46,7 @@ app.registered_commands += registry_cmd.app.registered_commands
 app.add_typer(registry_cmd.prompts_app, name="prompts")
 app.registered_commands += serving_cmd.app.registered_commands
 app.add_typer(eval_cmd.app, name="eval")
+app.add_typer(datasets_cmd.app, name="datasets")
 app.registered_commands += sim_cmd.app.registered_commands
 app.add_typer(monitor_cmd.app, name="monitor")
 app.registered_commands += gate_cmd.app.registered_commands

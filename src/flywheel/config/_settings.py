@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # -- traces also go to another tool (tracking/_export.py): "" = only when OTEL_EXPORTER_OTLP_ENDPOINT
     # is set; "otlp" = require it; "langfuse" = Langfuse's OTLP endpoint with the keys above
     trace_export: Literal["", "otlp", "langfuse"] = ""
+    # evaluation and online-evaluation scores also go to Langfuse, on the traces exported there
+    langfuse_scores: bool = False
     host: str = DEFAULT_HOST
 
     # -- ports of the embedded services (the book's: 5000 tracking, 5005 agent, 5010 gateway)

@@ -253,10 +253,30 @@ def run_evaluation(settings: Settings, options: EvalOptions, progress: Progress 
         )
         if tracking:
             _log_run(settings, options, result)
+        if settings.langfuse_scores:
+            _scores_to_langfuse(settings, finished)
     finally:
         background.shutdown(wait=False)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _scores_to_langfuse(settings: Settings, results: list[ItemResult]) -> None:
+    """Each item's scores as Langfuse scores on its trace (exported there with
+    FLYWHEEL_TRACE_EXPORT=langfuse); a failure is logged, the evaluation's record stands."""
+    from flywheel.evaluation._langfuse import LangfuseScore, push_scores
+
+    scores = [
+        LangfuseScore(r.output.get("trace_id") or "", name, float(s["value"]), s.get("rationale") or None)
+        for r in results
+        for name, s in r.scores.items()
+        if s["value"] is not None
+    ]
+    try:
+        n = push_scores(settings, scores)
+        log.info("%d scores sent to Langfuse", n)
+    except Exception as exc:
+        log.warning("evaluation scores not sent to Langfuse: %s", exc)
 
 
 def _tracking_ready(settings: Settings) -> bool:

@@ -142,6 +142,8 @@ class OnlineMonitor:
         self.path = settings.data_path / "monitor" / f"{self.experiment_id}{suffix}.json"
         self.state = self._load()
         self._log = log_assessment or self._log_feedback
+        self.settings = settings
+        self._langfuse: list[Any] = []  # scores for Langfuse, sent once per poll
 
     # -- state
     def _load(self) -> dict[str, Any]:
@@ -201,6 +203,14 @@ class OnlineMonitor:
             values[scorer.name] = score.value
             if score.value is None:
                 continue
+            if self.settings.langfuse_scores and out.trace_id:
+                from flywheel.evaluation._langfuse import LangfuseScore
+
+                self._langfuse.append(
+                    LangfuseScore(
+                        out.trace_id, ASSESSMENT_PREFIX + scorer.name, float(score.value), score.rationale
+                    )
+                )
             try:
                 self._log(
                     out.trace_id or "", ASSESSMENT_PREFIX + scorer.name, float(score.value), score.rationale
@@ -257,6 +267,14 @@ class OnlineMonitor:
         cutoff = state["cursor_ms"] - LOOKBACK_MS
         state["done"] = {k: v for k, v in state["done"].items() if v >= cutoff}
         self._save()
+        if self._langfuse:
+            batch, self._langfuse = self._langfuse, []
+            try:
+                from flywheel.evaluation._langfuse import push_scores
+
+                push_scores(self.settings, batch)
+            except Exception as exc:  # counted like a scorer's write failure, never fatal
+                self._fail("langfuse (write)", exc)
         return scored
 
     def run(

@@ -248,9 +248,24 @@ def _exporter(target: ExportTarget) -> Any:
     return _SemanticExporter()
 
 
+def _plain(key: str, value: Any) -> Any:
+    """MLflow stores every attribute JSON-encoded (``"anonymous"`` with its quotes); other tools
+    expect plain values. Scalars are decoded; objects stay JSON text; MLflow's own keys stay as
+    MLflow wrote them (an MLflow server reading this export parses them)."""
+    if key.startswith("mlflow.") or not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    if decoded is None:
+        return ""
+    return decoded if isinstance(decoded, str | int | float | bool) else value
+
+
 def _enrich(span: Any, readable: Any) -> Any:
-    attrs = dict(span.attributes or {})
-    attrs.update(semantic_attributes(attrs))
+    attrs = {k: _plain(k, v) for k, v in (span.attributes or {}).items()}
+    attrs.update(semantic_attributes(dict(span.attributes or {})))
     return readable(
         name=span.name,
         context=span.context,
@@ -307,6 +322,15 @@ def _wrap_on_end(processor: Any) -> None:
         inner(span)
 
     processor.on_end = on_end  # type: ignore[method-assign]
+
+
+def uninstall_export() -> None:
+    """Stop exporting to the extra destination (what was queued is sent first); a later
+    ``install_export`` adds a fresh processor."""
+    processor = _INSTALLED["processor"]
+    if processor is not None:
+        processor.shutdown()  # a shut processor ignores further spans
+    _INSTALLED.update(processor=None, provider=None, target=None)
 
 
 def flush_export(timeout_s: float = 10.0) -> None:
