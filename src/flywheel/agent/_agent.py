@@ -42,7 +42,7 @@ from flywheel.agent._threads import ConversationStore, MemoryStore
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
 from flywheel.agent._untrusted import UNTRUSTED_HEADER, check_question, withhold_injected
 from flywheel.config import Settings, secret_values
-from flywheel.knowledge import KnowledgeBase
+from flywheel.knowledge import KnowledgeBase, relevance_threshold
 from flywheel.safety import screen_output
 from flywheel.tracking._identity import VersionIdentity
 from flywheel.tracking._tracing import set_trace_identity, span, tracing_enabled
@@ -235,6 +235,10 @@ class DocsAgent:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         hits = withhold_injected(run_doc_search(self.ctx, state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
+        if threshold is None:  # calibrated per embedding model (bench/multilingual.py), not guessed
+            threshold = relevance_threshold(
+                getattr(getattr(self.kb, "embedder", None), "name", ""), state["lang"]
+            )
         if not any(h["dense_score"] >= threshold for h in hits):
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         self.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)

@@ -32,11 +32,18 @@ class AgentConfig(BaseModel):
     frequency_penalty: float = Field(0.3, ge=-2, le=2, description="small models loop without it")
     top_k: int = Field(5, ge=1, le=50)
     search_mode: Literal["hybrid", "dense"] = "hybrid"
-    min_relevance: float = Field(
-        0.43, ge=0, le=1, description="below this cosine score the docs are taken not to cover the question"
+    min_relevance: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="below this cosine score the docs are taken not to cover the question; "
+        "None: the embedding model's calibrated threshold (knowledge.relevance_threshold)",
     )
-    min_relevance_ja: float = Field(
-        0.2, ge=0, le=1, description="threshold for Japanese questions (the default embedder is English-only)"
+    min_relevance_ja: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the same for Japanese questions; None: the embedding model's calibration",
     )
     policy: Policy = "retrieve_first"
     answer_units: int = Field(8, ge=1, le=30, description="grounded: most excerpt sentences in an answer")

@@ -74,7 +74,7 @@ def demo() -> None:
     )
 
     _step(3, "ingest the user guide (docs/) into Milvus Lite")
-    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest, scoring_embedder
 
     kb = KnowledgeBase(cfg)
     docs = Path("docs")
@@ -166,7 +166,7 @@ def demo() -> None:
 
     ds = load_dataset("datasets/flywheel-docs-golden.json")
     target = AgentTarget(cfg, demo_config)
-    context = ScorerContext(embed=kb.embedder.embed_documents, judge=make_judge(cfg))
+    context = ScorerContext(embed=scoring_embedder(cfg).embed_documents, judge=make_judge(cfg))
     with console.status(f"Evaluating {len(ds.items)} items (4 at a time)…"):
         evaluation = run_evaluation(
             cfg,
@@ -183,7 +183,7 @@ def demo() -> None:
     _print_summary(evaluation, write_reports(evaluation, Path("reports") / (evaluation.run_id or "demo")))
 
     _step(8, "simulate users against :5005, then score their traces online (flywheel monitor)")
-    _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=kb.embedder.embed_documents))
+    _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=scoring_embedder(cfg).embed_documents))
 
     _step(9, "tune: answer policies on the dataset's train half; the best becomes the challenger")
     _tune(cfg)

@@ -83,7 +83,7 @@ def evaluate(
         run_evaluation,
         write_reports,
     )
-    from flywheel.knowledge import get_embedder
+    from flywheel.knowledge import scoring_embedder
 
     quiet_mlflow()
     cfg = settings()
@@ -99,7 +99,7 @@ def evaluate(
         require(cfg, "index", *(["llm"] if policy != "grounded" else []))
     with console.status(f"Preparing target {target}…"):
         tgt = make_target(target, cfg, agent_config(set_) if set_ else None)
-        embedder = get_embedder(cfg)
+        embedder = scoring_embedder(cfg)
     context = ScorerContext(embed=embedder.embed_documents, judge=make_judge(cfg))
     counts = ", ".join(f"{k} {v}" for k, v in ds.counts().items())
     console.print(

@@ -23,7 +23,7 @@ def _monitor(
     from flywheel.errors import InputError
     from flywheel.evaluation import ScorerContext
     from flywheel.evaluation._judge import make_judge
-    from flywheel.knowledge import get_embedder
+    from flywheel.knowledge import scoring_embedder
     from flywheel.monitoring import MonitorOptions, OnlineMonitor
     from flywheel.stack import require
 
@@ -41,7 +41,7 @@ def _monitor(
     require(cfg, "tracking")
     quiet_mlflow()
     opts = MonitorOptions(sample_rate=sample_rate, filters=pairs, exclude_simulated=exclude_simulated)
-    ctx = ScorerContext(embed=get_embedder(cfg).embed_documents, judge=make_judge(cfg))
+    ctx = ScorerContext(embed=scoring_embedder(cfg).embed_documents, judge=make_judge(cfg))
     return OnlineMonitor(cfg, opts, ctx, experiment)
 
 

@@ -10,6 +10,8 @@ from flywheel.knowledge._embeddings import (
     SentenceTransformerEmbedder,
     get_embedder,
     minilm_path,
+    relevance_threshold,
+    scoring_embedder,
 )
 from flywheel.knowledge._index import DocIndex, Hit
 from flywheel.knowledge._ingest import IngestOptions, IngestReport, ingest
@@ -38,6 +40,8 @@ __all__ = [
     "is_url",
     "load_file_text",
     "minilm_path",
+    "relevance_threshold",
     "resolve_origins",
+    "scoring_embedder",
     "split_frontmatter",
 ]

@@ -39,7 +39,9 @@ class KnowledgeBase:
     @cached_property
     def index(self) -> DocIndex:
         token = self.settings.milvus_token.get_secret_value() if self.settings.milvus_token else None
-        return DocIndex(self.settings.index_uri, self.settings.collection, self.embedder.dim, token)
+        return DocIndex(
+            self.settings.index_uri, self.settings.collection, self.embedder.dim, token, self.embedder.name
+        )
 
     def search(
         self, query: str, k: int = DEFAULT_TOP_K, mode: str = "hybrid", candidates: int = 20
@@ -49,6 +51,7 @@ class KnowledgeBase:
                 raise FlywheelError(
                     "index_empty", collection=self.settings.collection, uri=self.settings.index_uri
                 )
+            self.index.check_compatible()  # a query embedded by another model would find nonsense
             self._ready = True  # checked once: has_collection is a round trip
         limit = max(k, candidates)
         t0 = time.perf_counter()

