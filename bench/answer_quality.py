@@ -162,7 +162,7 @@ def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
     from flywheel.config import load_settings
     from flywheel.evaluation import DEFAULT_SCORERS, EvalOptions, ScorerContext, make_scorer, run_evaluation
     from flywheel.evaluation._dataset import load_dataset
-    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest, scoring_embedder
     from flywheel.stack import Stack
 
     results: dict[str, Any] = {}
@@ -195,7 +195,7 @@ def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
                             dataset=dataset,
                             target=_Target(agent),
                             scorers=scorers,
-                            context=ScorerContext(embed=kb.embedder.embed_documents),
+                            context=ScorerContext(embed=scoring_embedder(settings).embed_documents),
                             concurrency=2,
                             results_dir=Path(tmp) / "eval",
                             log_to_mlflow=False,

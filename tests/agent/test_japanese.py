@@ -1,0 +1,30 @@
+"""A Japanese question over the English user guide, with the multilingual embedder: the right pages
+are found and the answer cites them (grounded policy: no LLM needed); an out-of-scope Japanese
+question is abstained on with the same, per-embedder threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flywheel.agent import AgentConfig, DocsAgent
+from flywheel.config import load_settings
+from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_a_japanese_question_finds_the_english_pages_and_cites_them(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, collection="ja_docs", embedding_model="universal-sentence-encoder-multilingual"
+    )
+    kb = KnowledgeBase(settings)
+    ingest(settings, IngestOptions([str(DOCS)]), kb=kb)
+    agent = DocsAgent(settings, AgentConfig(policy="grounded"), kb=kb)
+
+    answer = agent.ask("open_url はどのアドレスへのアクセスを拒否しますか？")
+    assert not answer.abstained and not answer.refused
+    assert "[1]" in answer.answer
+    assert any(s["source"] == "security.md" for s in answer.sources), answer.sources
+
+    off_topic = agent.ask("明日の東京の天気は？")
+    assert off_topic.abstained and not off_topic.sources
