@@ -343,6 +343,22 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "`flywheel log-model` で記録したバージョンを指定するか、--model を省略してください。",
         ),
     },
+    "companion_missing": {
+        "en": (
+            "The multilingual companion index {collection!r} does not exist yet.",
+            "FLYWHEEL_COMPANION_EMBEDDING_MODEL is set, but the documents were ingested without it, so "
+            "searches would miss half of their ranking.",
+            "Ingest again with --rebuild (`flywheel ingest <sources> --rebuild`), or unset "
+            "FLYWHEEL_COMPANION_EMBEDDING_MODEL.",
+        ),
+        "ja": (
+            "多言語コンパニオンインデックス {collection!r} がまだありません。",
+            "FLYWHEEL_COMPANION_EMBEDDING_MODEL が設定されていますが、文書はそれなしで取り込まれたため、"
+            "検索のランキングの半分が欠けてしまいます。",
+            "--rebuild で取り込み直すか(`flywheel ingest <ソース> --rebuild`)、"
+            "FLYWHEEL_COMPANION_EMBEDDING_MODEL を外してください。",
+        ),
+    },
     "index_embedder_mismatch": {
         "en": (
             "The index {collection!r} was built with the embedding model {have}, but {want} is configured.",

@@ -28,3 +28,32 @@ def test_a_japanese_question_finds_the_english_pages_and_cites_them(tmp_path: Pa
 
     off_topic = agent.ask("明日の東京の天気は？")
     assert off_topic.abstained and not off_topic.sources
+
+
+def test_the_multilingual_companion_answers_japanese_and_refuses_a_half_built_index(tmp_path: Path) -> None:
+    import pytest
+
+    from flywheel.errors import FlywheelError
+
+    plain = load_settings(data_dir=tmp_path, collection="docs")
+    ingest(plain, IngestOptions([str(DOCS)]), kb=KnowledgeBase(plain))  # built without the companion
+    settings = plain.model_copy(update={"companion_embedding_model": "universal-sentence-encoder-multilingual"})
+    with pytest.raises(FlywheelError) as err:
+        KnowledgeBase(settings).search("open_url", 5)
+    assert err.value.key == "companion_missing" and "--rebuild" in err.value.render("en")
+    with pytest.raises(FlywheelError):
+        ingest(settings, IngestOptions([str(DOCS)]), kb=KnowledgeBase(settings))  # nothing half-written
+
+    kb = KnowledgeBase(settings)
+    report = ingest(settings, IngestOptions([str(DOCS)], rebuild=True), kb=kb)
+    assert kb.companion is not None and kb.companion[1].count() == kb.index.count() == report.chunks
+    assert kb.relevance_model == "universal-sentence-encoder-multilingual"
+    again = ingest(settings, IngestOptions([str(DOCS)]), kb=kb)
+    assert again.chunks == 0 and again.skipped == report.documents  # incremental, both in step
+
+    agent = DocsAgent(settings, AgentConfig(policy="grounded"), kb=kb)
+    answer = agent.ask("open_url はどのアドレスへのアクセスを拒否しますか？")
+    assert not answer.abstained and any(s["source"] == "security.md" for s in answer.sources)
+    english = agent.ask("Which addresses does open_url refuse to fetch?")
+    assert not english.abstained and english.sources[0]["source"] == "security.md"
+    assert agent.ask("明日の東京の天気は？").abstained

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMBEDDING_MODEL", "FLYWHEEL_EMBEDDING_MODEL", "embedding_model"),
     )
     embedding_base_url: str | None = None
+    # a second, multilingual embedding of every chunk (its own collection), fused into every search and
+    # used for abstention: e.g. universal-sentence-encoder-multilingual beside MiniLM lets Japanese
+    # questions find English pages without changing English answers (docs/ingest.md); "" = off
+    companion_embedding_model: str = ""
     milvus_uri: str | None = _alias("MILVUS_URI")
     milvus_token: SecretStr | None = _alias("MILVUS_TOKEN")
     collection: str = "flywheel_docs"
@@ -218,6 +222,7 @@ class Settings(BaseSettings):
         "llm_base_url",
         "milvus_uri",
         "embedding_model",
+        "companion_embedding_model",
         "max_question_chars",
         "profile",
         "serve_workers",

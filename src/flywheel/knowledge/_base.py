@@ -43,6 +43,25 @@ class KnowledgeBase:
             self.settings.index_uri, self.settings.collection, self.embedder.dim, token, self.embedder.name
         )
 
+    @cached_property
+    def companion(self) -> tuple[Embedder, DocIndex] | None:
+        """The multilingual companion (``companion_embedding_model``): its embedder and collection."""
+        name = self.settings.companion_embedding_model
+        if not name:
+            return None
+        embedder = get_embedder(
+            self.settings.model_copy(update={"embedding_model": name, "embedding_base_url": None})
+        )
+        token = self.settings.milvus_token.get_secret_value() if self.settings.milvus_token else None
+        slug = "".join(c if c.isalnum() else "_" for c in embedder.name.lower())
+        collection = f"{self.settings.collection}__{slug}"[:255]
+        return embedder, DocIndex(self.settings.index_uri, collection, embedder.dim, token, embedder.name)
+
+    @property
+    def relevance_model(self) -> str:
+        """The embedding model whose cosine the hits carry (and whose abstention threshold applies)."""
+        return self.companion[0].name if self.companion else self.embedder.name
+
     def search(
         self, query: str, k: int = DEFAULT_TOP_K, mode: str = "hybrid", candidates: int = 20
     ) -> SearchResult:
@@ -52,15 +71,23 @@ class KnowledgeBase:
                     "index_empty", collection=self.settings.collection, uri=self.settings.index_uri
                 )
             self.index.check_compatible()  # a query embedded by another model would find nonsense
+            if self.companion:
+                if not self.companion[1].exists():
+                    raise FlywheelError("companion_missing", collection=self.companion[1].collection)
+                self.companion[1].check_compatible()
             self._ready = True  # checked once: has_collection is a round trip
         limit = max(k, candidates)
         t0 = time.perf_counter()
         # BM25 needs no vector: it runs in the Milvus process while the query is being embedded
         sparse = self._pool.submit(self.index.sparse_hits, query, limit) if mode == "hybrid" else None
         vector = self.embedder.embed_query(query)
+        companion = None
+        if self.companion:
+            embedder, index = self.companion
+            companion = index.dense_hits(embedder.embed_query(query), limit)
         t1 = time.perf_counter()
         dense = self.index.dense_hits(vector, limit)
-        result = SearchResult(fuse(dense, sparse.result() if sparse else [], k))
+        result = SearchResult(fuse(dense, sparse.result() if sparse else [], k, companion=companion))
         result.embed_ms = (t1 - t0) * 1000
         result.search_ms = (time.perf_counter() - t1) * 1000
         return result

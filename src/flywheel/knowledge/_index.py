@@ -268,8 +268,12 @@ def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def fuse(dense: list[dict], sparse: list[dict], k: int, rrf_k: int = 60) -> list[Hit]:
-    """Reciprocal rank fusion of the dense and BM25 result lists (keeps the cosine score)."""
+def fuse(
+    dense: list[dict], sparse: list[dict], k: int, rrf_k: int = 60, companion: list[dict] | None = None
+) -> list[Hit]:
+    """Reciprocal rank fusion of the dense and BM25 result lists (keeps the cosine score). With a
+    ``companion`` ranking (the multilingual embedding's), it is fused too and its cosine becomes the
+    hits' score: the one the abstention threshold of that model is calibrated on."""
     fused: dict[str, float] = {}
     entity: dict[str, dict] = {}
     dense_score: dict[str, float] = {}
@@ -277,6 +281,12 @@ def fuse(dense: list[dict], sparse: list[dict], k: int, rrf_k: int = 60) -> list
         fused[h["id"]] = fused.get(h["id"], 0.0) + 1.0 / (rrf_k + rank + 1)
         entity[h["id"]] = h["entity"]
         dense_score[h["id"]] = float(h["distance"])
+    if companion is not None:
+        dense_score = {}
+        for rank, h in enumerate(companion):
+            fused[h["id"]] = fused.get(h["id"], 0.0) + 1.0 / (rrf_k + rank + 1)
+            entity.setdefault(h["id"], h["entity"])
+            dense_score[h["id"]] = float(h["distance"])
     for rank, h in enumerate(sparse):
         fused[h["id"]] = fused.get(h["id"], 0.0) + 1.0 / (rrf_k + rank + 1)
         entity.setdefault(h["id"], h["entity"])

@@ -58,9 +58,16 @@ def ingest(
     origins = list(resolve_origins(options.sources, fetch))  # validates every source before any write
 
     index = kb.index
+    companion = kb.companion  # the multilingual embedding of the same chunks, kept in step
+    if companion and not options.rebuild and index.exists() and not companion[1].exists() and index.count():
+        raise FlywheelError("companion_missing", collection=companion[1].collection)
     if options.rebuild:
         index.drop()
+        if companion:
+            companion[1].drop()
     index.ensure()
+    if companion:
+        companion[1].ensure()
     for origin in origins:
         names = origin.list_documents()
         known = index.doc_hashes(origin.key)
@@ -80,19 +87,27 @@ def ingest(
             chunks = chunk_document(doc, options.chunking)
             if name in known:
                 index.delete_source(origin.key, name)
+                if companion:
+                    companion[1].delete_source(origin.key, name)
                 report.updated += 1
             else:
                 report.added += 1
             for i in range(0, len(chunks), options.embed_batch):
                 batch = chunks[i : i + options.embed_batch]
-                vectors = kb.embedder.embed_documents([c.embedding_text() for c in batch])
-                index.add(batch, vectors, origin.key)
+                texts = [c.embedding_text() for c in batch]
+                index.add(batch, kb.embedder.embed_documents(texts), origin.key)
+                if companion:
+                    companion[1].add(batch, companion[0].embed_documents(texts), origin.key)
             report.chunks += len(chunks)
             report.embedded_chunks += len(chunks)
         for gone in sorted(set(known) - set(names)):
             index.delete_source(origin.key, gone)
+            if companion:
+                companion[1].delete_source(origin.key, gone)
             report.removed += 1
     index.commit()
+    if companion:
+        companion[1].commit()
     report.total_chunks_in_index = index.count()
     report.seconds = time.perf_counter() - t0
     return report
