@@ -37,7 +37,9 @@ def test_the_multilingual_companion_answers_japanese_and_refuses_a_half_built_in
 
     plain = load_settings(data_dir=tmp_path, collection="docs")
     ingest(plain, IngestOptions([str(DOCS)]), kb=KnowledgeBase(plain))  # built without the companion
-    settings = plain.model_copy(update={"companion_embedding_model": "universal-sentence-encoder-multilingual"})
+    settings = plain.model_copy(
+        update={"companion_embedding_model": "universal-sentence-encoder-multilingual"}
+    )
     with pytest.raises(FlywheelError) as err:
         KnowledgeBase(settings).search("open_url", 5)
     assert err.value.key == "companion_missing" and "--rebuild" in err.value.render("en")
