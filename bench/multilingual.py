@@ -23,7 +23,6 @@ MiniLM's.
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 import tempfile
 import time
@@ -69,7 +68,6 @@ def main() -> None:
     from flywheel.evaluation import load_dataset
     from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
 
-    only = [a for a in sys.argv[1:] if not a.startswith("-")]  # arm labels to (re)measure; the rest kept
     sets = {"en": load_dataset(GOLDEN_EN), "ja": load_dataset(GOLDEN_JA)}
     split = {
         lang: {p: {i.metadata.id for i in ds.split(p).items} for p in ("train", "test")}
@@ -77,8 +75,6 @@ def main() -> None:
     }
     tmps, kbs, ingest_stats = [], {}, {}
     for name, model, companion in ARMS:
-        if only and name not in only:
-            continue
         tmp = tempfile.TemporaryDirectory()
         tmps.append(tmp)
         settings = load_settings(
@@ -167,12 +163,6 @@ def main() -> None:
                 f"{r['min_relevance']} ({r['test_answerable_kept']:.2f} / {r['test_oos_abstained']:.2f})",
             )
         )
-    if only:  # the arms not measured this time keep their figures from the last full run
-        previous = json.loads((ROOT / "bench" / "results" / "multilingual.json").read_text())["details"]
-        results = {n: results.get(n) or previous[n] for n in EMBEDDERS if n in results or n in previous}
-        rows = [r for r in rows if r[0] in kbs] + [
-            (n, "(previous run)", "", "", "", "", "") for n in results if n not in kbs
-        ]
     base = results[EMBEDDERS[0]]
     from flywheel.config import load_settings as _ls
 

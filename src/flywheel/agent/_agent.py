@@ -236,10 +236,8 @@ class DocsAgent:
         hits = withhold_injected(run_doc_search(self.ctx, state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
         if threshold is None:  # calibrated per embedding model (bench/multilingual.py), not guessed
-            model = getattr(self.kb, "relevance_model", None) or getattr(
-                getattr(self.kb, "embedder", None), "name", ""
-            )
-            threshold = relevance_threshold(str(model or ""), state["lang"])
+            # (a knowledge base without a model name gets the default model's threshold)
+            threshold = relevance_threshold(getattr(self.kb, "relevance_model", ""), state["lang"])
         if not any(h["dense_score"] >= threshold for h in hits):
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         self.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)

@@ -16,8 +16,7 @@ from flywheel.knowledge._index import DocIndex, Hit, fuse
 __all__ = ["KnowledgeBase", "SearchResult"]
 
 DEFAULT_TOP_K = 5
-# embedding models that only know English, and the scripts they cannot read
-_ENGLISH_ONLY = re.compile(r"(sentence-transformers/)?all-(minilm|mpnet)", re.IGNORECASE)
+# scripts an English-only embedding model cannot read (its ranking of such a question is noise)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
@@ -91,7 +90,7 @@ class KnowledgeBase:
             companion = index.dense_hits(embedder.embed_query(query), limit)
         t1 = time.perf_counter()
         dense = self.index.dense_hits(vector, limit)
-        if companion is not None and _ENGLISH_ONLY.match(self.embedder.name) and _CJK.search(query):
+        if companion is not None and getattr(self.embedder, "english_only", False) and _CJK.search(query):
             dense = []  # an English-only model's ranking of a Japanese/Chinese/Korean question is noise
         result = SearchResult(fuse(dense, sparse.result() if sparse else [], k, companion=companion))
         result.embed_ms = (t1 - t0) * 1000

