@@ -17,6 +17,22 @@ from flywheel.tracking import git_commit
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (a server's workers); 0 when gone."""
+    import psutil
+
+    total = 0.0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

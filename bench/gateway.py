@@ -34,7 +34,7 @@ import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._util import free_port, pct, print_table, write_result
+from bench._util import free_port, pct, print_table, tree_cpu_s, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / "bench" / ".venvs"
@@ -82,18 +82,6 @@ def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
             q.kill()
 
 
-def _cpu(proc: subprocess.Popen[bytes]) -> float:
-    try:
-        p = psutil.Process(proc.pid)
-        total = 0.0
-        for q in [p, *p.children(recursive=True)]:
-            t = q.cpu_times()
-            total += t.user + t.system
-        return total
-    except psutil.Error:
-        return 0.0
-
-
 async def _load(
     url: str, concurrency: int, n: int, headers: dict[str, str]
 ) -> tuple[list[float], int, float]:
@@ -129,9 +117,14 @@ async def _load(
 def run_once(
     url: str, concurrency: int, n: int, proc: subprocess.Popen[bytes] | None, headers: dict[str, str]
 ) -> dict[str, Any]:
-    cpu0 = _cpu(proc) if proc else 0.0
+    cpu0 = tree_cpu_s(proc.pid) if proc else 0.0
     lat, errors, secs = asyncio.run(_load(url, concurrency, n, headers))
-    return {"lat": lat, "errors": errors, "secs": secs, "cpu": (_cpu(proc) - cpu0) if proc else None}
+    return {
+        "lat": lat,
+        "errors": errors,
+        "secs": secs,
+        "cpu": (tree_cpu_s(proc.pid) - cpu0) if proc else None,
+    }
 
 
 def _rss_mb(proc: subprocess.Popen[bytes] | None) -> float | None:

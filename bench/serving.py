@@ -16,7 +16,6 @@ whether every request became a trace (summary.traces_stored vs traces_expected).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import subprocess
@@ -26,11 +25,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._util import free_port, pct, print_table, write_result  # noqa: E402
+from bench._util import free_port, pct, print_table, tree_cpu_s, write_result  # noqa: E402
 from flywheel.config import load_settings  # noqa: E402
 from flywheel.stack._services import embedded_specs  # noqa: E402
 
@@ -57,20 +55,6 @@ def start(args: list[str], url: str, env: dict[str, str] | None = None, nice: in
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError(f"{args} did not start")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a process and its children (a server's workers)."""
-    total = 0.0
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            total += t.user + t.system
-    return total
 
 
 def warmup_count(concurrency: int, total: int) -> int:
@@ -237,7 +221,7 @@ def main() -> None:
                 if c == 1 and key not in ("bare", "flywheel"):
                     continue
                 total = n // 3 if key == "real_retrieval" else n
-                cpu0, trk0 = cpu_s(server[key].pid), cpu_s(tracking_pid)
+                cpu0, trk0 = tree_cpu_s(server[key].pid), tree_cpu_s(tracking_pid)
                 r = asyncio.run(load(url[key] + PATHS.get(key, "/responses"), body, c, total))
                 if experiment:
                     sent[experiment] = sent.get(experiment, 0) + total + warmup_count(c, total)
@@ -247,8 +231,12 @@ def main() -> None:
                 # CPU per request (warm-up included) of the server and of the tracking server storing
                 # its traces: the lever of requests/s on a machine the arms share
                 requests = total + warmup_count(c, total)
-                r["server_cpu_ms_per_request"] = round((cpu_s(server[key].pid) - cpu0) * 1000 / requests, 2)
-                r["tracking_cpu_ms_per_request"] = round((cpu_s(tracking_pid) - trk0) * 1000 / requests, 2)
+                r["server_cpu_ms_per_request"] = round(
+                    (tree_cpu_s(server[key].pid) - cpu0) * 1000 / requests, 2
+                )
+                r["tracking_cpu_ms_per_request"] = round(
+                    (tree_cpu_s(tracking_pid) - trk0) * 1000 / requests, 2
+                )
                 results[c][key] = r
                 if r["errors"]:
                     print(f"{key} c={c}: {r['errors']} errors, first: {r['first_error']}")

@@ -153,11 +153,13 @@ def flush_traces(timeout_s: float = 30.0) -> None:
     if _STATE["export"] == "otlp":
         from mlflow.tracing.provider import provider
 
+        # every processor of the provider: MLflow's OTLP batches and the extra destination's
         provider.get().force_flush(int(timeout_s * 1000))  # type: ignore[no-untyped-call]
-    mlflow.flush_trace_async_logging()
-    from flywheel.tracking._export import flush_export
+    else:
+        from flywheel.tracking._export import flush_export
 
-    flush_export(timeout_s)
+        flush_export(timeout_s)  # MLflow's own exporter has its queue, flushed below
+    mlflow.flush_trace_async_logging()
 
 
 @contextlib.contextmanager
