@@ -71,9 +71,10 @@ def exporting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_export, "_CLAIM", {"done": False})
     from flywheel.tracking import _tracing
 
-    monkeypatch.setitem(_tracing._STATE, "uri", None)  # set tracing up again, with the export
+    _tracing._STATE["uri"] = None  # set tracing up again, with the export
     yield
     _export.uninstall_export()
+    _tracing._STATE["uri"] = None  # and again for the next test: its experiment is not ours
 
 
 def _spans(phoenix: str, trace_id: str, want: int) -> list[dict]:
