@@ -10,11 +10,13 @@ from flywheel.evaluation._facts import FactMatcher, claims
 
 @pytest.fixture(scope="module")
 def matcher() -> FactMatcher:
-    from flywheel.knowledge import SentenceTransformerEmbedder, minilm_path
+    """The calibrated instrument: MiniLM and USE together, the default alpha and threshold."""
+    from flywheel.config import load_settings
+    from flywheel.knowledge import facts_embedder, minilm_path
 
     if minilm_path() is None:
         pytest.skip("the offline MiniLM package is not installed")
-    return FactMatcher(SentenceTransformerEmbedder("all-MiniLM-L6-v2").embed_documents)
+    return FactMatcher(facts_embedder(load_settings()).embed_documents)
 
 
 def credit(m: FactMatcher, fact: str, answer: str) -> float:
@@ -71,6 +73,48 @@ def test_compound_facts_earn_partial_credit_and_yes_no_is_not_a_claim() -> None:
     assert claims("Yes. By default traces go to the active experiment.") == [
         "By default traces go to the active experiment."
     ]
+
+
+def test_clauses_joined_by_a_conjunction_are_separate_claims_but_lists_stay_whole() -> None:
+    assert claims(
+        "Aliases avoid hardcoding version numbers and enable roll-back by switching the alias."
+    ) == ["Aliases avoid hardcoding version numbers", "enable roll-back by switching the alias."]
+    assert claims("experiment_id is required, and you must pass trace_ids, but not both.") == [
+        "experiment_id is required",
+        "you must pass trace_ids",
+        "not both.",
+    ]
+    for whole in (
+        "It supports OpenAI and Anthropic.",
+        "Agent functions are registered with the @invoke and @stream decorators.",
+        "It supports multi-turn dialogue, tool-calling and multi-agent orchestration.",
+    ):
+        assert claims(whole) == [whole]
+
+
+def test_half_a_compound_fact_earns_half_its_credit(matcher: FactMatcher) -> None:
+    fact = "Aliases avoid hardcoding version numbers and enable roll-back by switching the alias."
+    answer = "Aliases let you avoid hardcoding version numbers in the application code [1]."
+    assert credit(matcher, fact, answer) == 0.5
+
+
+def test_the_facts_instrument_averages_its_models_cosines() -> None:
+    import numpy as np
+
+    from flywheel.knowledge._embeddings import ConcatEmbedder
+
+    class Fixed:
+        def __init__(self, vecs: dict[str, list[float]]) -> None:
+            self.vecs = vecs
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [self.vecs[t] for t in texts]
+
+    a = Fixed({"x": [1.0, 0.0], "y": [0.0, 1.0]})  # cosine 0
+    b = Fixed({"x": [3.0, 4.0], "y": [3.0, 4.0]})  # cosine 1, not normalized
+    x, y = np.asarray(ConcatEmbedder(a, b).embed_documents(["x", "y"]))
+    assert float(x @ y) == pytest.approx(0.5)
+    assert float(np.linalg.norm(x)) == pytest.approx(1.0)
 
 
 def test_padding_does_not_pay(matcher: FactMatcher) -> None:

@@ -161,12 +161,13 @@ def demo() -> None:
         make_judge,
         make_scorer,
         run_evaluation,
+        scorer_context,
         write_reports,
     )
 
     ds = load_dataset("datasets/flywheel-docs-golden.json")
     target = AgentTarget(cfg, demo_config)
-    context = ScorerContext(embed=scoring_embedder(cfg).embed_documents, judge=make_judge(cfg))
+    context = scorer_context(cfg, make_judge(cfg))
     with console.status(f"Evaluating {len(ds.items)} items (4 at a time)…"):
         evaluation = run_evaluation(
             cfg,

@@ -74,16 +74,15 @@ def evaluate(
     from flywheel.evaluation import (
         DEFAULT_SCORERS,
         EvalOptions,
-        ScorerContext,
         judge_identity,
         load_dataset,
         make_judge,
         make_scorer,
         make_target,
         run_evaluation,
+        scorer_context,
         write_reports,
     )
-    from flywheel.knowledge import scoring_embedder
 
     quiet_mlflow()
     cfg = settings()
@@ -99,8 +98,7 @@ def evaluate(
         require(cfg, "index", *(["llm"] if policy != "grounded" else []))
     with console.status(f"Preparing target {target}…"):
         tgt = make_target(target, cfg, agent_config(set_) if set_ else None)
-        embedder = scoring_embedder(cfg)
-    context = ScorerContext(embed=embedder.embed_documents, judge=make_judge(cfg))
+        context = scorer_context(cfg, make_judge(cfg))
     counts = ", ".join(f"{k} {v}" for k, v in ds.counts().items())
     console.print(
         f"dataset [bold]{ds.name}[/] ({len(ds.items)} items: {counts}; digest {ds.digest}) → target "

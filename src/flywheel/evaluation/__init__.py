@@ -23,6 +23,7 @@ from flywheel.evaluation._scorers import (
     ScorerContext,
     make_scorer,
     register_scorer,
+    scorer_context,
 )
 from flywheel.evaluation._targets import AgentTarget, HttpTarget, Target, make_target
 
@@ -57,6 +58,7 @@ __all__ = [
     "run_evaluation",
     "run_identity",
     "save_dataset",
+    "scorer_context",
     "version_identity",
     "write_reports",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "ScorerContext",
     "make_scorer",
     "register_scorer",
+    "scorer_context",
     "scorer_spec",
 ]
 
@@ -64,10 +65,25 @@ class Score:
 
 @dataclass
 class ScorerContext:
-    """What scorers may need: an embedder (local semantic modes) and a judge (LLM modes)."""
+    """What scorers may need: an embedder (local semantic modes) and a judge (LLM modes).
+    ``facts_embed`` is the local facts scorer's own instrument (``knowledge.facts_embedder``, which
+    its threshold was calibrated on); without it that scorer uses ``embed``."""
 
     embed: Callable[[list[str]], list[list[float]]] | None = None
     judge: Callable[[str], str] | None = None  # prompt → completion
+    facts_embed: Callable[[list[str]], list[list[float]]] | None = None
+
+
+def scorer_context(settings: Any, judge: Callable[[str], str] | None = None) -> ScorerContext:
+    """The scorers' context for ``settings``: the offline scoring instruments (MiniLM; MiniLM with
+    USE for facts), whatever the agent retrieves with, and ``judge`` when given."""
+    from flywheel.knowledge import facts_embedder, scoring_embedder
+
+    return ScorerContext(
+        embed=scoring_embedder(settings).embed_documents,
+        judge=judge,
+        facts_embed=facts_embedder(settings).embed_documents,
+    )
 
 
 @runtime_checkable
@@ -152,7 +168,8 @@ def response_facts(
             return Score(None, "no expected facts")
         if not out.answer.strip():
             return Score(0.0, "empty answer")
-        matcher = FactMatcher(ctx.embed or _no_embed, threshold, alpha, max_chars=max_chars)
+        embed = ctx.facts_embed or ctx.embed
+        matcher = FactMatcher(embed or _no_embed, threshold, alpha, max_chars=max_chars)
         pad = matcher.padding_factor(out.answer)
         if ctx.judge:
             supported = []
@@ -162,7 +179,7 @@ def response_facts(
                     f"FACT: {fact}\n\nANSWER: {out.answer}"
                 )
                 supported.append(1.0 if verdict.strip().lower().startswith("yes") else 0.0)
-        elif ctx.embed:
+        elif embed:
             supported = [m.credit for m in matcher.match(facts, out.answer)]
         else:
             return Score(None, "needs an embedder or a judge")

@@ -222,8 +222,7 @@ def run_gate(
     """``candidate``: models:/NAME/VERSION, models:/NAME@ALIAS, or ``config`` (a local AgentConfig
     with ``candidate_config`` overrides). ``champion``: models:/NAME@champion by default for a
     registered candidate; None when there is no champion yet."""
-    from flywheel.evaluation import ScorerContext, make_scorer
-    from flywheel.knowledge import scoring_embedder
+    from flywheel.evaluation import make_scorer, scorer_context
     from flywheel.runtime import deploy_and_evaluate, runtimes_for
 
     th = thresholds or Thresholds()
@@ -258,7 +257,7 @@ def run_gate(
             on_event(f"no {champion} yet: floors and hard rules only")
             champion = None
     scorers = [make_scorer(n) for n in dict.fromkeys([*th.scorers, "refusal"])]
-    context = ScorerContext(embed=scoring_embedder(settings).embed_documents)
+    context = scorer_context(settings)
     results: dict[str, Any] = {}
     identities: dict[str, dict[str, str]] = {}
     arms = [("candidate", cand_uri, candidate_config)]

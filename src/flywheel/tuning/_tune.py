@@ -172,8 +172,7 @@ def run_tune(
     on_trial: Any = lambda done, total, trial: None,
 ) -> TuneResult:
     from flywheel.agent import default_config
-    from flywheel.evaluation import ScorerContext, load_dataset, make_scorer
-    from flywheel.knowledge import scoring_embedder
+    from flywheel.evaluation import load_dataset, make_scorer, scorer_context
     from flywheel.runtime import runtimes_for
 
     t0 = time.monotonic()
@@ -195,7 +194,7 @@ def run_tune(
     grid = spec.grid()
     for trial in grid:  # an invalid value fails here, naming the trial, before any runtime starts
         _validate(settings, trial, default_config)
-    scorer_context = ScorerContext(embed=scoring_embedder(settings).embed_documents)
+    context = scorer_context(settings)
     runtimes = runtimes_for(settings)
     leaked = runtimes.gc()
     if leaked:
@@ -221,7 +220,7 @@ def run_tune(
                 config=trial.overrides,
                 dataset=dataset,
                 scorers=scorers,
-                context=scorer_context,
+                context=context,
                 results_dir=folder / "evals",
                 parent_run_id=parent,
                 tags={
