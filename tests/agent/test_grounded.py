@@ -76,3 +76,21 @@ def test_repetition_is_trimmed() -> None:
     looping = "1. The list of addresses.\n2. The list of addresses.\n3. The list of addresses.\n4. The list of addresses."
     assert trim_repetition(looping) == "1. The list of addresses."
     assert trim_repetition("A fact. Another fact. A fact.") == "A fact. Another fact."
+
+
+def test_a_japanese_question_gets_a_japanese_lead_naming_each_page_once() -> None:
+    from flywheel.agent._grounded import japanese_lead
+
+    hits = [
+        {"title": "Delete Traces", "source": "delete.md"},
+        {"title": "Tracing FAQ", "source": "faq.md"},
+        {"title": "Delete Traces", "source": "delete.md"},
+    ]
+    chosen = select_units("delete old traces", HITS, HashEmbedder().embed_documents, max_units=4)
+    numbers = list(dict.fromkeys(c.unit.hit for c in chosen))
+    lead = japanese_lead(chosen, hits)
+    assert lead.startswith("英語のドキュメントの該当箇所です")
+    for n in numbers:  # every excerpt the answer quotes is cited in the lead
+        assert f"[{n}]" in lead
+    assert lead.count("「Delete Traces」") <= 1
+    assert compose(chosen, lead).startswith(lead)

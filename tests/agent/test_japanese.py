@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flywheel.agent import AgentConfig, DocsAgent
 from flywheel.config import load_settings
-from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest, relevance_threshold
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -35,8 +35,18 @@ def test_the_multilingual_companion_answers_japanese_and_refuses_a_half_built_in
 
     from flywheel.errors import FlywheelError
 
-    plain = load_settings(data_dir=tmp_path, collection="docs")
+    plain = load_settings(data_dir=tmp_path, collection="docs", companion_embedding_model="off")
     ingest(plain, IngestOptions([str(DOCS)]), kb=KnowledgeBase(plain))  # built without the companion
+    # MiniLM alone: the question's English glosses find the page; the lead is Japanese
+    alone = DocsAgent(plain, AgentConfig(policy="grounded"), kb=KnowledgeBase(plain))
+    answer = alone.ask("open_url はどのアドレスへのアクセスを拒否しますか？")
+    assert not answer.abstained and any(s["source"] == "security.md" for s in answer.sources)
+    assert answer.answer.startswith("英語のドキュメントの該当箇所です") and "[1]" in answer.answer
+    assert alone.ask("明日の東京の天気は？").abstained
+    # the default (auto) goes on without it on an index built before it, and adds it on --rebuild
+    auto = plain.model_copy(update={"companion_embedding_model": "auto"})
+    assert KnowledgeBase(auto).companion is None and KnowledgeBase(auto).search("open_url", 5)
+    assert ingest(auto, IngestOptions([str(DOCS)]), kb=KnowledgeBase(auto)).chunks == 0
     settings = plain.model_copy(
         update={"companion_embedding_model": "universal-sentence-encoder-multilingual"}
     )
@@ -46,10 +56,15 @@ def test_the_multilingual_companion_answers_japanese_and_refuses_a_half_built_in
     with pytest.raises(FlywheelError):
         ingest(settings, IngestOptions([str(DOCS)]), kb=KnowledgeBase(settings))  # nothing half-written
 
-    kb = KnowledgeBase(settings)
-    report = ingest(settings, IngestOptions([str(DOCS)], rebuild=True), kb=kb)
+    kb = KnowledgeBase(auto)
+    report = ingest(auto, IngestOptions([str(DOCS)], rebuild=True), kb=kb)
+    assert kb.companion is not None  # auto: USE beside MiniLM
+    kb = KnowledgeBase(settings)  # the same companion, named explicitly
     assert kb.companion is not None and kb.companion[1].count() == kb.index.count() == report.chunks
-    assert kb.relevance_model == "universal-sentence-encoder-multilingual"
+    # the companion's cosine (and threshold) for Japanese questions; English ones search as before
+    use, minilm = "universal-sentence-encoder-multilingual", "all-MiniLM-L6-v2"
+    assert kb.relevance_threshold("open_url はどこへ？", "ja") == relevance_threshold(use, "ja")
+    assert kb.relevance_threshold("Which addresses?", "en") == relevance_threshold(minilm, "en")
     again = ingest(settings, IngestOptions([str(DOCS)]), kb=kb)
     assert again.chunks == 0 and again.skipped == report.documents  # incremental, both in step
 

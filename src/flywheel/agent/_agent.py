@@ -27,7 +27,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 from flywheel.agent._config import AgentConfig
-from flywheel.agent._grounded import compose, lead_is_grounded, select_units, trim_repetition
+from flywheel.agent._grounded import (
+    compose,
+    japanese_lead,
+    lead_is_grounded,
+    select_units,
+    trim_repetition,
+)
 from flywheel.agent._guardrails import screen
 from flywheel.agent._llm import GATEWAY
 from flywheel.agent._prompts import (
@@ -236,8 +242,13 @@ class DocsAgent:
         hits = withhold_injected(run_doc_search(self.ctx, state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
         if threshold is None:  # calibrated per embedding model (bench/multilingual.py), not guessed
-            # (a knowledge base without a model name gets the default model's threshold)
-            threshold = relevance_threshold(getattr(self.kb, "relevance_model", ""), state["lang"])
+            # (a knowledge base that does not say gets the default model's threshold)
+            calibrated = getattr(self.kb, "relevance_threshold", None)
+            threshold = (
+                calibrated(state["question"], state["lang"])
+                if calibrated
+                else relevance_threshold("", state["lang"])
+            )
         if not any(h["dense_score"] >= threshold for h in hits):
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         self.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)
@@ -275,9 +286,13 @@ class DocsAgent:
     def _extract(self, state: State) -> dict:
         """grounded: the answer is the excerpts' most relevant sentences, each cited."""
         cfg = self.config
-        with span("select_sentences", "PARSER", {"question": state["question"]}) as sp:
+        question = state["question"]
+        if state["lang"] == "ja" and getattr(self.kb.embedder, "english_only", False):
+            # an English-only model ranks sentences against the question's English glosses
+            question = getattr(self.kb, "translate", lambda q: None)(question) or question
+        with span("select_sentences", "PARSER", {"question": question}) as sp:
             chosen = select_units(
-                state["question"],
+                question,
                 self.ctx.hits,
                 self.kb.embedder.embed_documents,
                 max_units=cfg.answer_units,
@@ -287,7 +302,9 @@ class DocsAgent:
         if not chosen:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         lead = ""
-        if cfg.lead_sentence:
+        if state["lang"] == "ja":
+            lead = japanese_lead(chosen, self.ctx.hits)
+        elif cfg.lead_sentence:
             excerpts = "\n".join(c.unit.text for c in chosen)
             reply = self._call_llm(
                 [

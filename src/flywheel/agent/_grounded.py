@@ -32,6 +32,7 @@ __all__ = [
     "Selected",
     "Unit",
     "compose",
+    "japanese_lead",
     "lead_is_grounded",
     "select_units",
     "split_units",
@@ -243,6 +244,18 @@ def compose(selected: list[Selected], lead: str = "") -> str:
     if current:
         blocks.append(" ".join(current))
     return "\n\n".join(b for b in blocks if b)
+
+
+def japanese_lead(selected: list[Selected], hits: list[dict]) -> str:
+    """The lead of a grounded answer to a Japanese question from English pages: which pages answer
+    it, in Japanese, each cited; the excerpts follow in the original English (the local model cannot
+    translate them faithfully, and a wrong translation would be worse than none)."""
+    pages: dict[str, list[int]] = {}  # page title → its excerpt numbers, in answer order
+    for n in dict.fromkeys(s.unit.hit for s in selected):
+        hit = hits[n - 1] if 0 < n <= len(hits) else {}
+        pages.setdefault(str(hit.get("title") or hit.get("source") or n), []).append(n)
+    cited = "、".join(f"「{title}」" + "".join(f"[{n}]" for n in ns) for title, ns in pages.items())
+    return f"英語のドキュメントの該当箇所です: {cited}。以下は原文からの抜粋です。"
 
 
 def _cite(text: str, n: int) -> str:

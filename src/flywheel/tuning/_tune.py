@@ -194,7 +194,7 @@ def run_tune(
     grid = spec.grid()
     for trial in grid:  # an invalid value fails here, naming the trial, before any runtime starts
         _validate(settings, trial, default_config)
-    context = scorer_context(settings)
+    scoring = scorer_context(settings)
     runtimes = runtimes_for(settings)
     leaked = runtimes.gc()
     if leaked:
@@ -220,7 +220,7 @@ def run_tune(
                 config=trial.overrides,
                 dataset=dataset,
                 scorers=scorers,
-                context=context,
+                context=scoring,
                 results_dir=folder / "evals",
                 parent_run_id=parent,
                 tags={
