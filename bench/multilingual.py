@@ -139,7 +139,10 @@ def main() -> None:
             for item in ds.items:
                 if item.kind not in ("happy_path", "out_of_scope"):
                     continue
-                top = max((h.dense_score for h in kb.search(item.question, 5)), default=0.0)
+                found = kb.search(item.question, 5)  # the agent's abstention signal, as it computes it
+                top = max((h.dense_score for h in found), default=0.0)
+                if found and found.relevance is not None:
+                    top = max(top, found.relevance)
                 part = "train" if item.metadata.id in split[lang]["train"] else "test"
                 tops[lang][part]["answerable" if item.kind == "happy_path" else "oos"].append(float(top))
 

@@ -249,7 +249,10 @@ class DocsAgent:
                 if calibrated
                 else relevance_threshold("", state["lang"])
             )
-        if not any(h["dense_score"] >= threshold for h in hits):
+        best = max((h["dense_score"] for h in hits), default=0.0)
+        if hits and self.ctx.relevance is not None:  # the companion's own top cosine (Japanese)
+            best = max(best, self.ctx.relevance)
+        if best < threshold:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         self.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)
         return {"abstained": False}

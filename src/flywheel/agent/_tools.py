@@ -36,6 +36,7 @@ class ToolContext:
     calls: list[str] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
+    relevance: float | None = None  # the last search's own relevance signal (SearchResult.relevance)
 
     def add_hits(self, hits: list[dict]) -> list[int]:
         """Add hits (deduplicated) and return their citation numbers (1-based)."""
@@ -70,6 +71,7 @@ def run_doc_search(ctx: ToolContext, query: str) -> list[dict]:
     with span("doc_search", "RETRIEVER", {"query": query, "k": ctx.config.top_k}) as sp:
         result = ctx.kb.search(query, k=ctx.config.top_k, mode=ctx.config.search_mode)
         hits = [h.as_dict() for h in result]
+        ctx.relevance = getattr(result, "relevance", None)
         sp.set_outputs(
             [
                 {

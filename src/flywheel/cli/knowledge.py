@@ -74,6 +74,8 @@ def search(
     """Search the index the way the agent's doc_search tool does (no LLM).
 
     Example: flywheel search "delete old traces" -k 3
+    A Japanese question is also searched with its English glosses, shown first:
+    flywheel search "古いトレースを削除するには？"
     """
     from flywheel.knowledge import KnowledgeBase
 
@@ -81,6 +83,10 @@ def search(
     if json_out:
         print(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
+    if hits.translated:
+        from rich.markup import escape
+
+        console.print(f"[dim]also searched as: {escape(hits.translated)}[/]")
     for n, h in enumerate(hits, 1):
         console.print(f"[bold][{n}][/] {h.title} › {h.headings}  [dim]{h.source}  cos={h.dense_score:.2f}[/]")
         console.print("    " + h.text[:200].replace("\n", " ") + "…", markup=False)

@@ -33,6 +33,9 @@ class SearchResult(list[Hit]):
     embed_ms: float = 0.0
     search_ms: float = 0.0
     translated: str | None = None  # the English keywords searched for a Japanese question
+    # when the companion served the question: its own best cosine (its top hit, fused in or not),
+    # the signal its abstention threshold is calibrated on — independent of what fusion kept
+    relevance: float | None = None
 
 
 class KnowledgeBase:
@@ -157,6 +160,8 @@ class KnowledgeBase:
             dense = []  # an English-only model's ranking of a Japanese/Chinese/Korean question is noise
         result = SearchResult(fuse(dense, sparse.result() if sparse else [], k, companion=companion))
         result.translated = english
+        if companion:
+            result.relevance = float(companion[0]["distance"])
         result.embed_ms = (t1 - t0) * 1000
         result.search_ms = (time.perf_counter() - t1) * 1000
         return result
