@@ -104,6 +104,8 @@ def test_the_facts_instrument_averages_its_models_cosines() -> None:
     from flywheel.knowledge._embeddings import ConcatEmbedder
 
     class Fixed:
+        dim = 2
+
         def __init__(self, vecs: dict[str, list[float]]) -> None:
             self.vecs = vecs
 
