@@ -37,12 +37,11 @@ def test_the_multilingual_companion_answers_japanese_and_refuses_a_half_built_in
 
     plain = load_settings(data_dir=tmp_path, collection="docs", companion_embedding_model="off")
     ingest(plain, IngestOptions([str(DOCS)]), kb=KnowledgeBase(plain))  # built without the companion
-    # MiniLM alone: the question's English glosses find the page; the lead is Japanese
-    alone = DocsAgent(plain, AgentConfig(policy="grounded"), kb=KnowledgeBase(plain))
-    answer = alone.ask("open_url はどのアドレスへのアクセスを拒否しますか？")
-    assert not answer.abstained and any(s["source"] == "security.md" for s in answer.sources)
-    assert answer.answer.startswith("英語のドキュメントの該当箇所です") and "[1]" in answer.answer
-    assert alone.ask("明日の東京の天気は？").abstained
+    # MiniLM alone: the question's English glosses find the page (its cosine scale for glosses
+    # differs between corpora, so MiniLM alone does not decide abstention here; the companion does)
+    found = KnowledgeBase(plain).search("open_url はどのアドレスへのアクセスを拒否しますか？", 5)
+    assert found.translated and "address" in found.translated
+    assert found[0].source == "security.md"
     # the default (auto) goes on without it on an index built before it, and adds it on --rebuild
     auto = plain.model_copy(update={"companion_embedding_model": "auto"})
     assert KnowledgeBase(auto).companion is None and KnowledgeBase(auto).search("open_url", 5)
@@ -71,6 +70,7 @@ def test_the_multilingual_companion_answers_japanese_and_refuses_a_half_built_in
     agent = DocsAgent(settings, AgentConfig(policy="grounded"), kb=kb)
     answer = agent.ask("open_url はどのアドレスへのアクセスを拒否しますか？")
     assert not answer.abstained and any(s["source"] == "security.md" for s in answer.sources)
+    assert answer.answer.startswith("英語のドキュメントの該当箇所です") and "[1]" in answer.answer
     english = agent.ask("Which addresses does open_url refuse to fetch?")
     assert not english.abstained and english.sources[0]["source"] == "security.md"
     assert agent.ask("明日の東京の天気は？").abstained
