@@ -28,7 +28,6 @@ import sqlite3
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 __all__ = ["QueryTranslator", "get_translator", "has_cjk"]
 
@@ -193,8 +192,3 @@ def get_translator() -> QueryTranslator | None:
     if db is None or importlib.util.find_spec("janome") is None:
         return None
     return QueryTranslator(db)
-
-
-def _describe() -> dict[str, Any]:  # for `flywheel doctor`-style reports and the bench
-    db = _dictionary_path()
-    return {"dictionary": str(db) if db else None, "janome": importlib.util.find_spec("janome") is not None}
