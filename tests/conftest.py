@@ -63,3 +63,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         yield settings
     finally:
         stack.down()
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave as soon as pytest is done: MLflow's at-exit callback would otherwise flush traces still
+    queued for tracking servers the tests have already stopped, retrying each with urllib3 backoff
+    (measured: over 15 minutes after the last test). Every report has been written by now."""
+    if _EXIT_STATUS:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
