@@ -12,14 +12,14 @@ from functools import cached_property
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.knowledge._embeddings import Embedder, get_embedder, relevance_threshold
+from flywheel.knowledge._embeddings import Embedder, USEEmbedder, get_embedder, relevance_threshold
 from flywheel.knowledge._index import DocIndex, Hit, fuse
 
 __all__ = ["AUTO_COMPANION", "KnowledgeBase", "SearchResult"]
 
 _log = logging.getLogger(__name__)
 # the companion that ``companion_embedding_model=auto`` (the default) adds beside an English-only model
-AUTO_COMPANION = "universal-sentence-encoder-multilingual"
+AUTO_COMPANION = USEEmbedder.name
 
 DEFAULT_TOP_K = 5
 # scripts an English-only embedding model cannot read (its ranking of such a question is noise)

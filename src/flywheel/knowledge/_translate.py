@@ -175,6 +175,8 @@ class QueryTranslator:
                 i += 1
         return found
 
+    @lru_cache(maxsize=1024)  # noqa: B019 - one translator per process; one question is translated
+    # for its search, its abstention threshold and its sentence ranking: segmented once
     def translate(self, question: str) -> str:
         """English keywords for ``question`` (unchanged when it has no Japanese)."""
         if not has_cjk(question):
