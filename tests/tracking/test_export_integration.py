@@ -5,10 +5,12 @@ counter rises."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,11 +59,24 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is not None:
+            # Phoenix left before the teardown (seen once in CI, after its test had passed): say so
+            # with its log instead of failing a teardown that has nothing left to stop
+            warnings.warn(
+                f"Phoenix exited early with code {proc.returncode}: "
+                + (work / "phoenix.log").read_text()[-1500:],
+                stacklevel=1,
+            )
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
 
 
 @pytest.fixture
