@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def phoenix(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[str]:
     subprocess.run(["bash", "scripts/ensure-phoenix.sh"], cwd=ROOT, check=True)
     port, grpc = free_port(), free_port()
     work = tmp_path_factory.mktemp("phoenix")
@@ -61,12 +60,14 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         if proc.poll() is not None:
             # Phoenix left before the teardown (seen once in CI, after its test had passed): say so
-            # with its log instead of failing a teardown that has nothing left to stop
-            warnings.warn(
-                f"Phoenix exited early with code {proc.returncode}: "
-                + (work / "phoenix.log").read_text()[-1500:],
-                stacklevel=1,
-            )
+            # with its log on the terminal (warnings are errors here), instead of failing a
+            # teardown that has nothing left to stop
+            tail = (work / "phoenix.log").read_text()[-1500:]
+            capture = pytestconfig.pluginmanager.get_plugin("capturemanager")  # what capsys.disabled() uses
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                print(
+                    f"\nPhoenix exited early with code {proc.returncode}; its log ends:\n{tail}", flush=True
+                )
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
