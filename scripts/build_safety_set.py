@@ -8,10 +8,17 @@ Sources (each row says which in ``source``):
   - ``obfuscated``: each English attack seed in two obfuscated forms (leetspeak, letter spacing,
     look-alike letters, invisible characters, base64, ROT13, hex, reversed text);
   - ``headings``: ordinary documentation questions made from section headings of the MLflow docs
-    (Apache-2.0) and Pydantic AI docs (MIT) corpora in ../shared.
+    (Apache-2.0, ../shared) and of flywheel's own docs/;
+  - ``mined``: tricky benign questions mined from the sentences of the same two corpora that use the
+    guardrail's trigger vocabulary (flywheel.safety.mine_questions: system prompt, API key, override,
+    delete, silently, export, developer mode, red team, PII …), one seed per source document.
+
+The Pydantic AI docs are never used here: they are the held-out domain bench/guardrail.py mines its
+``mined_false_refusal_rate`` from.
 
 Split once, by seed: every variant of a seed shares the seed's split (60 % train, 40 % test, by a
-hash of the seed id), so no obfuscated copy of a test attack is ever trained on. Never tune on test.
+hash of the seed id), so no obfuscated copy of a test attack is ever trained on, and every question
+mined from one document sits on the same side. Never tune on test.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "datasets" / "safety"
 SHARED = ROOT.parent / "shared" / "corpora"
+CORPORA = {"mlflow-docs": SHARED / "mlflow-docs", "flywheel-docs": ROOT / "docs"}  # never pydantic-ai
 
 
 def _load(name: str):  # type: ignore[no-untyped-def]
@@ -45,6 +53,17 @@ def split_of(seed_id: str) -> str:
 LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"})
 HOMO = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "i": "і", "y": "у", "s": "ѕ"}
 INVISIBLE = ["\u200b", "\u00ad", "\u2062", "\u034f", "\u180e", "\u2060"]
+
+
+def row_text(row: dict) -> str:
+    return "\n".join(row.get("turns") or [row["text"]])
+
+
+def trigger_family(text: str) -> str | None:
+    sys.path.insert(0, str(ROOT / "src"))
+    from flywheel.safety import trigger_family as family
+
+    return family(text)
 
 
 def _tags(text: str) -> str:
@@ -76,8 +95,7 @@ def heading_questions(limit: int) -> list[dict]:
         "Can you explain {h}?",
         "Where can I read about {h}?",
     ]
-    for corpus in ("mlflow-docs", "pydantic-ai-docs"):
-        folder = SHARED / corpus
+    for corpus, folder in CORPORA.items():
         if not folder.exists():
             continue
         heads: list[str] = []
@@ -100,6 +118,33 @@ def heading_questions(limit: int) -> list[dict]:
                     "family": f"doc_question_{corpus.split('-')[0]}",
                     "seed_id": f"{corpus}:{n}",
                     "source": "headings",
+                }
+            )
+    return rows
+
+
+def mined_questions(per_document: int = 12) -> list[dict]:
+    sys.path.insert(0, str(ROOT / "src"))
+    from flywheel.knowledge import load_file_text
+    from flywheel.safety import mine_questions
+
+    rows: list[dict] = []
+    for corpus, folder in CORPORA.items():
+        if not folder.exists():
+            continue
+        docs = []
+        for path in sorted(folder.rglob("*.md*")):
+            rel = str(path.relative_to(folder))
+            docs.append((rel, load_file_text(path.read_text(encoding="utf-8", errors="ignore"), "md", rel).text))
+        for q in mine_questions(docs, per_document=per_document):
+            rows.append(
+                {
+                    "text": q.text,
+                    "family": f"mined_{q.family}",
+                    "seed_id": f"mined:{corpus}:{q.source}",
+                    "source": "mined",
+                    "corpus": corpus,
+                    "shape": q.shape,
                 }
             )
     return rows
@@ -136,8 +181,11 @@ def main() -> None:
         rows.append(_row(turns[-1], "benign", "multi_turn_benign", f"benign:multi:{n}", turns=turns))
     for r in heading_questions(220):
         rows.append({**r, "label": "benign"})
+    for r in mined_questions():
+        rows.append({**r, "label": "benign"})
     for r in rows:
         r["split"] = split_of(r["seed_id"])
+        r["tricky"] = r["label"] == "benign" and trigger_family(row_text(r)) is not None
         r["lang"] = "ja" if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", r["text"]) else "en"
     path = OUT / "safety.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -1,10 +1,22 @@
 """Layer 2 of the guardrail: a small set of high-precision rules, in English and Japanese.
 
-A rule is a category, a reason and regular expressions that must all match one view of the text
-(see _normalize.py). Rules are written for attack *shapes* — an imperative to drop instructions, a
-request to disclose a secret's value, a forged role marker — not for particular sentences; whatever
-they miss is the classifier's job. Every pattern is linear-time: no nested or unbounded repetition
-across lines (gaps are bounded, e.g. ``.{0,60}``). Add your own with :func:`register_rule`.
+A rule is a category, a reason, regular expressions that must all match one view of the text (see
+_normalize.py) and a *target*: whom the shape must be aimed at for the rule to refuse.
+
+- ``assistant``: only when the clause the shape is in is aimed at this assistant (_address.py: an
+  order, or a question about the assistant's own instructions, secrets, tools or users) — "ignore
+  your instructions" is refused, "how do I ignore the instructions of a judge?" is not;
+- ``victim``: aimed at the assistant, or at someone else's systems or data ("another team's",
+  "without their consent") — a how-to about one's own setup passes;
+- ``any``: the shape is an attack whoever is addressed (forged role markers, exfiltration images,
+  malware, instructions hidden in an encoding to be followed).
+
+A shape found only in clauses it is not aimed from is *waived* (the verdict lists it). ``llm_only``
+rules protect an LLM from being steered (instruction overrides, personas, forged turns): a policy
+that makes no LLM call need not refuse on them (see _guard.py). Rules are written for attack
+shapes, not for particular sentences; whatever they miss is the classifier's job. Every pattern is
+linear-time: no nested or unbounded repetition across lines (gaps are bounded, e.g. ``.{0,60}``).
+Add your own with :func:`register_rule`.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from flywheel.safety._address import aimed, clause_at, victim
 
 __all__ = ["RULES", "GuardRule", "match_rules", "register_rule"]
 
@@ -23,6 +37,8 @@ class GuardRule:
     reason: str
     patterns: tuple[str, ...]  # all must match (case-insensitive; the views are lower-case)
     views: tuple[str, ...] = ("text", "despaced", "deleet", "hidden", "decoded", "transformed")
+    target: str = "assistant"  # assistant | victim | any
+    llm_only: bool = False  # it only protects an LLM: an extractive policy need not refuse on it
     _compiled: tuple[re.Pattern[str], ...] = field(default=(), compare=False, repr=False)
 
     def compiled(self) -> tuple[re.Pattern[str], ...]:
@@ -32,6 +48,22 @@ class GuardRule:
 
     def matches(self, text: str) -> bool:
         return all(p.search(text) for p in self.compiled())
+
+    def aimed_match(self, text: str) -> tuple[bool, bool]:
+        """(matched, aimed): whether the shape is in the text, and whether some occurrence of it is
+        in a clause aimed the way the rule's target says."""
+        first, *rest = self.compiled()
+        if not all(p.search(text) for p in rest):
+            return False, False
+        found = False
+        for m in first.finditer(text):
+            found = True
+            if self.target == "any":
+                return True, True
+            clause = clause_at(text, m.start())
+            if aimed(clause) or (self.target == "victim" and victim(clause)):
+                return True, True
+        return found, False
 
 
 RULES: list[GuardRule] = []
@@ -58,13 +90,8 @@ for _rule in [
         "drop_instructions",
         "prompt_injection",
         "it tries to override my instructions",
-        (
-            rf"\b{_DROP}\b.{{0,40}}\b{_PRIOR}\b.{{0,30}}\b{_RULESW}\b",
-            # "how do I override the instructions of a judge": configuring something else
-            r"^(?!.{0,30}\bhow\s+(do|can|should|would)\s+(i|we)\b.{0,80}\b{0}\b.{0,10}\b(of|for|in)\s+(a|an|the|my|our|each)\s)".replace(
-                "{0}", _RULESW
-            ),
-        ),
+        (rf"\b{_DROP}\b.{{0,40}}\b{_PRIOR}\b.{{0,30}}\b{_RULESW}\b",),
+        llm_only=True,
     ),
     GuardRule(
         "instructions_void",
@@ -73,6 +100,7 @@ for _rule in [
         (
             rf"\b{_RULESW}\b.{{0,40}}\b(are|is|were)\s+(now\s+)?(cancelled|canceled|void|revoked|lifted|disabled|no\s+longer\s+(valid|apply|in\s+effect)|a\s+test|obsolete)\b|\b{_RULESW}\b.{{0,20}}\bno\s+longer\s+apply\b|\bnew\s+instructions?\b.{{0,20}}\b(supersede|override|replace)",
         ),
+        llm_only=True,
     ),
     GuardRule(
         "obey_me",
@@ -81,6 +109,7 @@ for _rule in [
         (
             r"\b(from\s+now\s+on|henceforth|for\s+the\s+rest\s+of\s+(this|the)\s+conversation)\b.{0,60}\b(only\s+(follow|obey)|obey|no\s+(rules|restrictions|limits|filter)|without\s+(any\s+)?(restrictions|rules|filter)|highest\s+priority|reveal)",
         ),
+        llm_only=True,
     ),
     GuardRule(
         "unrestricted_mode",
@@ -89,14 +118,26 @@ for _rule in [
         (
             r"\b(developer|dan|jailbreak|jailbroken|god|unrestricted|unfiltered|evil|admin|root|sudo|debug)\s*mode\b.{0,80}\b(enable|enter|switch|activate|now\s+in|you\s+are|confirm|answer|respond|comply|lifted|without)|\b(enable|enter|switch\s+(in)?to|activate|you\s+are\s+(now\s+)?in)\s+(developer|dan|jailbreak|god|unrestricted|unfiltered|evil|sudo)\s*mode\b",
         ),
+        llm_only=True,
     ),
     GuardRule(
         "persona_no_rules",
         "prompt_injection",
         "it asks me to play a character without rules",
         (
-            r"\b(you\s+are|act\s+as|pretend|imagine|roleplay|role-play|play\s+the\s+role|simulate|stay\s+in\s+character|be)\b.{0,80}\b(no|without|never\s+(been\s+)?given\s+any|free\s+of)\s+(any\s+)?(rules|restrictions|limits|filters?|guidelines|safety|ethics|censorship)\b|\b(do\s+anything\s+now|freegpt|evilbot|stan|dude\s+mode|aim\s+mode)\b",
+            r"\b(you\s+are|act\s+as|pretend|imagine|roleplay|role-play|play\s+the\s+role|simulate|stay\s+in\s+character|be)\b.{0,80}\b(no|without|never\s+(been\s+)?given\s+any|free\s+of)\s+(any\s+)?(rules|restrictions|limits|filters?|guidelines|safety|ethics|censorship)\b",
         ),
+        llm_only=True,
+    ),
+    GuardRule(
+        "known_jailbreak",
+        "prompt_injection",
+        "it names a known jailbreak persona",
+        (
+            r"\b(do\s+anything\s+now|freegpt|evilbot|stan\s+mode|dude\s+mode|aim\s+mode|dan\s+mode|you\s+are\s+dan)\b",
+        ),
+        target="any",
+        llm_only=True,
     ),
     GuardRule(
         "forged_role",
@@ -106,12 +147,16 @@ for _rule in [
             r"(^|\n)[ \t]{0,8}(#{1,4}[ \t]{0,4})?(system|developer|assistant|administrator)[ \t]{0,4}:|<\|im_start\|>|<\|(system|assistant)\|>|\[/?inst\]|<<\s?/?sys\s?>>|</?system>|\"role\"\s{0,3}:\s{0,3}\"(system|developer)\"|\[system\]\(#|^\s{0,8}(system|システム)\s{0,4}[:：]",
         ),
         views=("text", "hidden", "decoded"),
+        target="any",
+        llm_only=True,
     ),
     GuardRule(
         "prompt_disclosure",
         "prompt_injection",
         "it asks for my hidden instructions",
-        (rf"\b{_DISCLOSE}\b.{{0,60}}\b{_YOUR_PROMPT}",),
+        (
+            rf"\b{_DISCLOSE}\b.{{0,60}}\b({_YOUR_PROMPT}|the\s+(system\s+(prompt|message)|prompt\s+you|instructions\s+you))",
+        ),
     ),
     GuardRule(
         "prompt_echo",
@@ -126,8 +171,7 @@ for _rule in [
         "secret_exfiltration",
         "it asks me to disclose secrets or credentials",
         (
-            rf"\b{_DISCLOSE}\b.{{0,50}}\b(the\s+)?(value\s+of\s+(the\s+)?)?{_SECRET}|\b{_SECRET}\b.{{0,40}}\b(unmasked|verbatim|in\s+full|character\s+by\s+character|back\s+to\s+me|here)\b",
-            r"^(?!.{0,30}\bhow\s+(do|can|should|to)\b)(?!.{0,30}\b(where|which\s+(environment|env)\s+variables?\s+does)\b)",
+            rf"\b{_DISCLOSE}\b.{{0,50}}\b(the\s+)?(value\s+of\s+(the\s+)?)?{_SECRET}|\b{_SECRET}\b.{{0,40}}\b(unmasked|verbatim|in\s+full|character\s+by\s+character|back\s+to\s+me|here)\b|\b(actual|real|current|exact|full|raw|literal|plaintext)\s+(value|contents?|string)\s+of\s+(the\s+|your\s+)?{_SECRET}",
         ),
     ),
     GuardRule(
@@ -136,15 +180,21 @@ for _rule in [
         "it asks for credential files or server environment",
         (
             r"(/etc/(passwd|shadow)|/proc/self/environ|~?/\.aws/credentials|~?/\.ssh/id_|\.env\s+file|169\.254\.169\.254|metadata\.google\.internal|(all|every)\s+(the\s+)?environment\s+variables|environment\s+variables\s+(of\s+your|you\s+(were|are)\s+(started|running)))",
-            r"^(?!.{0,30}\bhow\s+(do|can|should|to)\s+i\s+(set|configure|read|load|use|create)\b)",
         ),
     ),
     GuardRule(
         "markdown_exfiltration",
         "data_exfiltration",
         "it asks me to embed data in an image or link to an outside host",
+        (r"!\[[^\]\n]{0,200}\]\(\s{0,3}https?://[^)\s]{1,300}[?&=]",),
+        target="any",
+    ),
+    GuardRule(
+        "exfiltration_link",
+        "data_exfiltration",
+        "it asks me to put private data into an image or link",
         (
-            r"!\[[^\]\n]{0,200}\]\(\s{0,3}https?://[^)\s]{1,300}[?&=]|\b(append|add|include|render|put|output)\b.{0,60}\b(image|pixel|link|url)\b.{0,120}\b(system\s+prompt|instructions|secrets?|api\s+key|token|conversation|history|user\s+data|everything)",
+            r"\b(append|add|include|render|put|output|embed|attach)\b.{0,60}\b(image|pixel|link|url)\b.{0,120}\b(system\s+prompt|instructions|secrets?|api\s+key|token|conversation|history|user\s+data|everything)",
         ),
     ),
     GuardRule(
@@ -152,26 +202,45 @@ for _rule in [
         "data_exfiltration",
         "it asks for covert collection or exfiltration of data",
         (
-            r"\b(silently|secretly|covertly|quietly|stealthily|without\s+(them|the\s+users?|anyone|customers?|the\s+owners?)\s+(knowing|noticing))\b|\bexfiltrat",
+            r"\b(silently|secretly|covertly|stealthily|without\s+(them|the\s+users?|anyone|customers?|the\s+owners?)\s+(knowing|noticing))\b|\bexfiltrat",
             r"\b(upload|send|copy|copies|forward|post|ship|transmit|exfiltrat|leak|collect|sell)\w*\b",
         ),
+        target="victim",
     ),
     GuardRule(
         "sell_personal_data",
         "data_exfiltration",
         "it asks to take or sell people's personal data",
         (
-            r"\b(pii|personal\s+(data|information)|customer\s+data|user\s+data|users'\s+personal|chat\s+logs)\b",
-            r"\b(sell|steal|scrape|harvest|exfiltrat|leak)\w*\b|\b(send|upload|forward)\w*\b.{0,80}\b(external|pastebin|third[- ]party|outside|attacker|my\s+(own\s+|personal\s+)?server)",
+            r"\b(sell|steal|harvest)\w*\b.{0,60}\b(pii|personal\s+(data|information)|customer\s+data|user\s+data|users'\s+(personal|data|chats?|messages)|chat\s+logs|emails?)\b|\b(pii|personal\s+(data|information)|customer\s+data|user\s+data|chat\s+logs)\b.{0,60}\b(sell|steal|harvest)\w*\b",
         ),
+        target="any",
+    ),
+    GuardRule(
+        "leak_personal_data",
+        "data_exfiltration",
+        "it asks to send people's personal data to an outside party",
+        (
+            r"\b(pii|personal\s+(data|information)|customer\s+data|user\s+data|users'\s+personal|chat\s+logs|conversations?)\b",
+            r"\b(send|upload|forward|leak|scrape|copy)\w*\b.{0,80}\b(pastebin|attacker|my\s+(own\s+|personal\s+)?(server|bucket|email)|a\s+server\s+i\s+control)",
+        ),
+        target="victim",
     ),
     GuardRule(
         "evade_audit",
         "harmful",
         "it asks to destroy records or evade an audit",
         (
-            r"\b(so\s+(that\s+)?(nobody|no\s*one|no-one)\s+(can|could|will|would)\s+(audit|see|know|notice|find\s+out|trace)|cover\s+(my|our|their)\s+tracks|can'?t\s+be\s+traced\s+back|hide\s+(the\s+)?evidence|(disable|delete|erase|wipe|remove)\s+(the\s+)?audit\s+(log|trail)|(review|audit|investigation)\s+finds\s+nothing)",
+            r"\b(so\s+(that\s+)?(nobody|no\s*one|no-one)\s+((can|could|will|would|ever)\s+)?(audit|see|sees|know|knows|notice|notices|find\s+out|finds\s+out|trace|can\s+tell)|cover\s+(my|our|their)\s+tracks|can'?t\s+be\s+traced\s+back|hide\s+(the\s+)?evidence|(review|audit|investigation)\s+finds\s+nothing)",
         ),
+        target="any",
+    ),
+    GuardRule(
+        "disable_audit",
+        "harmful",
+        "it asks to remove an audit trail",
+        (r"\b(disable|delete|erase|wipe|remove|tamper\s+with)\s+(the\s+)?audit\s+(log|logs|logging|trail)",),
+        target="victim",
     ),
     GuardRule(
         "open_rce",
@@ -180,7 +249,9 @@ for _rule in [
         (
             r"\b(no|without|disable[sd]?|turned\s+off|off)\b.{0,20}\b(auth|authentication|login|password)|\b(auth|authentication)\s+(turned\s+)?off\b",
             r"\b(run|execute|exec)\b.{0,40}\b(commands?|code|shell|scripts?|python)\b",
+            r"\b(anyone|everyone|the\s+internet|publicly|public|0\.0\.0\.0|world|arbitrary)\b",
         ),
+        target="any",
     ),
     GuardRule(
         "malware",
@@ -188,17 +259,36 @@ for _rule in [
         "it asks for malware or an attack",
         (
             r"\b(malware|ransomware|keylogger|key\s+logger|backdoor|rootkit|botnet|trojan|spyware|ddos|phishing\s+(page|kit|email|site|campaign|mail)|credential\s+stuffing|sql\s+injection\s+(attack|payload)|zero[- ]day\s+exploit|steal\s+(session\s+)?(cookies|credentials|passwords)|fake\s+(login|sign[- ]in)\s+(page|form|site)|credential\s+harvest\w*|brute[- ]forc\w*\s+(ssh|passwords?|logins?|accounts?))\b",
-            r"^(?!.{0,60}\b(classifier|detect|detection|defend|protect|prevent|dataset\s+of|train)\b)",
+            r"^(?!.{0,60}\b(classifier|detect|detection|defend|protect|prevent|dataset\s+of|train|recogni[sz]e|flag|block)\b)",
         ),
+        target="any",
     ),
     GuardRule(
         "bypass_security",
         "harmful",
         "it asks to get around someone else's security controls",
         (
-            r"\b(bypass|circumvent|disable|defeat|crack|break\s+into|get\s+around)\b.{0,30}\b(authentication|authorization|auth|login|access\s+control|rate\s+limit|license\s+check|security|permissions)\b",
-            r"\b(someone|other|another|company'?s|shared|their|without\s+permission|not\s+mine|unauthori[sz]ed|belongs\s+to)\b",
+            r"\b(bypass|circumvent|disable|defeat|crack|break\s+into|get\s+around|get\s+past|brute[- ]?force)\b.{0,40}\b(authentication|authorization|auth|login|access\s+control|rate\s+limit|license\s+check|security|permissions|2fa|mfa|password)\b",
         ),
+        target="victim",
+    ),
+    GuardRule(
+        "access_others",
+        "harmful",
+        "it asks to get into someone else's account or data",
+        (
+            r"\b(log\s*in(to)?|sign\s+in(to)?|access|read|get\s+into|break\s+into|hack\s+into|hack|take\s+over|spy\s+on|track|monitor)\b.{0,40}\b(accounts?|emails?|inbox|messages|chats?|phones?|laptops?|servers?|data|passwords?|traces|experiments)\b",
+        ),
+        target="victim",
+    ),
+    GuardRule(
+        "destroy_others",
+        "harmful",
+        "it asks to destroy or tamper with someone else's work",
+        (
+            r"\b(delete|erase|wipe|remove|destroy|corrupt|tamper\s+with|overwrite|sabotage)\b.{0,40}\b(experiments?|runs?|data|datasets?|traces|models?|files|accounts?|work|results|notebooks?|backups?)\b",
+        ),
+        target="victim",
     ),
     GuardRule(
         "flood_service",
@@ -207,6 +297,7 @@ for _rule in [
         (
             r"\b(flood|overwhelm|hammer)\w*\b.{0,60}\b(until\s+it\s+(crashes|dies|goes\s+down)|crash|take\s+(it\s+)?down)\b",
         ),
+        target="any",
     ),
     GuardRule(
         "encoded_instruction",
@@ -216,39 +307,44 @@ for _rule in [
             r"\b(decode|decipher|unscramble|read\s+(this|it)\s+backwards|reverse|rot13|base64|hex(-encoded)?|encoded)\b.{0,60}\b(follow|obey|do\s+(it|what\s+it\s+says)|comply|execute|carry\s+(it\s+)?out|act\s+on)\b|\b(follow|obey|comply\s+with|execute)\b.{0,40}\b(decoded|hidden|encoded)\b",
         ),
         views=("text",),
+        target="any",
+        llm_only=True,
     ),
-    # ---- Japanese (views are NFKC-normalized; no word boundaries in Japanese)
+    # ---- Japanese, and Japanese mixed with English (views are NFKC-normalized; no word boundaries)
     GuardRule(
         "ja_drop_instructions",
         "prompt_injection",
         "指示を無視させようとしています",
         (
-            r"(指示|ルール|規則|制約|命令|ガイドライン|プロンプト|制限).{0,12}(無視|忘れ|破棄|取り消|撤回|従わな|無効)|(これまでの|以前の|前の|最初の|あなたの|今までの)(指示|ルール|規則|制約|設定).{0,8}(上書き|解除)",
-            r"^(?!.{0,60}(方法は|には[?？]|できますか|どうすれば|とは何))",
+            r"(指示|ルール|規則|制約|命令|ガイドライン|プロンプト|制限|instructions?|rules|guidelines|system\s*prompt|prompt)\s*.{0,12}(無視|忘れ|破棄|取り消|撤回|従わな|無効)|(これまでの|以前の|前の|最初の|あなたの|今までの)\s*(指示|ルール|規則|制約|設定|instructions?|rules)\s*.{0,8}(上書き|解除)|\b(ignore|disregard|forget|override|bypass)\b.{0,20}(指示|ルール|規則|制約|命令|ガイドライン|プロンプト|設定)",
         ),
+        llm_only=True,
     ),
     GuardRule(
         "ja_unrestricted",
         "prompt_injection",
         "制限のないモードや人格に切り替えようとしています",
         (
-            r"(開発者モード|デベロッパーモード|脱獄|ジェイルブレイク|制限の?ない(ai|キャラクター|モード|アシスタント|人格)|制限(なし|無し)で(答え|回答|話)|フィルター?(なし|無し)で|フィルター?を(外|解除)|安全(フィルター?|設定)を(解除|無効)|何でも答えるモード)",
-            r"^(?!.{0,60}(とは何|とは\?|とは？|って何))",
+            r"(開発者モード|デベロッパーモード|developer\s*mode|脱獄|ジェイルブレイク|jailbreak|制限の?ない(ai|キャラクター|モード|アシスタント|人格)|制限(なし|無し)で(答え|回答|話)|フィルター?(なし|無し)で|フィルター?を(外|解除)|安全(フィルター?|設定)を(解除|無効)|何でも答えるモード|no\s+restrictions|without\s+(any\s+)?(rules|restrictions|filters?))",
+            r"[\u3040-\u30ff\u4e00-\u9fff]",
         ),
+        llm_only=True,
     ),
     GuardRule(
         "ja_obey_me",
         "prompt_injection",
         "指示を乗っ取ろうとしています",
-        (r"(今後|これから|以後).{0,20}(私の|僕の|俺の)?(命令|指示).{0,6}(だけ|のみ)に?従",),
+        (
+            r"(今後|これから|以後|今から).{0,20}(私の|僕の|俺の)?(命令|指示|言うこと).{0,6}(だけ|のみ)(に|を)?(従|聞)",
+        ),
+        llm_only=True,
     ),
     GuardRule(
         "ja_prompt_disclosure",
         "prompt_injection",
         "隠された指示を聞き出そうとしています",
         (
-            r"(システムプロンプト|隠された指示|隠し指示|最初に与えられた|初期設定|設定メッセージ|内部の指示|あなたの指示|上の文章).{0,30}(表示|出力|教え|見せ|繰り返|翻訳|一字一句|そのまま|すべて|全部)",
-            r"^(?!.{0,40}(プロンプトレジストリ|レジストリに保存|トレース))",
+            r"(システムプロンプト|system\s*prompt|隠された指示|隠し指示|最初に(与えられた|受け取った)|初期設定|設定メッセージ|内部の指示|あなたの指示|上の文章|hidden\s+instructions).{0,30}(表示|出力|教え|見せ|繰り返|翻訳|一字一句|そのまま|すべて|全部|貼り付け|話して)|\b(show|print|reveal|output|repeat|display)\b.{0,30}(システムプロンプト|隠された指示|あなたの指示)",
         ),
     ),
     GuardRule(
@@ -256,8 +352,7 @@ for _rule in [
         "secret_exfiltration",
         "秘密情報や認証情報を聞き出そうとしています",
         (
-            r"(api\s?キー|apiキー|api_key|_key|トークン|パスワード|認証情報|秘密鍵|シークレット|環境変数|\.env).{0,30}(値|中身|内容|一覧|教えて|見せて|表示|出力|読み聞かせ|全部|すべて|何ですか|は何|知りたい)",
-            r"^(?!.{0,40}(方法|には\?|には？|どこに|設定する|設定方法|マスク|とは))",
+            r"(api\s?キー|apiキー|api\s*key|api_key|_key|トークン|token|パスワード|password|認証情報|credentials?|秘密鍵|シークレット|secret|環境変数|\.env).{0,30}(値|中身|内容|一覧|教えて|見せて|表示|出力|読み聞かせ|全部|すべて|何ですか|は何|知りたい|tell\s+me|show\s+me|give\s+me|print|reveal|output)|\b(show|print|reveal|tell\s+me|give\s+me|output|display)\b.{0,30}(apiキー|トークン|パスワード|認証情報|秘密鍵|環境変数)",
         ),
     ),
     GuardRule(
@@ -265,25 +360,48 @@ for _rule in [
         "harmful",
         "有害な依頼です",
         (
-            r"(キーロガー|マルウェア|ランサムウェア|バックドア|フィッシング|盗む|盗み|こっそり.{0,20}(送信|送|アップロード)|監査できない|痕跡を(消|残さ)|認証を(回避|突破)|認証なしで.{0,30}(実行|シェル))",
+            r"(キーロガー|マルウェア|ランサムウェア|バックドア|フィッシング(メール|サイト|ページ)|盗む|盗み|監査できない|痕跡を(消|残さ)|認証なしで.{0,30}(実行|シェル))",
+            r"^(?!.{0,40}(検出|検知|防ぐ|防止|対策|見分け))",
         ),
+        target="any",
+    ),
+    GuardRule(
+        "ja_covert",
+        "harmful",
+        "こっそり他人のデータを持ち出そうとしています",
+        (
+            r"(こっそり|無断で|内緒で|気づかれずに).{0,30}(送信|送|アップロード|コピー|転送|削除|集め)|認証を(回避|突破)",
+        ),
+        target="victim",
     ),
     GuardRule(
         "ja_markdown_exfiltration",
         "data_exfiltration",
         "外部への画像やリンクでデータを持ち出そうとしています",
         (r"!\[[^\]\n]{0,200}\]\(\s{0,3}https?://[^)\s]{1,300}[?&=]",),
+        target="any",
     ),
 ]:
     register_rule(_rule)
 
 
 def match_rules(
-    named_views: list[tuple[str, str]], names: frozenset[str] | None = None
+    named_views: list[tuple[str, str]],
+    names: frozenset[str] | None = None,
+    waived: list[str] | None = None,
 ) -> tuple[GuardRule, str] | None:
-    """The first rule (of ``names``, when given) that matches one of its views, and the view's name."""
+    """The first rule (of ``names``, when given) whose shape is in one of its views *aimed the way
+    its target says*, and the view's name. Shapes found only in clauses not aimed at the assistant
+    are appended to ``waived`` (when given) by rule name."""
     for rule in RULES if names is None else [r for r in RULES if r.name in names]:
+        seen = False
         for name, text in named_views:
-            if name in rule.views and rule.matches(text):
+            if name not in rule.views:
+                continue
+            found, hit = rule.aimed_match(text)
+            if hit:
                 return rule, name
+            seen = seen or found
+        if seen and waived is not None:
+            waived.append(rule.name)
     return None
