@@ -59,6 +59,7 @@ __all__ = ["AgentAnswer", "DocsAgent", "make_chat_model"]
 class State(TypedDict, total=False):
     messages: Annotated[list[BaseMessage], add_messages]
     question: str
+    query: str  # what to search and answer ("" = the question; the extractive screen may trim it)
     lang: str
     refused: str
     abstained: bool
@@ -205,16 +206,40 @@ class DocsAgent:
         if not self.config.guardrails:
             return {"lang": lang, "refused": "", "abstained": False, "answer": "", "steps": 0}
         past = [str(m.content) for m in state.get("messages", [])[:-1] if isinstance(m, HumanMessage)]
-        with span("guardrail", "GUARDRAIL", {"question": question, "history_turns": len(past)}) as sp:
+        profile = self.config.screen_profile()
+        with span(
+            "guardrail",
+            "GUARDRAIL",
+            {"question": question, "history_turns": len(past), "profile": profile},
+        ) as sp:
             verdict = screen(
                 question,
                 history=past,
                 threshold=self.settings.guardrail_threshold,
                 judge=self._judge if self.settings.guardrail_judge else None,
+                profile=profile,
             )
-            sp.set_outputs(verdict.as_dict())
+            sp.set_outputs(
+                {
+                    **verdict.as_dict(),
+                    "why_profile": (
+                        f"policy {self.config.policy} makes no LLM call: rules that only protect an LLM "
+                        "do not refuse; secret, exfiltration and harmful rules, the classifier and the "
+                        "output checks run"
+                        if profile == "extractive"
+                        else f"policy {self.config.policy} calls an LLM: the full input screen"
+                    ),
+                }
+            )
         if verdict.allowed:
-            return {"lang": lang, "refused": "", "abstained": False, "answer": "", "steps": 0}
+            return {
+                "lang": lang,
+                "refused": "",
+                "abstained": False,
+                "answer": "",
+                "steps": 0,
+                "query": verdict.answerable,
+            }
         reason = verdict.reason if lang == "en" or verdict.rule.startswith("ja_") else verdict.category
         return {
             "lang": lang,
@@ -239,7 +264,7 @@ class DocsAgent:
         # the configured tools: tools=[] means no documentation, for every policy
         if "doc_search" not in self.config.tools:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
-        hits = withhold_injected(run_doc_search(self.ctx, state["question"]))
+        hits = withhold_injected(run_doc_search(self.ctx, state.get("query") or state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
         if threshold is None:  # calibrated per embedding model (bench/multilingual.py), not guessed
             # (a knowledge base that does not say gets the default model's threshold)
@@ -289,7 +314,7 @@ class DocsAgent:
     def _extract(self, state: State) -> dict:
         """grounded: the answer is the excerpts' most relevant sentences, each cited."""
         cfg = self.config
-        question = state["question"]
+        question = state.get("query") or state["question"]
         if state["lang"] == "ja" and getattr(self.kb.embedder, "english_only", False):
             # an English-only model ranks sentences against the question's English glosses
             question = getattr(self.kb, "translate", lambda q: None)(question) or question

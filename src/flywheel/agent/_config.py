@@ -61,7 +61,19 @@ class AgentConfig(BaseModel):
     )
     history_turns: int = Field(3, ge=0, le=20)
     guardrails: bool = True
+    input_screen: Literal["auto", "full"] = Field(
+        "auto",
+        description="auto: the full input screen for policies that call an LLM, the extractive one "
+        "(rules that only protect an LLM do not refuse) for grounded without a lead sentence; "
+        "full: the full screen for every policy",
+    )
     timeout: float = Field(120.0, gt=0)
+
+    def screen_profile(self) -> str:
+        """The guardrail's input profile for this config (safety.screen's ``profile``): risk follows
+        the policy — an answer made only of quoted excerpts cannot be steered by an injection."""
+        extractive = self.policy == "grounded" and not self.lead_sentence
+        return "extractive" if extractive and self.input_screen == "auto" else "full"
 
     def tags(self) -> dict[str, str]:
         """What identifies the config on a trace: the whole config as JSON (``agent.config``, kept on

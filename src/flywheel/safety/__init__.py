@@ -1,8 +1,8 @@
 """Safety: the layered guardrail (normalization, rules, classifier, optional LLM judge), screening of
 untrusted content and of answers. See docs/security.md for what each layer catches and misses."""
 
-from flywheel.safety._classifier import Classifier, load_classifier
 from flywheel.safety._address import aimed, clauses, mood
+from flywheel.safety._classifier import Classifier, load_classifier
 from flywheel.safety._guard import OutputCheck, Verdict, screen, screen_output, screen_untrusted
 from flywheel.safety._mining import TRIGGERS, MinedQuestion, mine_questions, trigger_family
 from flywheel.safety._normalize import Views, views

@@ -46,6 +46,7 @@ _SPLIT = re.compile(
     rf"|,\s*and\s+(?=(?:please\s+)?(?:{_VERBS})\b)"
     r"|、(?:それから|そして|あと|ついでに|その後)"
 )
+_SPLIT_FINE = re.compile(rf"\s+and\s+(?=(?:please\s+)?(?:{_VERBS}|explain|describe|tell\s+me\s+how|show\s+me\s+how)\b)")
 _LEAD = re.compile(
     r"^(?:(?:hi|hello|hey|ok(?:ay)?|so|well|also|and|but|then|now|quick\s+question|question|btw|"
     r"thanks|thank\s+you|one\s+more\s+thing|another\s+question|and\s+one\s+more|sorry)\b[\s,:!.-]*){0,4}"
@@ -136,6 +137,7 @@ _VICTIM = re.compile(
     r"(?:knowledge|knowing|consent|permission|noticing|approval|seeing)?|without\s+(?:permission|authori[sz]ation|consent)|"
     r"not\s+mine|unauthori[sz]ed|belongs?\s+to\s+(?:another|someone|a\s+different|other)|"
     r"(?:users|customers|employees|people|patients|students)'\s+(?:personal|private|chat|data|messages|emails|passwords)|"
+    r"(?:customer|user|employee|patient|student)s?'?\s+(?:pii|personal|private)|"
     r"so\s+(?:that\s+)?(?:nobody|no\s*one|no-one)|"
     r"他人|他の(?:チーム|ユーザー|人|会社)|同僚|顧客|社員|ユーザーの(?:チャット|個人|データ)|こっそり|無断)"
 )
@@ -148,9 +150,13 @@ _NOT_A_VALUE = re.compile(
 )
 
 
-def clauses(text: str) -> list[str]:
-    """The text cut into clauses (lower-cased views in, clauses out, empty parts dropped)."""
-    return [c.strip(" ,.:-") for c in _SPLIT.split(text) if c and c.strip(" ,.:-")]
+def clauses(text: str, *, fine: bool = False) -> list[str]:
+    """The text cut into clauses (lower-cased views in, clauses out, empty parts dropped); ``fine``
+    also cuts at a bare "and" before a verb (to keep the parts of an order that are questions)."""
+    parts = [c for c in _SPLIT.split(text) if c]
+    if fine:
+        parts = [f for c in parts for f in _SPLIT_FINE.split(c)]
+    return [c.strip(" ,.:-") for c in parts if c.strip(" ,.:-")]
 
 
 @lru_cache(maxsize=8192)

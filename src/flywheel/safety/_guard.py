@@ -91,7 +91,7 @@ def _not_llm_only() -> frozenset[str]:
 
 def _answerable(text: str, steer: frozenset[str]) -> str:
     """The question without the clauses in which a rule that only protects an LLM is aimed."""
-    keep = [c for c in clauses(text) if match_rules(views(c).all(), steer) is None]
+    keep = [c for c in clauses(text, fine=True) if match_rules(views(c).all(), steer) is None]
     return ". ".join(keep)
 
 

@@ -126,16 +126,11 @@ def _vp(text: str, limit: int = 14) -> str:
 
 
 _STOP = frozenset(
-    "a an the to and or of is are was were be been with for in on at by that this these those it its "
-    "we you your i my our they their can could will would should may might must not no as if when "
-    "which what how so than then there here also only just more most all any each every such from "
-    "into about via using use used has have had do does did".split()
+    ["a", "an", "the", "to", "and", "or", "of", "is", "are", "was", "were", "be", "been", "with", "for", "in", "on", "at", "by", "that", "this", "these", "those", "it", "its", "we", "you", "your", "i", "my", "our", "they", "their", "can", "could", "will", "would", "should", "may", "might", "must", "not", "no", "as", "if", "when", "which", "what", "how", "so", "than", "then", "there", "here", "also", "only", "just", "more", "most", "all", "any", "each", "every", "such", "from", "into", "about", "via", "using", "use", "used", "has", "have", "had", "do", "does", "did"]
 )
 _NOUNISH = re.compile(r"^[A-Za-z][\w./-]*$")
 _HEADS = frozenset(
-    "registry template templates version versions name alias usage limit limits value variable store "
-    "scope manager engineering caching injection function functions management rotation mode level "
-    "attacks data file files logs count budget provider settings field parameter argument".split()
+    ["registry", "template", "templates", "version", "versions", "name", "alias", "usage", "limit", "limits", "value", "variable", "store", "scope", "manager", "engineering", "caching", "injection", "function", "functions", "management", "rotation", "mode", "level", "attacks", "data", "file", "files", "logs", "count", "budget", "provider", "settings", "field", "parameter", "argument"]
 )
 _VERBISH = re.compile(
     r"^(ignor|overrid|bypass|disabl|forget|skip|suppress|circumvent|delet|remov|purg|wip|kill|"

@@ -224,7 +224,7 @@ for _rule in [
             r"\b(pii|personal\s+(data|information)|customer\s+data|user\s+data|users'\s+personal|chat\s+logs|conversations?)\b",
             r"\b(send|upload|forward|leak|scrape|copy)\w*\b.{0,80}\b(pastebin|attacker|my\s+(own\s+|personal\s+)?(server|bucket|email)|a\s+server\s+i\s+control)",
         ),
-        target="victim",
+        target="any",
     ),
     GuardRule(
         "evade_audit",

@@ -467,7 +467,10 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             return False
         from flywheel.safety import screen
 
-        return not screen(question_of(req), threshold=settings.guardrail_threshold).allowed
+        config = loaded.agent.config
+        return not screen(
+            question_of(req), threshold=settings.guardrail_threshold, profile=config.screen_profile()
+        ).allowed
 
     async def _invoke(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
         slot = contextlib.nullcontext() if _refused_upfront(req) else slots.slot(request_id)
