@@ -610,6 +610,30 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "--requests N か --duration 秒数(または両方)を指定してください。",
         ),
     },
+    "guardrail_check_missing": {
+        "en": (
+            "There is no guardrail check to show yet.",
+            "The report is saved by `flywheel ingest` for the documents it reads, and no ingest has saved one in this data folder.",
+            "Run `flywheel ingest DOCS/` first, or check a folder directly: flywheel guardrail check --corpus DOCS/",
+        ),
+        "ja": (
+            "表示できるガードレールチェックがまだありません。",
+            "レポートは `flywheel ingest` が読み込んだ文書について保存しますが、このデータフォルダにはまだありません。",
+            "先に `flywheel ingest DOCS/` を実行するか、フォルダを直接指定してください: flywheel guardrail check --corpus DOCS/",
+        ),
+    },
+    "redteam_no_index": {
+        "en": (
+            "There is no index to red-team in collection {collection}.",
+            "The red team copies the ingested documentation into a temporary collection and plants poisoned pages beside it.",
+            "Ingest the docs first: flywheel ingest docs/",
+        ),
+        "ja": (
+            "コレクション {collection} にレッドチーム対象のインデックスがありません。",
+            "レッドチームは取り込み済みの文書を一時コレクションにコピーし、そこに汚染ページを加えます。",
+            "先に文書を取り込んでください: flywheel ingest docs/",
+        ),
+    },
     "path_not_found": {
         "en": (
             "{path} does not exist.",

@@ -32,19 +32,26 @@ def ingest(
       flywheel ingest ../shared/corpora/mlflow-docs --rebuild
       flywheel ingest https://example.com/docs/sitemap.xml
     """
-    from flywheel.knowledge import ChunkOptions, IngestOptions
+    from flywheel.knowledge import ChunkOptions, Document, IngestOptions
     from flywheel.knowledge import ingest as run_ingest
+    from flywheel.safety import MinedQuestion, check_questions, mine_questions
 
     cfg = settings()
+    mined: list[MinedQuestion] = []
+
+    def mine(doc: Document) -> None:  # the guardrail check's questions, from every document read
+        mined.extend(mine_questions([(doc.source, doc.text)]))
+
     with progress_bar("ingest") as bar:
         task = bar.add_task("loading the embedding model…", total=None)
 
         def progress(name: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=name[-60:])
 
-        report = run_ingest(
-            cfg, IngestOptions(sources, rebuild=rebuild, chunking=ChunkOptions(max_chars=max_chars)), progress
+        options = IngestOptions(
+            sources, rebuild=rebuild, chunking=ChunkOptions(max_chars=max_chars), on_document=mine
         )
+        report = run_ingest(cfg, options, progress)
     rate = report.embedded_chunks / report.seconds if report.seconds else 0
     table = Table(box=None, pad_edge=False, show_header=False)
     for key, value in [
@@ -62,6 +69,15 @@ def ingest(
     console.print(table)
     for name, why in report.failed:
         console.print(f"[yellow]skipped {name}:[/] {why}")
+    if mined:
+        check = check_questions(mined, corpus=", ".join(sources), threshold=cfg.guardrail_threshold)
+        check.save(cfg.data_path)
+        rate = check.rate("full")
+        colour = "green" if rate <= 0.03 else "yellow"
+        console.print(
+            f"[{colour}]guardrail:[/] {check.refused['full']} of {check.questions} questions mined from "
+            f"these docs would be refused ({rate:.1%}) — details: flywheel guardrail check"
+        )
 
 
 @app.command()

@@ -15,6 +15,7 @@ from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import evaluation as eval_cmd
 from flywheel.cli import gate as gate_cmd
 from flywheel.cli import gateway as gateway_cmd
+from flywheel.cli import guardrail as guardrail_cmd
 from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import monitoring as monitor_cmd
 from flywheel.cli import registry as registry_cmd
@@ -53,6 +54,7 @@ app.registered_commands += gate_cmd.app.registered_commands
 app.registered_commands += tune_cmd.app.registered_commands
 app.add_typer(gate_cmd.runtime_app, name="runtime")
 app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(guardrail_cmd.app, name="guardrail")
 app.command()(demo_cmd.demo)
 
 

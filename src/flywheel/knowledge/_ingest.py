@@ -10,6 +10,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.knowledge._base import KnowledgeBase
 from flywheel.knowledge._chunking import ChunkOptions, chunk_document
+from flywheel.knowledge._documents import Document
 from flywheel.knowledge._loaders import resolve_origins
 from flywheel.web import FetchOptions
 
@@ -24,6 +25,8 @@ class IngestOptions:
     rebuild: bool = False
     chunking: ChunkOptions = field(default_factory=ChunkOptions)
     embed_batch: int = 64
+    # called with every document read (changed or not), e.g. to mine the guardrail check's questions
+    on_document: Callable[[Document], None] | None = None
 
 
 @dataclass
@@ -87,6 +90,8 @@ def ingest(
             finally:
                 if progress:
                     progress(name, n, len(names))
+            if options.on_document:
+                options.on_document(doc)
             if known.get(name) == doc.hash:
                 report.skipped += 1
                 continue

@@ -2,6 +2,7 @@
 untrusted content and of answers. See docs/security.md for what each layer catches and misses."""
 
 from flywheel.safety._address import aimed, clauses, mood
+from flywheel.safety._check import GuardrailCheck, check_questions
 from flywheel.safety._classifier import Classifier, load_classifier
 from flywheel.safety._guard import OutputCheck, Verdict, screen, screen_output, screen_untrusted
 from flywheel.safety._mining import TRIGGERS, MinedQuestion, mine_questions, trigger_family
@@ -13,11 +14,13 @@ __all__ = [
     "TRIGGERS",
     "Classifier",
     "GuardRule",
+    "GuardrailCheck",
     "MinedQuestion",
     "OutputCheck",
     "Verdict",
     "Views",
     "aimed",
+    "check_questions",
     "clauses",
     "load_classifier",
     "mine_questions",

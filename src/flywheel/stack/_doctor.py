@@ -31,6 +31,22 @@ def _key_check(area: str, secret: object | None, note_set: str, note_unset: str)
     return Check(area, "off", "not set", note_unset)
 
 
+def _guardrail_check(settings: Settings) -> Check:
+    """The false-refusal rate on questions mined from the docs of the last ingest."""
+    from flywheel.safety import GuardrailCheck
+
+    report = GuardrailCheck.load(settings.data_path)
+    if report is None or not report.questions:
+        return Check("guardrail on your docs", "off", "not checked", "saved by the next `flywheel ingest`")
+    rate = report.rate("full")
+    return Check(
+        "guardrail on your docs",
+        "ok" if rate <= 0.03 else "warn",
+        f"{rate:.1%} of {report.questions} mined questions refused",
+        "details: flywheel guardrail check",
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     sources = [p for p in (".env", "flywheel.toml") if Path(p).exists()]
@@ -127,6 +143,7 @@ def run_checks(settings: Settings) -> list[Check]:
             "disabled: set EXA_API_KEY to offer web_search to the agent",
         )
     )
+    checks.append(_guardrail_check(settings))
     allow = ", ".join(settings.open_url_allow_hosts) or "none"
     checks.append(
         Check(
