@@ -178,6 +178,32 @@ class DocIndex:
             self._client.drop_collection(self.collection)
         self._loaded = False
 
+    def copy_to(self, collection: str) -> DocIndex:
+        """A new collection beside this one holding the same chunks and vectors (BM25 is rebuilt
+        from the text), e.g. for the red team to plant documents in without touching this one."""
+        target = DocIndex(self.uri, collection, self.dim, self._token or None, self.embedder)
+        target.drop()
+        target.ensure()
+        self._load()
+        fields = ["id", "origin", "source", "title", "headings", "chunk_index", "doc_hash", "text", "search_text", "dense"]
+        it = self._client.query_iterator(self.collection, batch_size=512, filter="", output_fields=fields)
+        try:
+            while batch := it.next():
+                self._client.upsert(collection, [{k: row[k] for k in fields} for row in batch])
+        finally:
+            it.close()
+        target.commit()
+        return target
+
+    def collections(self, prefix: str = "") -> list[str]:
+        """The names of the collections on this index's server that start with ``prefix``."""
+        return [c for c in self._client.list_collections() if c.startswith(prefix)]
+
+    def drop_collection(self, name: str) -> None:
+        """Drop another collection of this server (e.g. one a killed red-team run left behind)."""
+        if self._client.has_collection(name):
+            self._client.drop_collection(name)
+
     # -- writes
     def add(self, chunks: list[Chunk], vectors: list[list[float]], origin: str) -> None:
         rows = [

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from flywheel.safety._address import aimed, clauses, mood
 from flywheel.safety._classifier import classifier_text, load_classifier
 from flywheel.safety._normalize import views
-from flywheel.safety._rules import ON_CHANGE, RULES, match_rules
+from flywheel.safety._rules import ON_CHANGE, RULES, GuardRule, match_rules
 
 __all__ = ["PROFILES", "OutputCheck", "Verdict", "screen", "screen_output", "screen_untrusted"]
 
@@ -285,17 +285,63 @@ UNTRUSTED_RULES = frozenset(
     }
 )
 _CODE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(^[ \t]*\1|\Z)|`[^`\n]{0,500}`")
+# shapes that only documents carry: text addressed to AI readers, phishing links, orders to use a tool
+CONTENT_RULES = [
+    GuardRule(
+        "content_addresses_ai",
+        "prompt_injection",
+        "it addresses AI readers with instructions",
+        (
+            r"\b(note|message|instructions?|attention|notice|reminder)\s+(to|for)\s+(all\s+)?(the\s+)?(ai|assistants?|llms?|language\s+models?|chatbots?|ai\s+agents?|bots?)\b"
+            r"|\b(ai|llm)\s+(assistants?|agents?|models?)\s+(reading\s+this|must\s+now|are\s+instructed)"
+            r"|\bif\s+you\s+are\s+an?\s+(ai|llm|language\s+model|assistant|chatbot)\b"
+            r"|\b(assistants?|the\s+ai|the\s+model|the\s+agent|you)\s+(must|should|shall)\s+(always\s+)?(append|add|include|reply|respond|end|start|begin|say|share|reveal|output|print|render)\b.{0,60}\b(every|all|each|any|your)\s+(answers?|responses?|replies|reply|messages?)\b"
+            r"|\b(every|all|each)\s+(answers?|responses?|replies)\s+(must|should|shall)\s+(end|start|begin|include|contain)\b",
+        ),
+    ),
+    GuardRule(
+        "phishing_link",
+        "data_exfiltration",
+        "it asks readers to hand over credentials at a link",
+        (
+            r"\b(enter|verify|confirm|re-?enter|submit|paste|type|provide|update|validate)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?|secrets?|login)\b.{0,80}(https?://|\]\()"
+            r"|(https?://|\]\()[^\s)]{0,200}.{0,60}\b(enter|verify|confirm|submit|validate)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?)",
+        ),
+    ),
+    GuardRule(
+        "tool_order",
+        "prompt_injection",
+        "it orders the reader to use a tool",
+        (
+            r"\b(use|call|invoke|run|trigger)\s+(the\s+)?(open_url|web_search|doc_search)\b"
+            r"|\b(before|when|after)\s+(answering|you\s+answer|replying|responding)\b.{0,80}\b(fetch|open|visit|call|request|load)\b",
+        ),
+    ),
+    GuardRule(
+        "hidden_role",
+        "prompt_injection",
+        "it hides a forged system or developer turn",
+        (r"\b(system|developer|assistant)\s{0,4}:|<\|im_start\|>|\[/?inst\]|<<\s?/?sys\s?>>|</?system>",),
+        views=("hidden",),
+    ),
+]
 
 
 @lru_cache(maxsize=4096)
 def screen_untrusted(text: str) -> Verdict:
     """Instructions aimed at the assistant in content it reads (excerpts, pages), outside code.
 
-    Only the rules for orders to the assistant and exfiltration images apply: documentation about
-    LLMs is full of role markers (``{"role": "system"}``), talk of secrets, data collection and
-    prompts — the user-input rules withheld 2.2 % of the MLflow docs' chunks, all of them genuine."""
+    Only the rules for orders to the assistant and exfiltration images apply, plus the shapes only
+    documents carry (text addressed to AI readers, phishing links, orders to use a tool, a forged
+    turn in hidden text): documentation about LLMs is full of role markers
+    (``{"role": "system"}``), talk of secrets, data collection and prompts — the user-input rules
+    withheld 2.2 % of the MLflow docs' chunks, all of them genuine. An order in a document is aimed
+    at whoever reads it: here every occurrence counts, addressed or not."""
     v = views(_CODE.sub(" ", text), decode=False)
-    hit = match_rules([(n, t) for n, t in v.all() if n in ("text", "hidden")], UNTRUSTED_RULES)
+    named = [(n, t) for n, t in v.all() if n in ("text", "hidden")]
+    hit = match_rules(named, UNTRUSTED_RULES, addressed=False) or match_rules(
+        named, addressed=False, rules=CONTENT_RULES
+    )
     if hit:
         rule, view = hit
         return Verdict(False, rule.category, rule.name, rule.reason, "rules", 1.0, view, tuple(v.obfuscation))
@@ -319,6 +365,12 @@ _KEY_PATTERNS = [
     ("private_key", re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
 ]
+# a secret-named key with a concrete value (letters and digits, not a placeholder) in an answer
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)\b(\s{0,3}(?:is|=|:)\s{0,3}[\"'`]?)"
+    r"(?=[^\s\"'`]{0,200}\d)(?=[^\s\"'`]{0,200}[a-z])([^\s\"'`<>{}$;,)]{8,200})"
+)
+_PLACEHOLDER = re.compile(r"(?i)your|example|xxx|\*\*\*|\.\.\.|changeme|placeholder|dummy|redacted")
 _MD_LINK = re.compile(
     r"(!?)\[([^\]\n]{0,500})\]\(\s{0,3}(\S{1,2000}?)(?:\s{1,3}\"[^\"\n]{0,200}\")?\s{0,3}\)"
 )
@@ -371,6 +423,14 @@ def screen_output(
         if pat.search(check.text):
             check.text = pat.sub("[redacted]", check.text)
             check.findings.append(name)
+
+    def _assigned(m: re.Match[str]) -> str:
+        if _PLACEHOLDER.search(m.group(3)) or m.group(3) == "[redacted]":
+            return m.group(0)
+        check.findings.append("assigned_secret")
+        return f"{m.group(1)}{m.group(2)}[redacted]"
+
+    check.text = _ASSIGNED_SECRET.sub(_assigned, check.text)
     if system_prompt and _leaks_prompt(check.text, system_prompt):
         check.blocked = True
         check.findings.append("system_prompt_leak")

@@ -389,16 +389,21 @@ def match_rules(
     named_views: list[tuple[str, str]],
     names: frozenset[str] | None = None,
     waived: list[str] | None = None,
+    *,
+    addressed: bool = True,
+    rules: list[GuardRule] | None = None,
 ) -> tuple[GuardRule, str] | None:
     """The first rule (of ``names``, when given) whose shape is in one of its views *aimed the way
     its target says*, and the view's name. Shapes found only in clauses not aimed at the assistant
-    are appended to ``waived`` (when given) by rule name."""
-    for rule in RULES if names is None else [r for r in RULES if r.name in names]:
+    are appended to ``waived`` (when given) by rule name. ``addressed=False``: any occurrence counts
+    (documents the assistant reads: an order in them is aimed at whoever reads it)."""
+    pool = RULES if rules is None else rules
+    for rule in pool if names is None else [r for r in pool if r.name in names]:
         seen = False
         for name, text in named_views:
             if name not in rule.views:
                 continue
-            found, hit = rule.aimed_match(text)
+            found, hit = rule.aimed_match(text) if addressed else (m := rule.matches(text), m)
             if hit:
                 return rule, name
             seen = seen or found
