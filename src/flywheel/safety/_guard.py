@@ -292,7 +292,7 @@ CONTENT_RULES = [
         "prompt_injection",
         "it addresses AI readers with instructions",
         (
-            r"\b(note|message|instructions?|attention|notice|reminder)\s+(to|for)\s+(all\s+)?(the\s+)?(ai|assistants?|llms?|language\s+models?|chatbots?|ai\s+agents?|bots?)\b"
+            r"\b(note|message|attention|notice|reminder|warning)\s+(to|for)\s+(all\s+)?(the\s+)?(ai|assistants?|llms?|language\s+models?|chatbots?|ai\s+agents?|bots?)\b"
             r"|\b(ai|llm)\s+(assistants?|agents?|models?)\s+(reading\s+this|must\s+now|are\s+instructed)"
             r"|\bif\s+you\s+are\s+an?\s+(ai|llm|language\s+model|assistant|chatbot)\b"
             r"|\b(assistants?|the\s+ai|the\s+model|the\s+agent|you)\s+(must|should|shall)\s+(always\s+)?(append|add|include|reply|respond|end|start|begin|say|share|reveal|output|print|render)\b.{0,60}\b(every|all|each|any|your)\s+(answers?|responses?|replies|reply|messages?)\b"
