@@ -48,7 +48,9 @@ def check(
         docs: list[tuple[str, str]] = []
         for folder in corpus:
             if not folder.exists():
-                raise FlywheelError("path_not_found", path=str(folder), what="corpus folder", cwd=str(Path.cwd()))
+                raise FlywheelError(
+                    "path_not_found", path=str(folder), what="corpus folder", cwd=str(Path.cwd())
+                )
             files = [folder] if folder.is_file() else sorted(folder.rglob("*"))
             for path in files:
                 fmt = {".md": "md", ".mdx": "mdx", ".html": "html", ".htm": "html"}.get(path.suffix.lower())
@@ -78,7 +80,9 @@ def check(
             f"{report.rate(profile):.1%}",
             rules,
         )
-    console.print(f"questions mined from {report.documents} documents of {report.corpus or 'the last ingest'}")
+    console.print(
+        f"questions mined from {report.documents} documents of {report.corpus or 'the last ingest'}"
+    )
     console.print(table)
     for ex in report.examples[:examples]:
         console.print(f"  [yellow]refused[/] ({ex['rule']}): {ex['question']}  [dim]{ex['source']}[/]")

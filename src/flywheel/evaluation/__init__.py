@@ -2,6 +2,8 @@
 
 from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem, load_dataset, save_dataset
 from flywheel.evaluation._judge import judge_identity, make_judge
+from flywheel.evaluation._redteam import FAMILIES as REDTEAM_FAMILIES
+from flywheel.evaluation._redteam import RedTeamReport, run_redteam, sweep_stale_collections
 from flywheel.evaluation._report import compare, kind_table, load_items, write_reports
 from flywheel.evaluation._runner import (
     EvalOptions,
@@ -32,6 +34,7 @@ __all__ = [
     "KINDS",
     "ONLINE_SCORERS",
     "PRICES",
+    "REDTEAM_FAMILIES",
     "SCORERS",
     "AgentTarget",
     "Dataset",
@@ -41,6 +44,7 @@ __all__ = [
     "GoldenItem",
     "HttpTarget",
     "ItemResult",
+    "RedTeamReport",
     "Score",
     "Scorer",
     "ScorerContext",
@@ -57,7 +61,9 @@ __all__ = [
     "register_scorer",
     "run_evaluation",
     "run_identity",
+    "run_redteam",
     "save_dataset",
+    "sweep_stale_collections",
     "scorer_context",
     "version_identity",
     "write_reports",

@@ -185,7 +185,18 @@ class DocIndex:
         target.drop()
         target.ensure()
         self._load()
-        fields = ["id", "origin", "source", "title", "headings", "chunk_index", "doc_hash", "text", "search_text", "dense"]
+        fields = [
+            "id",
+            "origin",
+            "source",
+            "title",
+            "headings",
+            "chunk_index",
+            "doc_hash",
+            "text",
+            "search_text",
+            "dense",
+        ]
         it = self._client.query_iterator(self.collection, batch_size=512, filter="", output_fields=fields)
         try:
             while batch := it.next():
@@ -194,6 +205,14 @@ class DocIndex:
             it.close()
         target.commit()
         return target
+
+    def rows(self, fields: list[str], limit: int = 4000) -> list[dict[str, Any]]:
+        """Up to ``limit`` chunks' ``fields`` (no vectors unless asked), in the index's order."""
+        return self._read(
+            lambda: self._client.query(
+                self.collection, filter="chunk_index >= 0", output_fields=fields, limit=limit
+            )
+        )
 
     def collections(self, prefix: str = "") -> list[str]:
         """The names of the collections on this index's server that start with ``prefix``."""

@@ -46,7 +46,9 @@ _SPLIT = re.compile(
     rf"|,\s*and\s+(?=(?:please\s+)?(?:{_VERBS})\b)"
     r"|、(?:それから|そして|あと|ついでに|その後)"
 )
-_SPLIT_FINE = re.compile(rf"\s+and\s+(?=(?:please\s+)?(?:{_VERBS}|explain|describe|tell\s+me\s+how|show\s+me\s+how)\b)")
+_SPLIT_FINE = re.compile(
+    rf"\s+and\s+(?=(?:please\s+)?(?:{_VERBS}|explain|describe|tell\s+me\s+how|show\s+me\s+how)\b)"
+)
 _LEAD = re.compile(
     r"^(?:(?:hi|hello|hey|ok(?:ay)?|so|well|also|and|but|then|now|quick\s+question|question|btw|"
     r"thanks|thank\s+you|one\s+more\s+thing|another\s+question|and\s+one\s+more|sorry)\b[\s,:!.-]*){0,4}"

@@ -68,7 +68,9 @@ def check_questions(
             if not v.allowed:
                 rules[v.rule] += 1
                 if profile == "full" and len(out.examples) < 50:
-                    out.examples.append({"question": q.text, "source": q.source, "rule": v.rule, "layer": v.layer})
+                    out.examples.append(
+                        {"question": q.text, "source": q.source, "rule": v.rule, "layer": v.layer}
+                    )
         out.refused[profile] = sum(rules.values())
         out.rules[profile] = dict(rules.most_common())
     return out

@@ -318,6 +318,15 @@ CONTENT_RULES = [
         ),
     ),
     GuardRule(
+        "forged_turn",
+        "prompt_injection",
+        "it forges a system turn or a chat template outside code",
+        (
+            r"<\|im_start\|>|<\|(system|assistant)\|>|\[/?inst\]|<<\s?/?sys\s?>>"
+            r"|(^|[.!?:]\s|\n)\s{0,4}(system|developer|administrator)\s{0,3}:\s{0,3}(new\s+(policy|instructions?|rules?|task)|you\s+(are|must|will)|override|ignore|disregard|every\s+answer|from\s+now|all\s+answers)",
+        ),
+    ),
+    GuardRule(
         "hidden_role",
         "prompt_injection",
         "it hides a forged system or developer turn",
