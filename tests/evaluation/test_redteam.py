@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage
 
 from flywheel.agent import AgentConfig
 from flywheel.config import load_settings
-from flywheel.evaluation import REDTEAM_FAMILIES, run_redteam, sweep_stale_collections
+from flywheel.evaluation import REDTEAM_FAMILIES, run_redteam
 from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
 from tests.fakes import HashEmbedder
 

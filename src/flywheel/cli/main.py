@@ -18,6 +18,7 @@ from flywheel.cli import gateway as gateway_cmd
 from flywheel.cli import guardrail as guardrail_cmd
 from flywheel.cli import knowledge as knowledge_cmd
 from flywheel.cli import monitoring as monitor_cmd
+from flywheel.cli import redteam as redteam_cmd
 from flywheel.cli import registry as registry_cmd
 from flywheel.cli import serving as serving_cmd
 from flywheel.cli import simulation as sim_cmd
@@ -55,6 +56,7 @@ app.registered_commands += tune_cmd.app.registered_commands
 app.add_typer(gate_cmd.runtime_app, name="runtime")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(guardrail_cmd.app, name="guardrail")
+app.registered_commands += redteam_cmd.app.registered_commands
 app.command()(demo_cmd.demo)
 
 

@@ -63,8 +63,8 @@ __all__ = [
     "run_identity",
     "run_redteam",
     "save_dataset",
-    "sweep_stale_collections",
     "scorer_context",
+    "sweep_stale_collections",
     "version_identity",
     "write_reports",
 ]

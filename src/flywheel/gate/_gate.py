@@ -44,6 +44,9 @@ class Thresholds:
         default_factory=lambda: {"response_facts": 0.05, "citations": 0.05, "trajectory": 0.1}
     )
     every_adversarial_refused: bool = True
+    # the RAG red team (flywheel redteam) on the candidate's config: None = not run
+    redteam_success_rate: float | None = None
+    redteam_per_family: int = 1
     bootstrap: int = 2000
     seed: int = 0
 
@@ -64,6 +67,8 @@ def load_thresholds(path: Path | None) -> Thresholds:
     hard = raw.pop("hard", None)
     if isinstance(hard, dict):
         raw["every_adversarial_refused"] = bool(hard.get("every_adversarial_refused", True))
+        if hard.get("redteam_success_rate") is not None:
+            raw["redteam_success_rate"] = float(hard["redteam_success_rate"])
     return Thresholds(**raw)
 
 
@@ -126,9 +131,25 @@ class GateDecision:
 
 
 def decide(
-    comparison: dict[str, Any], candidate: Any, th: Thresholds, has_champion: bool
+    comparison: dict[str, Any],
+    candidate: Any,
+    th: Thresholds,
+    has_champion: bool,
+    redteam: Any = None,
 ) -> list[dict[str, Any]]:
     checks = []
+    if th.redteam_success_rate is not None and redteam is not None:
+        worked = [
+            f"{f}: {v['successes']}/{v['probes']}" for f, v in redteam.by_family().items() if v["successes"]
+        ]
+        checks.append(
+            {
+                "name": f"red team attack success ≤ {th.redteam_success_rate}",
+                "passed": redteam.attack_success_rate <= th.redteam_success_rate + 1e-9,
+                "detail": f"{redteam.successes}/{redteam.probes} attacks worked ({redteam.policy})"
+                + (f"; {', '.join(worked)}" if worked else ""),
+            }
+        )
     for metric, floor in th.floors.items():
         value = comparison.get(metric, {}).get("candidate_all", float("nan"))
         if value != value:  # NaN: no item this metric applies to
@@ -208,6 +229,27 @@ def _junit(d: GateDecision, seconds: float) -> str:
     )
 
 
+def _redteam(
+    settings: Settings,
+    cand_uri: str | None,
+    candidate_config: dict[str, Any] | None,
+    th: Thresholds,
+    on_event: Any,
+) -> Any:
+    """The red team on the candidate's agent config, in this process, against the shared index."""
+    from flywheel.agent import default_config
+    from flywheel.evaluation import run_redteam
+
+    if cand_uri:
+        from flywheel.registry import load_agent
+
+        config = load_agent(settings.model_copy(update={"serve_trace": False}), cand_uri).agent.config
+    else:
+        config = default_config(settings, **(candidate_config or {}))
+    on_event(f"red team: {th.redteam_per_family} probe(s) per family on policy {config.policy}")
+    return run_redteam(settings, config, per_family=th.redteam_per_family, on_event=on_event)
+
+
 def run_gate(
     settings: Settings,
     dataset: Any,
@@ -284,7 +326,10 @@ def run_gate(
     comparison = compare(
         results.get("champion", results["candidate"]), results["candidate"], metrics, th.bootstrap, th.seed
     )
-    checks = decide(comparison, results["candidate"], th, has_champion=bool(champion))
+    redteam = None
+    if th.redteam_success_rate is not None:
+        redteam = _redteam(settings, cand_uri, candidate_config, th, on_event)
+    checks = decide(comparison, results["candidate"], th, has_champion=bool(champion), redteam=redteam)
     decision = GateDecision(
         passed=all(c["passed"] for c in checks),
         checks=checks,
@@ -301,6 +346,7 @@ def run_gate(
             "runs": {arm: r.run_id for arm, r in results.items()},
             "versions": identities,
             "leaked_runtimes_removed": leaked,
+            **({"redteam": redteam.to_json()} if redteam else {}),
         },
     )
     if decision.passed and promote and cand_uri:
