@@ -102,3 +102,19 @@ def test_questions_mined_from_the_held_out_corpus_are_rarely_refused() -> None:
     qs = mine_questions(docs)
     refused = [q.text for q in qs if not screen(q.text).allowed]
     assert len(qs) > 200 and len(refused) / len(qs) <= 0.03, refused[:10]
+
+
+def test_the_safety_set_keeps_documents_on_one_side_and_never_uses_the_held_out_corpus() -> None:
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "datasets" / "safety" / "safety.jsonl"
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    mined = [r for r in rows if r["source"] == "mined"]
+    sides: dict[str, set[str]] = {}
+    for r in mined:
+        sides.setdefault(r["seed_id"], set()).add(r["split"])
+    assert len(mined) >= 400 and all(len(s) == 1 for s in sides.values())
+    assert len({r["corpus"] for r in mined}) >= 2
+    assert sum(bool(r.get("tricky")) for r in rows if r["label"] == "benign") >= 600
+    assert not any("pydantic" in (r.get("corpus", "") + r["seed_id"] + r["family"]) for r in rows)
