@@ -136,8 +136,8 @@ def _screen_one(
     extractive = profile == "extractive"
     hit = match_rules(named, _not_llm_only() if extractive else None, waived)
     notes = [f"{w}:not aimed at the assistant" for w in waived]
-    if hit:
-        rule, view = hit
+
+    def refused_by(rule: GuardRule, view: str) -> Verdict:
         return Verdict(
             False,
             rule.category,
@@ -151,6 +151,9 @@ def _screen_one(
             tuple(ran),
             tuple(notes),
         )
+
+    if hit:
+        return refused_by(*hit)
     answerable = ""
     screened = named
     if extractive:
@@ -160,19 +163,7 @@ def _screen_one(
             rule, view = steered
             answerable = _answerable(v.text, steer)
             if len(answerable.split()) < 3:  # nothing but the attempt: nothing to answer
-                return Verdict(
-                    False,
-                    rule.category,
-                    rule.name,
-                    rule.reason,
-                    "rules",
-                    1.0,
-                    view,
-                    obf,
-                    profile,
-                    tuple(ran),
-                    tuple(notes),
-                )
+                return refused_by(rule, view)
             notes.append(f"{rule.name}:the policy makes no LLM call, nothing can be steered")
             screened = views(answerable).all()
     clf = load_classifier()
