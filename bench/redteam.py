@@ -105,6 +105,10 @@ def main() -> None:
         "attack_success_rate_retrieve_first_unscreened": arms["retrieve_first_unscreened"][
             "attack_success_rate"
         ],
+        "attack_success_rate_obedient_stand_in": arms["obedient_stand_in"]["attack_success_rate"],
+        "attack_success_rate_obedient_stand_in_unscreened": arms["obedient_stand_in_unscreened"][
+            "attack_success_rate"
+        ],
         "probes": arms["grounded"]["probes"],
         "families": len(arms["grounded"]["families"]),
         "planted_retrieved_rate": round(
