@@ -9,6 +9,7 @@ default and its BM25 defaults are rejected by Lite).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -197,6 +198,8 @@ class DocIndex:
             "search_text",
             "dense",
         ]
+        # Milvus Lite has no timestamp allocation: pymilvus warns once per iterator and goes on
+        logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
         it = self._client.query_iterator(self.collection, batch_size=512, filter="", output_fields=fields)
         try:
             while batch := it.next():

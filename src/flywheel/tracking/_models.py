@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flywheel.config import Settings
@@ -45,8 +46,19 @@ def try_resolve_model(settings: Settings, uri: str) -> tuple[str, str] | None:
 
 
 def load_pyfunc(settings: Settings, uri: str) -> Any:
-    """Load a registered version as an MLflow pyfunc model (from the settings' tracking server)."""
+    """Load a registered version as an MLflow pyfunc model (from the settings' tracking server).
+
+    Without MLflow's artifact-download progress bar (it only reads an environment variable,
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR): it was noise in the middle of the gate's output."""
     import mlflow
 
     use(settings)
-    return mlflow.pyfunc.load_model(uri)
+    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before
