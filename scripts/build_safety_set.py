@@ -185,6 +185,16 @@ def main() -> None:
         rows.append({**r, "label": "benign"})
     for r in rows:
         r["split"] = split_of(r["seed_id"])
+    # a benign question asked in the same words by two documents or corpora sits on one side only
+    first_split: dict[str, str] = {}
+    kept = []
+    for r in rows:
+        key = r["text"].strip().lower()
+        if r["label"] == "benign" and first_split.setdefault(key, r["split"]) != r["split"]:
+            continue
+        kept.append(r)
+    rows = kept
+    for r in rows:
         r["tricky"] = r["label"] == "benign" and trigger_family(row_text(r)) is not None
         r["lang"] = "ja" if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", r["text"]) else "en"
     path = OUT / "safety.jsonl"

@@ -18,7 +18,8 @@ from the corpus, so they are new for every corpus; they were written by the same
 untrusted-content rules, so a rate of 0 here is a floor the defences must hold, not a proof.
 
 The temporary collection is dropped in a ``finally`` (SIGTERM included); one left by a killed run
-(SIGKILL) is dropped by the next run: its name carries the PID of the process that made it.
+(SIGKILL) is dropped by the next run: its name carries the host, PID and time that made it (another
+host's is dropped only when it is older than six hours).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -226,13 +228,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale_collections(kb: KnowledgeBase) -> list[str]:
-    """Drop the red-team collections whose making process is gone (a run killed with SIGKILL)."""
+STALE_AFTER_S = 6 * 3600  # another host's red-team collection older than this is abandoned
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _collection_name(collection: str) -> str:
+    """``<collection>_redteam_<host>_<pid>_<epoch>_<id>``: which machine and process made it, when."""
+    return f"{_tag(collection)}{_host()}_{os.getpid()}_{int(time.time())}_{uuid.uuid4().hex[:6]}"
+
+
+def sweep_stale_collections(kb: KnowledgeBase, now: float | None = None) -> list[str]:
+    """Drop the red-team collections a killed run left: this host's whose process is gone, and any
+    host's older than ``STALE_AFTER_S`` (PIDs of other machines or containers mean nothing here)."""
     dropped = []
     prefix = _tag(kb.settings.collection)
+    now = time.time() if now is None else now
     for name in kb.index.collections(prefix):
-        m = re.match(re.escape(prefix) + r"(\d+)_", name)
-        if m and not _pid_alive(int(m.group(1))):
+        m = re.match(re.escape(prefix) + r"([0-9a-f]{8})_(\d+)_(\d+)_", name)
+        if not m:
+            continue
+        host, pid, born = m.group(1), int(m.group(2)), int(m.group(3))
+        if (host == _host() and not _pid_alive(pid)) or now - born > STALE_AFTER_S:
             kb.index.drop_collection(name)
             dropped.append(name)
     return dropped
@@ -281,7 +300,7 @@ def run_redteam(
     stale = sweep_stale_collections(kb)
     if stale:
         on_event(f"dropped {len(stale)} red-team collection(s) left by killed runs")
-    name = f"{_tag(settings.collection)}{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = _collection_name(settings.collection)
     probes = build_probes(kb, per_family, seed)
     report = RedTeamReport(config.policy, len(probes), 0, collection=name)
     with _terminate_as_exit():

@@ -125,9 +125,24 @@ _OTHER = re.compile(
     r"config|configuration|file|template|dataset|job|endpoint|gateway|provider|client|prompts?|system\s+prompt|"
     r"instructions|keys?|tokens?|secrets?|credentials?|passwords?|variables?|settings|code|script|tests?|"
     r"guardrails?|classifier|browser|bot|assistants?|chatbots?|users?)\b"
-    r"|\b(?:mlflow|langchain|langgraph|llamaindex|openai|anthropic|bedrock|databricks|pydantic|flywheel|"
-    r"chrome|chromium|firefox|kubernetes|docker|the\s+gateway|the\s+agent\s+server)\b"
+    r"|\b(?:mlflow|langchain|langgraph|llamaindex|openai|anthropic|bedrock|databricks|"
+    r"chrome|chromium|firefox|kubernetes|docker)\b"
     r"|\b[\w-]+'s\s+(?:instructions|prompts?|system\s+prompt|rules|keys?|tokens?|config|settings)\b"
+)
+# for the assistant's secrets and prompt only an explicit owner counts ("my", "a judge's"): "the config",
+# "the gateway", "flywheel" are this deployment's own
+_OTHER_STRICT = re.compile(
+    r"\b(?:my|our|their|a|an|each|every)\s+(?:own\s+)?(?:[\w-]+\s+){0,2}(?:judge|scorer|model|agent|app|"
+    r"application|chain|pipeline|llm|project|server|deployment|cluster|notebook|config|configuration|file|"
+    r"template|job|endpoint|provider|client|prompts?|system\s+prompt|instructions|keys?|tokens?|secrets?|"
+    r"credentials?|passwords?|variables?|settings|code|script|tests?|bot|assistants?|chatbots?|users?)\b"
+    r"|\b(?:of|for|in|from|by|to)\s+(?:a|an|my|our|each|every)\s+(?:[\w-]+\s+){0,2}[\w-]+"
+    r"|\b[\w-]+'s\s+(?:instructions|prompts?|system\s+prompt|rules|keys?|tokens?|config|settings)\b"
+)
+# a request for a specific value phrased as "tell me what …" / "I want to see …"
+_ASK_FOR = re.compile(
+    r"^(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?)?(?:tell|show|give)\s+me\s+(?:what|which)\s+(?:the|this|that)\b"
+    r"|^i\s+(?:want|need|would\s+like|'d\s+like)\s+(?:to\s+)?(?:see|get|know|have|read)\s+(?:the|this|that|all|every)\b"
 )
 _VICTIM = re.compile(
     r"\b(?:someone|somebody|anyone\s+else|other\s+(?:people|users?|teams?|companies|accounts?|tenants?)|"
@@ -146,10 +161,29 @@ _VICTIM = re.compile(
 _DIRECT_ASK = re.compile(
     r"^(?:what|which)(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?:the|this|that)\s+(?:actual\s+|real\s+|current\s+|exact\s+)?"
     r"(?!(?:best|recommended|right|correct|default|difference|purpose|format|role|syntax|way|name\s+of\s+the))"
+    # "what is the safest way to …": a how-to, whatever the adjective
+    r"(?!(?:[\w-]+\s+){0,2}(?:way|ways|method|approach|practice|option|command|flag|reason|steps?|process)\b)"
 )
 _NOT_A_VALUE = re.compile(
-    r"\b(?:used\s+for|for\?|mean|means|purpose|default|difference|format|role|look\s+like|stand\s+for)\b"
+    r"\b(?:used\s+for\s*\??$|for\?|mean|means|purpose|default|difference|format|role|look\s+like|stand\s+for)"
 )
+
+
+QUOTED = re.compile(r"'[^'\n]{3,200}'|\"[^\"\n]{3,200}\"|“[^”\n]{3,200}”|‘[^’\n]{3,200}’|「[^」\n]{1,200}」")
+DETECTION = re.compile(
+    r"\b(block|blocks|blocked|detect|detects|detected|flag|flags|flagged|guardrails?|filters?|classifier|"
+    r"refuse|refuses|refused|catch|catches|caught|test|tests|screen|screens|screened|red[\s-]team)\b"
+)
+
+
+def quoted_orders(text: str) -> list[str]:
+    """Quoted spans to judge as clauses of their own ("is 'print the API key' a valid command?"),
+    unless the question around them is about detecting such text ("does the guardrail block '…'?"):
+    then they are mentions."""
+    spans = [m.group(0)[1:-1] for m in QUOTED.finditer(text)]
+    if not spans or DETECTION.search(QUOTED.sub(" ", text)):
+        return []
+    return spans
 
 
 def clauses(text: str, *, fine: bool = False) -> list[str]:
@@ -161,9 +195,13 @@ def clauses(text: str, *, fine: bool = False) -> list[str]:
     return [c.strip(" ,.:-") for c in parts if c.strip(" ,.:-")]
 
 
-@lru_cache(maxsize=8192)
 def mood(clause: str) -> str:
-    """question | howto | order | statement."""
+    """question | howto | order | statement (clauses over 512 characters are not cached)."""
+    return _mood(clause) if len(clause) <= 512 else _mood.__wrapped__(clause)
+
+
+@lru_cache(maxsize=4096)
+def _mood(clause: str) -> str:
     c = _LEAD.sub("", clause.strip().lower())
     if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", c):
         if _JA_QUESTION.search(c):
@@ -197,17 +235,25 @@ def victim(clause: str) -> bool:
     return _VICTIM.search(clause.lower()) is not None
 
 
-@lru_cache(maxsize=8192)
-def aimed(clause: str) -> bool:
-    """True when the clause orders or asks *this assistant* for something of its own."""
+def aimed(clause: str, strict: bool = False) -> bool:
+    """True when the clause orders or asks *this assistant* for something of its own. ``strict``
+    (the assistant's secrets and prompt): only an explicit owner ("my", "a judge's") makes the
+    object someone else's."""
+    return _aimed(clause, strict) if len(clause) <= 512 else _aimed.__wrapped__(clause, strict)
+
+
+@lru_cache(maxsize=4096)
+def _aimed(clause: str, strict: bool) -> bool:
     c = clause.lower()
     if owned(c):
         return True
+    other = (_OTHER_STRICT if strict else _OTHER).search(c) is not None
     m = mood(c)
     if m in ("question", "howto"):
         lead = _LEAD.sub("", c.strip())
-        return bool(_DIRECT_ASK.match(lead)) and not _NOT_A_VALUE.search(lead) and not other_owner(c)
-    return _OWNED_WEAK.search(c) is not None or not other_owner(c)
+        asks = bool(_DIRECT_ASK.match(lead)) or (strict and bool(_ASK_FOR.match(lead)))
+        return asks and not _NOT_A_VALUE.search(lead) and not other
+    return _OWNED_WEAK.search(c) is not None or not other
 
 
 def clause_at(text: str, pos: int) -> str:

@@ -40,19 +40,24 @@ class GuardrailCheck:
         return {**asdict(self), "rates": {p: round(self.rate(p), 4) for p in self.refused}}
 
     def save(self, folder: Path) -> Path:
+        """Written atomically (a temporary file, then a rename)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / REPORT_NAME
-        path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, folder: Path) -> GuardrailCheck | None:
+        """The saved report, or None when there is none or it cannot be read (doctor never fails on it)."""
         path = folder / REPORT_NAME
-        if not path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+            return cls(**known)
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data.pop("rates", None)
-        return cls(**data)
 
 
 def check_questions(

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from flywheel.safety._address import aimed, clauses, mood
+from flywheel.safety._address import DETECTION, QUOTED, aimed, clauses, mood
 from flywheel.safety._classifier import classifier_text, load_classifier
 from flywheel.safety._normalize import views
 from flywheel.safety._rules import ON_CHANGE, RULES, GuardRule, match_rules
@@ -95,18 +95,21 @@ def _answerable(text: str, steer: frozenset[str]) -> str:
     return ". ".join(keep)
 
 
-_QUOTED = re.compile(r"'[^'\n]{3,200}'|\"[^\"\n]{3,200}\"|“[^”\n]{3,200}”|‘[^’\n]{3,200}’|「[^」\n]{1,200}」")
+_QUOTED = QUOTED
+_DETECTION = DETECTION
 
 
 def _mentions_only(text: str) -> str:
     """A question that *mentions* an attack phrase in quotes ("does the guardrail block 'ignore all
     previous instructions'?") is about the phrase, not an order: when every clause is a question
-    and none is aimed at the assistant, the classifier reads the quoted spans as a placeholder."""
+    and none is aimed at the assistant, and the question is about detecting it (block, detect, flag,
+    guardrail, test …), the classifier reads the quoted spans as a placeholder."""
     if not _QUOTED.search(text):
         return text
     outside = _QUOTED.sub(" ", text)
     parts = clauses(outside)
-    if parts and all(mood(c) in ("question", "howto") and not aimed(c) for c in parts):
+    about_detection = _DETECTION.search(outside) is not None
+    if about_detection and parts and all(mood(c) in ("question", "howto") and not aimed(c) for c in parts):
         return _QUOTED.sub(" a quoted phrase ", text)
     return text
 
@@ -134,7 +137,13 @@ def _screen_one(
     ran.append("rules")
     waived: list[str] = []
     extractive = profile == "extractive"
-    hit = match_rules(named, _not_llm_only() if extractive else None, waived)
+    names = _not_llm_only() if extractive else None
+    hit = match_rules(named, names, waived)
+    if hit is None and "\n" in text:  # the views collapse whitespace: a new line is a new clause
+        for line in [ln for ln in text.splitlines() if ln.strip()][:64]:
+            hit = match_rules(views(line).all(), names)
+            if hit:
+                break
     notes = [f"{w}:not aimed at the assistant" for w in waived]
 
     def refused_by(rule: GuardRule, view: str) -> Verdict:
@@ -286,7 +295,7 @@ CONTENT_RULES = [
             r"\b(note|message|attention|notice|reminder|warning)\s+(to|for)\s+(all\s+)?(the\s+)?(ai|assistants?|llms?|language\s+models?|chatbots?|ai\s+agents?|bots?)\b"
             r"|\b(ai|llm)\s+(assistants?|agents?|models?)\s+(reading\s+this|must\s+now|are\s+instructed)"
             r"|\bif\s+you\s+are\s+an?\s+(ai|llm|language\s+model|assistant|chatbot)\b"
-            r"|\b(assistants?|the\s+ai|the\s+model|the\s+agent|you)\s+(must|should|shall)\s+(always\s+)?(append|add|include|reply|respond|end|start|begin|say|share|reveal|output|print|render)\b.{0,60}\b(every|all|each|any|your)\s+(answers?|responses?|replies|reply|messages?)\b"
+            r"|\b(assistants?|the\s+ai|the\s+model|the\s+agent)\s+(must|should|shall)\s+(always\s+)?(append|add|include|reply|respond|end|start|begin|say|share|reveal|output|print|render)\b.{0,60}\b(every|all|each|any|your)\s+(answers?|responses?|replies|reply|messages?)\b"
             r"|\b(every|all|each)\s+(answers?|responses?|replies)\s+(must|should|shall)\s+(end|start|begin|include|contain)\b",
         ),
     ),
@@ -295,8 +304,9 @@ CONTENT_RULES = [
         "data_exfiltration",
         "it asks readers to hand over credentials at a link",
         (
-            r"\b(enter|verify|confirm|re-?enter|submit|paste|type|provide|update|validate)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?|secrets?|login)\b.{0,80}(https?://|\]\()"
-            r"|(https?://|\]\()[^\s)]{0,200}.{0,60}\b(enter|verify|confirm|submit|validate)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?)",
+            r"\b(verify|confirm|re-?enter|re-?authenticate|validate|re-?submit)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?|secrets?|login)\b.{0,80}(https?://|\]\()"
+            r"|(https?://|\]\()[^\s)]{0,200}.{0,60}\b(verify|confirm|re-?enter|validate)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?)"
+            r"|\b(enter|submit|paste|provide|type)\b.{0,30}\b(api\s*keys?|passwords?|credentials?|tokens?)\b.{0,80}(https?://|\]\().{0,120}\b(to\s+keep\s+(access|using)|or\s+(you\s+will\s+)?lose|will\s+expire|expires?\s+(today|soon)|suspended|stop\s+working)",
         ),
     ),
     GuardRule(
@@ -305,7 +315,7 @@ CONTENT_RULES = [
         "it orders the reader to use a tool",
         (
             r"\b(use|call|invoke|run|trigger)\s+(the\s+)?(open_url|web_search|doc_search)\b"
-            r"|\b(before|when|after)\s+(answering|you\s+answer|replying|responding)\b.{0,80}\b(fetch|open|visit|call|request|load)\b",
+            r"|\b(before|when|after)\s+(answering|you\s+answer|replying|responding)\s*,\s*(please\s+)?(fetch|open|visit|call|request|load|use)\b",
         ),
     ),
     GuardRule(

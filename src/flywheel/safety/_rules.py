@@ -5,9 +5,12 @@ _normalize.py) and a *target*: whom the shape must be aimed at for the rule to r
 
 - ``assistant``: only when the clause the shape is in is aimed at this assistant (_address.py: an
   order, or a question about the assistant's own instructions, secrets, tools or users) — "ignore
-  your instructions" is refused, "how do I ignore the instructions of a judge?" is not;
-- ``victim``: aimed at the assistant, or at someone else's systems or data ("another team's",
-  "without their consent") — a how-to about one's own setup passes;
+  your instructions" is refused, "how do I ignore the instructions of a judge?" is not; for the
+  assistant's secrets and prompt only an explicit owner ("my config", "a judge's prompt") makes
+  the object someone else's — "print the API key in the config" is refused;
+- ``victim``: at someone else's systems or data ("another team's", "without their consent") or the
+  assistant's own — "delete old experiments" or "bypass the rate limit" about one's own setup pass;
+- ``assistant_or_victim``: aimed at the assistant, or at someone else's (covert collection);
 - ``any``: the shape is an attack whoever is addressed (forged role markers, exfiltration images,
   malware, instructions hidden in an encoding to be followed).
 
@@ -25,7 +28,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flywheel.safety._address import aimed, clause_at, victim
+from flywheel.safety._address import aimed, clause_at, clauses, owned, quoted_orders, victim
 
 __all__ = ["RULES", "GuardRule", "match_rules", "register_rule"]
 
@@ -37,7 +40,7 @@ class GuardRule:
     reason: str
     patterns: tuple[str, ...]  # all must match (case-insensitive; the views are lower-case)
     views: tuple[str, ...] = ("text", "despaced", "deleet", "hidden", "decoded", "transformed")
-    target: str = "assistant"  # assistant | victim | any
+    target: str = "assistant"  # assistant | assistant_or_victim | victim | any
     llm_only: bool = False  # it only protects an LLM: an extractive policy need not refuse on it
     _compiled: tuple[re.Pattern[str], ...] = field(default=(), compare=False, repr=False)
 
@@ -49,23 +52,34 @@ class GuardRule:
     def matches(self, text: str) -> bool:
         return all(p.search(text) for p in self.compiled())
 
+    def _aimed(self, clause: str) -> bool:
+        strict = self.category == "secret_exfiltration" or self.name in _STRICT
+        if self.target == "victim":
+            return victim(clause) or owned(clause)
+        if self.target == "assistant_or_victim":
+            return aimed(clause) or victim(clause)
+        return aimed(clause, strict)
+
     def aimed_match(self, text: str) -> tuple[bool, bool]:
         """(matched, aimed): whether the shape is in the text, and whether some occurrence of it is
-        in a clause aimed the way the rule's target says."""
+        in a clause aimed the way the rule's target says. Every clause is searched on its own too:
+        a match that starts in a harmless clause must not hide an aimed one after it."""
         first, *rest = self.compiled()
         if not all(p.search(text) for p in rest):
             return False, False
         found = False
         for m in first.finditer(text):
             found = True
-            if self.target == "any":
+            if self.target == "any" or self._aimed(clause_at(text, m.start())):
                 return True, True
-            clause = clause_at(text, m.start())
-            if aimed(clause) or (self.target == "victim" and victim(clause)):
-                return True, True
+        if found:
+            for clause in [*clauses(text), *quoted_orders(text)]:
+                if first.search(clause) and self._aimed(clause):
+                    return True, True
         return found, False
 
 
+_STRICT = frozenset({"prompt_disclosure", "prompt_echo", "ja_prompt_disclosure", "ja_secret_value"})
 RULES: list[GuardRule] = []
 ON_CHANGE: list[Callable[[], None]] = []  # cached verdicts to drop when the rules change
 
@@ -81,8 +95,8 @@ def register_rule(rule: GuardRule) -> GuardRule:
 _DROP = r"(ignore|disregard|forget|override|overrule|bypass|discard|abandon|drop|set\s+aside|throw\s+away|stop\s+following|no\s+longer\s+follow)"
 _PRIOR = r"(previous|prior|above|earlier|preceding|initial|original|all|any|every|your|the|these|those|my\s+earlier)"
 _RULESW = r"(instructions?|rules|guidelines|guardrails|directives|constraints|restrictions|polic(y|ies)|system\s+(prompt|message)|programming|safety\s+(settings|rules|filters?))"
-_SECRET = r"(api[\s_-]*keys?|[a-z][a-z0-9]*_(api_)?(key|token|secret|password)\b|secret\s+(access\s+)?keys?|passwords?|credentials?|access[\s_-]*tokens?|bearer\s+tokens?|private\s+(ssh\s+)?keys?|auth(entication)?\s+tokens?|session\s+cookies|connection\s+strings?\s+with\s+(the\s+)?password)"
-_DISCLOSE = r"(print|reveal|show|dump|leak|expose|output|display|tell\s+me|give\s+me|list|send|paste|echo|repeat|read\s+out|share|provide|disclose|spell\s+out|hand\s+over|what\s+(is|are|'s)|which)"
+_SECRET = r"(api[\s_-]*keys?|[a-z][a-z0-9]*_(api_)?(key|token|secret|password)\b|secret\s+(access\s+)?(keys?|tokens?)|secrets\b|(configuration|config|settings|environment)\s+(with|including)\s+(the\s+|all\s+)?(keys|secrets|tokens|credentials)|passwords?|credentials?|access[\s_-]*tokens?|bearer\s+tokens?|private\s+(ssh\s+)?keys?|auth(entication)?\s+tokens?|session\s+cookies|connection\s+strings?\s+with\s+(the\s+)?password)"
+_DISCLOSE = r"(print|reveal|show|dump|leak|expose|output|display|tell\s+me|give\s+me|list|send|paste|echo|repeat|read\s+out|share|provide|disclose|spell\s+out|hand\s+over|what(\s+is|\s+are|'s|\s+was)|which|(want|need|like)\s+to\s+(see|get|know|have|read))"
 _YOUR_PROMPT = r"((your|this\s+assistant'?s)\s+(own\s+)?(system\s+(prompt|message|instructions?)|hidden\s+(prompt|instructions?|rules)|initial\s+(prompt|instructions?)|original\s+instructions?|internal\s+instructions?|secret\s+instructions?|configuration\s+message|instructions?\s+verbatim|prompt)|the\s+(hidden|secret|internal)\s+(prompt|instructions?|rules)|the\s+(initial|original)\s+instructions?\s+you)"
 
 for _rule in [
@@ -205,7 +219,7 @@ for _rule in [
             r"\b(silently|secretly|covertly|stealthily|without\s+(them|the\s+users?|anyone|customers?|the\s+owners?)\s+(knowing|noticing))\b|\bexfiltrat",
             r"\b(upload|send|copy|copies|forward|post|ship|transmit|exfiltrat|leak|collect|sell)\w*\b",
         ),
-        target="victim",
+        target="assistant_or_victim",
     ),
     GuardRule(
         "sell_personal_data",
@@ -352,7 +366,7 @@ for _rule in [
         "secret_exfiltration",
         "秘密情報や認証情報を聞き出そうとしています",
         (
-            r"(api\s?キー|apiキー|api\s*key|api_key|_key|トークン|token|パスワード|password|認証情報|credentials?|秘密鍵|シークレット|secret|環境変数|\.env).{0,30}(値|中身|内容|一覧|教えて|見せて|表示|出力|読み聞かせ|全部|すべて|何ですか|は何|知りたい|tell\s+me|show\s+me|give\s+me|print|reveal|output)|\b(show|print|reveal|tell\s+me|give\s+me|output|display)\b.{0,30}(apiキー|トークン|パスワード|認証情報|秘密鍵|環境変数)",
+            r"(api\s?キー|apiキー|api\s*key|api_key|_key|トークン|token|パスワード|password|認証情報|credentials?|秘密鍵|シークレット|secret|環境変数|\.env).{0,30}(値|中身|内容|一覧|教えて|見せて|表示|出力|読み聞かせ|全部|すべて|何ですか|は何|知りたい|tell\s+me|show\s+me|give\s+me|print|reveal|output)|(あなた|君|お前|貴方)の.{0,10}(api\s?キー|apiキー|api\s*key|パスワード|トークン|認証情報|秘密鍵|シークレット)\s*(は|って|を)|\b(show|print|reveal|tell\s+me|give\s+me|output|display)\b.{0,30}(apiキー|トークン|パスワード|認証情報|秘密鍵|環境変数)",
         ),
     ),
     GuardRule(
@@ -372,7 +386,7 @@ for _rule in [
         (
             r"(こっそり|無断で|内緒で|気づかれずに).{0,30}(送信|送|アップロード|コピー|転送|削除|集め)|認証を(回避|突破)",
         ),
-        target="victim",
+        target="assistant_or_victim",
     ),
     GuardRule(
         "ja_markdown_exfiltration",
