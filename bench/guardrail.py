@@ -38,15 +38,9 @@ GOLDEN = [
 
 
 def corpus_documents(folder: Path) -> list[tuple[str, str]]:
-    from flywheel.knowledge import load_file_text
+    from flywheel.knowledge import read_documents
 
-    return [
-        (
-            str(p.relative_to(folder)),
-            load_file_text(p.read_text(encoding="utf-8", errors="ignore"), "md", str(p)).text,
-        )
-        for p in sorted(folder.rglob("*.md*"))
-    ]
+    return [(d.source, d.text) for d in read_documents([str(folder)], formats=frozenset({"md", "mdx"}))]
 
 
 def held_out(screen) -> dict:  # type: ignore[no-untyped-def]

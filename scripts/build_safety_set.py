@@ -36,6 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "datasets" / "safety"
 SHARED = ROOT.parent / "shared" / "corpora"
+sys.path.insert(0, str(ROOT / "src"))
+from flywheel.safety import trigger_family  # noqa: E402
+
 CORPORA = {"mlflow-docs": SHARED / "mlflow-docs", "flywheel-docs": ROOT / "docs"}  # never pydantic-ai
 
 
@@ -57,13 +60,6 @@ INVISIBLE = ["\u200b", "\u00ad", "\u2062", "\u034f", "\u180e", "\u2060"]
 
 def row_text(row: dict) -> str:
     return "\n".join(row.get("turns") or [row["text"]])
-
-
-def trigger_family(text: str) -> str | None:
-    sys.path.insert(0, str(ROOT / "src"))
-    from flywheel.safety import trigger_family as family
-
-    return family(text)
 
 
 def _tags(text: str) -> str:
@@ -124,18 +120,14 @@ def heading_questions(limit: int) -> list[dict]:
 
 
 def mined_questions(per_document: int = 12) -> list[dict]:
-    sys.path.insert(0, str(ROOT / "src"))
-    from flywheel.knowledge import load_file_text
+    from flywheel.knowledge import read_documents
     from flywheel.safety import mine_questions
 
     rows: list[dict] = []
     for corpus, folder in CORPORA.items():
         if not folder.exists():
             continue
-        docs = []
-        for path in sorted(folder.rglob("*.md*")):
-            rel = str(path.relative_to(folder))
-            docs.append((rel, load_file_text(path.read_text(encoding="utf-8", errors="ignore"), "md", rel).text))
+        docs = [(d.source, d.text) for d in read_documents([str(folder)], formats=frozenset({"md", "mdx"}))]
         for q in mine_questions(docs, per_document=per_document):
             rows.append(
                 {

@@ -11,6 +11,7 @@ from rich.table import Table
 from flywheel.cli._common import console, settings
 from flywheel.errors import FlywheelError
 
+_DOC_FORMATS = frozenset({"md", "mdx", "html"})
 app = typer.Typer(help="Check the guardrail against your own documentation.", no_args_is_help=True)
 
 
@@ -43,20 +44,9 @@ def check(
 
     cfg = settings()
     if corpus:
-        from flywheel.knowledge import load_file_text
+        from flywheel.knowledge import read_documents
 
-        docs: list[tuple[str, str]] = []
-        for folder in corpus:
-            if not folder.exists():
-                raise FlywheelError(
-                    "path_not_found", path=str(folder), what="corpus folder", cwd=str(Path.cwd())
-                )
-            files = [folder] if folder.is_file() else sorted(folder.rglob("*"))
-            for path in files:
-                fmt = {".md": "md", ".mdx": "mdx", ".html": "html", ".htm": "html"}.get(path.suffix.lower())
-                if fmt and path.is_file():
-                    raw = path.read_text(encoding="utf-8", errors="ignore")
-                    docs.append((str(path), load_file_text(raw, fmt, str(path)).text))
+        docs = [(d.source, d.text) for d in read_documents([str(c) for c in corpus], formats=_DOC_FORMATS)]
         report = check_questions(
             mine_questions(docs), corpus=", ".join(map(str, corpus)), threshold=cfg.guardrail_threshold
         )

@@ -16,7 +16,7 @@ from flywheel.knowledge._embeddings import (
 )
 from flywheel.knowledge._index import DocIndex, Hit
 from flywheel.knowledge._ingest import IngestOptions, IngestReport, ingest
-from flywheel.knowledge._loaders import is_url, load_file_text, resolve_origins
+from flywheel.knowledge._loaders import is_url, load_file_text, read_documents, resolve_origins
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -42,6 +42,7 @@ __all__ = [
     "is_url",
     "load_file_text",
     "minilm_path",
+    "read_documents",
     "relevance_threshold",
     "resolve_origins",
     "scoring_embedder",

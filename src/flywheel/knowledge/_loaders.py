@@ -17,7 +17,7 @@ from flywheel.knowledge._chunking import clean_mdx, split_frontmatter
 from flywheel.knowledge._documents import Document
 from flywheel.web import FetchOptions, html_title, html_to_markdown, safe_get
 
-__all__ = ["LOADERS", "SUFFIXES", "Origin", "is_url", "load_file_text", "resolve_origins"]
+__all__ = ["LOADERS", "SUFFIXES", "Origin", "is_url", "load_file_text", "read_documents", "resolve_origins"]
 
 SUFFIXES = {".md": "md", ".mdx": "mdx", ".markdown": "md", ".html": "html", ".htm": "html", ".txt": "txt"}
 _SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "_build"}
@@ -125,3 +125,16 @@ def resolve_origins(sources: list[str], fetch: FetchOptions) -> Iterator[Origin]
                 cwd=Path.cwd(),
             )
         yield _folder(path) if path.is_dir() else _file(path)
+
+
+def read_documents(
+    sources: list[str], fetch: FetchOptions | None = None, formats: frozenset[str] | None = None
+) -> Iterator[Document]:
+    """Every document of ``sources`` as ingest would read it (same suffixes, skipped folders and
+    errors), optionally only of ``formats`` ("md", "mdx", "html", "txt"); names are relative to
+    their folder."""
+    for origin in resolve_origins(sources, fetch or FetchOptions()):
+        for name in origin.list_documents():
+            doc = origin.load(name)
+            if formats is None or doc.fmt in formats:
+                yield doc

@@ -31,7 +31,19 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["aimed", "clause_at", "clauses", "mood", "other_owner", "owned", "victim"]
+__all__ = [
+    "DETECTION",
+    "QUOTED",
+    "aimed",
+    "clause_at",
+    "clauses",
+    "mentions_only",
+    "mood",
+    "other_owner",
+    "owned",
+    "quoted_orders",
+    "victim",
+]
 
 _VERBS = (
     r"ignore|disregard|forget|override|overrule|bypass|discard|abandon|drop|print|reveal|show|dump|leak|"
@@ -184,6 +196,22 @@ def quoted_orders(text: str) -> list[str]:
     if not spans or DETECTION.search(QUOTED.sub(" ", text)):
         return []
     return spans
+
+
+def mentions_only(text: str) -> str:
+    """The text as the classifier should read it: a question that only *mentions* an attack phrase
+    in quotes, asks about detecting it, and is aimed at nobody, gets a placeholder for the quote."""
+    if not QUOTED.search(text):
+        return text
+    outside = QUOTED.sub(" ", text)
+    parts = clauses(outside)
+    if (
+        DETECTION.search(outside)
+        and parts
+        and all(mood(c) in ("question", "howto") and not aimed(c) for c in parts)
+    ):
+        return QUOTED.sub(" a quoted phrase ", text)
+    return text
 
 
 def clauses(text: str, *, fine: bool = False) -> list[str]:

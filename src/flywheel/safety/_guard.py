@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from flywheel.safety._address import DETECTION, QUOTED, aimed, clauses, mood
+from flywheel.safety._address import QUOTED, clauses, mentions_only
 from flywheel.safety._classifier import classifier_text, load_classifier
 from flywheel.safety._normalize import views
 from flywheel.safety._rules import ON_CHANGE, RULES, GuardRule, match_rules
@@ -81,10 +81,13 @@ class Verdict:
 _REASON_CLASSIFIER = "it looks like an attempt to manipulate me or to extract something it should not"
 
 
+@lru_cache(maxsize=1)
 def _llm_only() -> frozenset[str]:
+    """The rules that only protect an LLM (computed once; cleared when a rule is registered)."""
     return frozenset(r.name for r in RULES if r.llm_only)
 
 
+@lru_cache(maxsize=1)
 def _not_llm_only() -> frozenset[str]:
     return frozenset(r.name for r in RULES if not r.llm_only)
 
@@ -93,25 +96,6 @@ def _answerable(text: str, steer: frozenset[str]) -> str:
     """The question without the clauses in which a rule that only protects an LLM is aimed."""
     keep = [c for c in clauses(text, fine=True) if match_rules(views(c).all(), steer) is None]
     return ". ".join(keep)
-
-
-_QUOTED = QUOTED
-_DETECTION = DETECTION
-
-
-def _mentions_only(text: str) -> str:
-    """A question that *mentions* an attack phrase in quotes ("does the guardrail block 'ignore all
-    previous instructions'?") is about the phrase, not an order: when every clause is a question
-    and none is aimed at the assistant, and the question is about detecting it (block, detect, flag,
-    guardrail, test …), the classifier reads the quoted spans as a placeholder."""
-    if not _QUOTED.search(text):
-        return text
-    outside = _QUOTED.sub(" ", text)
-    parts = clauses(outside)
-    about_detection = _DETECTION.search(outside) is not None
-    if about_detection and parts and all(mood(c) in ("question", "howto") and not aimed(c) for c in parts):
-        return _QUOTED.sub(" a quoted phrase ", text)
-    return text
 
 
 def _screen_one(
@@ -189,7 +173,7 @@ def _screen_one(
     ran.append("classifier")
     t = clf.threshold_for(text) if threshold is None else threshold
     if screened is named:
-        screened = views(_mentions_only(v.text)).all() if _QUOTED.search(v.text) else named
+        screened = views(mentions_only(v.text)).all() if QUOTED.search(v.text) else named
     p = clf.probability(classifier_text(screened))
     if p >= t:
         return Verdict(
@@ -362,7 +346,14 @@ def screen_untrusted(text: str) -> Verdict:
     return Verdict(True, layer="rules")
 
 
-ON_CHANGE.extend([_screen_cached.cache_clear, screen_untrusted.cache_clear])  # a new rule: fresh verdicts
+ON_CHANGE.extend(
+    [
+        _screen_cached.cache_clear,
+        screen_untrusted.cache_clear,
+        _llm_only.cache_clear,
+        _not_llm_only.cache_clear,
+    ]
+)  # a new rule: fresh verdicts
 
 # ---------------------------------------------------------------- output
 
