@@ -87,6 +87,60 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "Langfuse で項目を修正してから、もう一度 pull してください。",
         ),
     },
+    "datagen_no_index": {
+        "en": (
+            "There is no index to generate a dataset from (collection {collection!r}).",
+            "Items are built from the ingested chunks, and nothing has been ingested into this collection yet.",
+            "Name the documentation: flywheel datasets generate docs/ --out datasets/generated.json "
+            "(it is ingested first), or run flywheel ingest docs/ before.",
+        ),
+        "ja": (
+            "データセットを生成するインデックスがありません(コレクション {collection!r})。",
+            "項目は取り込み済みのチャンクから作られますが、このコレクションにはまだ何も取り込まれていません。",
+            "ドキュメントを指定してください: flywheel datasets generate docs/ --out datasets/generated.json "
+            "(先に取り込まれます)。または先に flywheel ingest docs/ を実行してください。",
+        ),
+    },
+    "datagen_empty": {
+        "en": (
+            "No chunks of {sources} are in the index.",
+            "Every item is tied to a chunk of the documentation; these sources gave none "
+            "(empty folder, or only files of other types).",
+            "Check the path, then run flywheel ingest on it (md, mdx, markdown, html, htm and txt files are read).",
+        ),
+        "ja": (
+            "インデックスに {sources} のチャンクがありません。",
+            "各項目はドキュメントのチャンクに結び付きますが、このソースからはチャンクが得られませんでした"
+            "(空のフォルダ、または対象外の形式のファイルのみ)。",
+            "パスを確認し、flywheel ingest で取り込んでください(md・mdx・markdown・html・htm・txt を読みます)。",
+        ),
+    },
+    "generator_not_configured": {
+        "en": (
+            "The LLM generator was asked for, but no generator model is configured.",
+            "--generator llm calls an OpenAI-compatible endpoint named by FLYWHEEL_GENERATOR_BASE_URL.",
+            "Set FLYWHEEL_GENERATOR_BASE_URL (e.g. the gateway: http://127.0.0.1:5010/v1) and "
+            "FLYWHEEL_GENERATOR_MODEL, or use --generator offline.",
+        ),
+        "ja": (
+            "LLM 生成器が指定されましたが、生成用モデルが設定されていません。",
+            "--generator llm は FLYWHEEL_GENERATOR_BASE_URL の OpenAI 互換エンドポイントを呼び出します。",
+            "FLYWHEEL_GENERATOR_BASE_URL(例: ゲートウェイ http://127.0.0.1:5010/v1)と "
+            "FLYWHEEL_GENERATOR_MODEL を設定するか、--generator offline を使ってください。",
+        ),
+    },
+    "generator_unknown": {
+        "en": (
+            "Unknown generator {name!r}.",
+            "Datasets are generated offline (from the structure of the docs) or by an LLM.",
+            "Use --generator auto, offline or llm.",
+        ),
+        "ja": (
+            "不明な生成器 {name!r} です。",
+            "データセットはオフライン(ドキュメントの構造から)または LLM で生成されます。",
+            "--generator には auto・offline・llm のいずれかを指定してください。",
+        ),
+    },
     "dataset_destination": {
         "en": (
             "Unknown dataset destination {dest!r}.",

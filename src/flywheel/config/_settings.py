@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     judge_api_key: SecretStr | None = None
     judge_rps: float = Field(5.0, gt=0, description="requests per second to the judge")
     eval_concurrency: int = Field(4, ge=1, le=256)
+    # -- dataset generation (flywheel datasets generate): a capable LLM (any OpenAI-compatible
+    # endpoint, e.g. the gateway's /v1); unset: the offline generator (structure of the docs)
+    generator_base_url: str | None = None
+    generator_model: str = "gpt-4o-mini"
+    generator_api_key: SecretStr | None = None
 
     # -- stack behaviour
     start_timeout: float = Field(120.0, gt=0)

@@ -1,0 +1,330 @@
+"""Datasets kept in step with the documentation: ``status`` and ``refresh``.
+
+Every item generated (or anchored) from the index records its supporting chunks in
+``metadata.chunks``: id, content digest, page and section. Against the index as it is now, an item is
+
+- **fresh**: every supporting chunk's words are still in its page (same digest; the chunk id may
+  have changed because something else on the page did);
+- **stale**: its page is still there but a supporting chunk's words changed;
+- **orphaned**: its page is gone;
+- **unanchored**: it records no chunks (written by hand, not yet anchored; ``refresh`` anchors the
+  ones that name their page).
+
+``refresh`` re-derives a stale item from its page's new chunk (the chunk of the same section most
+like the old facts): each fact becomes the new chunk's sentence that states the same thing — so a
+changed default value becomes the new fact — and the item is checked again (support); orphans are
+retired; documents with no item get new ones from the generator; the result is a new version with a
+change log. ``metadata.change`` marks what the last refresh did ("updated", "new") so that
+``flywheel eval --only stale,new`` evaluates just that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flywheel.datagen._corpus import Corpus, CorpusChunk, chunk_ref
+from flywheel.datagen._offline import units
+
+__all__ = ["STATUSES", "DatasetStatus", "RefreshResult", "dataset_status", "refresh_dataset", "select"]
+
+STATUSES = ("fresh", "stale", "orphaned", "unanchored")
+
+
+@dataclass
+class DatasetStatus:
+    items: dict[str, str]  # item id → status
+    uncovered: list[str]  # documents of the corpus no item rests on
+    changed: dict[str, list[str]] = field(default_factory=dict)  # item id → its changed chunk refs
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for v in self.items.values() if v == s) for s in STATUSES}
+
+    def stale_share(self) -> float:
+        """Share of the anchored items that are stale or orphaned (0 when none is anchored)."""
+        anchored = [v for v in self.items.values() if v != "unanchored"]
+        return sum(1 for v in anchored if v in ("stale", "orphaned")) / len(anchored) if anchored else 0.0
+
+
+def _refs(item: Any) -> list[dict[str, str]]:
+    extra = item.metadata.model_extra or {}
+    return [r for r in extra.get("chunks") or [] if isinstance(r, dict) and r.get("digest")]
+
+
+def dataset_status(dataset: Any, corpus: Corpus) -> DatasetStatus:
+    digests: dict[str, set[str]] = {}
+    for c in corpus.chunks:
+        digests.setdefault(c.source, set()).add(c.digest)
+    items: dict[str, str] = {}
+    changed: dict[str, list[str]] = {}
+    covered: set[str] = set()
+    for item in dataset.items:
+        iid = item.metadata.id or item.question
+        refs = _refs(item)
+        if item.metadata.source:
+            covered.add(item.metadata.source)
+        if not refs:
+            items[iid] = "unanchored"
+            continue
+        gone = [r for r in refs if r.get("source") not in digests]
+        moved = [r for r in refs if r.get("source") in digests and r["digest"] not in digests[r["source"]]]
+        covered.update(r.get("source", "") for r in refs)
+        if len(gone) == len(refs):
+            items[iid] = "orphaned"
+        elif gone or moved:
+            items[iid] = "stale"
+            changed[iid] = [r["id"] for r in gone + moved]
+        else:
+            items[iid] = "fresh"
+    uncovered = [s for s in corpus.sources if s not in covered]
+    return DatasetStatus(items, uncovered, changed)
+
+
+def select(dataset: Any, corpus: Corpus | None, only: list[str]) -> Any:
+    """The items of ``dataset`` whose status (against ``corpus``) or last change is in ``only``:
+    ``stale`` (stale now, or updated by the last refresh), ``new`` (added by it), ``fresh``,
+    ``orphaned``, ``unanchored``."""
+    from flywheel.evaluation._dataset import Dataset
+
+    status = dataset_status(dataset, corpus).items if corpus is not None else {}
+    keep = []
+    for item in dataset.items:
+        iid = item.metadata.id or item.question
+        change = (item.metadata.model_extra or {}).get("change")
+        st = status.get(iid, "unanchored")
+        tags = {st}
+        if change == "updated":
+            tags.add("stale")
+        if change == "new":
+            tags.add("new")
+        if tags & set(only):
+            keep.append(item)
+    return Dataset(name=f"{dataset.name}-{'+'.join(only)}", items=keep)
+
+
+@dataclass
+class RefreshResult:
+    dataset: Any
+    updated: list[dict[str, Any]] = field(default_factory=list)  # {"id", "before", "after"}
+    retired: list[dict[str, str]] = field(default_factory=list)  # {"id", "why"}
+    added: list[str] = field(default_factory=list)
+    anchored: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    def changelog(self, before: str, after: str) -> dict[str, Any]:
+        return {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "from": before,
+            "to": after,
+            "updated": self.updated,
+            "retired": self.retired,
+            "added": self.added,
+            "anchored": self.anchored,
+            "unchanged": self.unchanged,
+        }
+
+
+def _sentences(chunk: CorpusChunk) -> list[str]:
+    out = []
+    for u in units(chunk.text):
+        if (u.kind == "row" and len(u.cells) >= 2) or u.kind in ("sentence", "step"):
+            out.append(u.text)
+    return out
+
+
+_NUM = re.compile(r"\d+(?:\.\d+)*")
+
+
+class _Deriver:
+    """Finds, in a new chunk, the sentence that states what an old fact stated (numbers aside)."""
+
+    def __init__(self, settings: Any) -> None:
+        from flywheel.evaluation._facts import FactMatcher
+        from flywheel.knowledge import facts_embedder
+        from flywheel.knowledge._terms import key_terms
+
+        self.embed = facts_embedder(settings).embed_documents
+        self.matcher = FactMatcher(self.embed)
+        self.key_terms = key_terms
+
+    def similarity(self, facts: list[str], sentences: list[str]) -> np.ndarray:
+        vecs = np.asarray(self.embed(facts + sentences), dtype=float)
+        vecs /= np.where(
+            np.linalg.norm(vecs, axis=1, keepdims=True) == 0, 1, np.linalg.norm(vecs, axis=1, keepdims=True)
+        )
+        cos = vecs[: len(facts)] @ vecs[len(facts) :].T
+        out = np.zeros_like(cos)
+        for i, f in enumerate(facts):
+            ft = {t for t in self.key_terms(f) if not _NUM.fullmatch(t)}
+            for j, s in enumerate(sentences):
+                st = self.key_terms(s)
+                out[i, j] = 0.5 * cos[i, j] + 0.5 * (len(ft & st) / max(1, len(ft)))
+        return out
+
+    def rederive(self, facts: list[str], chunk: CorpusChunk, floor: float = 0.55) -> list[str] | None:
+        """Each fact as the new chunk states it; None when one has no counterpart there."""
+        sents = _sentences(chunk)
+        if not sents or not facts:
+            return None
+        sim = self.similarity(facts, sents)
+        out = []
+        for i, fact in enumerate(facts):
+            if self.matcher.match([fact], chunk.text)[0].credit >= 1.0:
+                out.append(fact)  # still stated as it was
+                continue
+            j = int(sim[i].argmax())
+            if sim[i, j] < floor:
+                return None
+            out.append(_as_fact(fact, sents[j]))
+        return out
+
+    def best_chunk(
+        self, facts: list[str], candidates: list[CorpusChunk], headings: str
+    ) -> CorpusChunk | None:
+        """The chunk of ``candidates`` most like ``facts``, preferring the same section."""
+        if not candidates:
+            return None
+        same = [c for c in candidates if c.headings == headings] or candidates
+        best, score = None, -1.0
+        for c in same:
+            sents = _sentences(c)
+            if not sents:
+                continue
+            s = float(self.similarity(facts, sents).max(axis=1).mean()) if facts else 0.0
+            if s > score:
+                best, score = c, s
+        return best
+
+
+def _as_fact(old: str, sentence: str) -> str:
+    """The new sentence in the old fact's form: a table row generated as "KEY defaults to V: M"
+    comes back in that form, anything else as the sentence itself."""
+    m = re.match(r"^(?P<key>.+?) defaults to (?P<v>.+?): ", old)
+    cells = [c.strip() for c in sentence.split(" | ")]
+    if m and len(cells) >= 3:
+        return f"{m.group('key')} defaults to {cells[1].replace('`', '')}: {cells[-1].replace('`', '')}"
+    return sentence
+
+
+def refresh_dataset(
+    settings: Any,
+    dataset: Any,
+    corpus: Corpus,
+    generate_for: Any = None,
+    per_document: int = 2,
+) -> RefreshResult:
+    """A new version of ``dataset`` in step with ``corpus`` (see the module docstring).
+    ``generate_for(sources, n)`` → items for uncovered documents (the generator), or None to skip."""
+    from flywheel.evaluation._dataset import Dataset, GoldenItem
+
+    status = dataset_status(dataset, corpus)
+    by_source = corpus.by_source()
+    deriver = _Deriver(settings)
+    result = RefreshResult(dataset=None)
+    items: list[GoldenItem] = []
+    for item in dataset.items:
+        iid = item.metadata.id or item.question
+        st = status.items.get(iid)
+        data = item.model_dump(mode="json", exclude_none=True)
+        meta = data.setdefault("metadata", {})
+        meta.pop("change", None)
+        if st == "orphaned":
+            result.retired.append({"id": iid, "why": f"its page {item.metadata.source} is gone"})
+            continue
+        if st == "unanchored":
+            anchored = _anchor(deriver, item, by_source)
+            if anchored:
+                meta["chunks"] = [chunk_ref(anchored)]
+                result.anchored.append(iid)
+            else:
+                result.unchanged += 1
+            items.append(GoldenItem.model_validate(data))
+            continue
+        if st == "fresh":
+            # the words are unchanged; the chunk ids follow the page's new hash
+            refs = meta.get("chunks") or []
+            current = {(c.source, c.digest): c for c in corpus.chunks}
+            meta["chunks"] = [
+                chunk_ref(current[(r["source"], r["digest"])])
+                if (r.get("source"), r.get("digest")) in current
+                else r
+                for r in refs
+            ]
+            result.unchanged += 1
+            items.append(GoldenItem.model_validate(data))
+            continue
+        # stale: re-derive from the page's chunk now standing where the old one stood
+        refs = meta.get("chunks") or []
+        facts = list(item.expected_output.response_facts)
+        page = by_source.get(item.metadata.source or (refs[0].get("source") if refs else ""), [])
+        chunk = deriver.best_chunk(
+            facts or [item.question], page, refs[0].get("headings", "") if refs else ""
+        )
+        new_facts = deriver.rederive(facts, chunk) if chunk is not None and facts else None
+        if chunk is None or (facts and new_facts is None):
+            result.retired.append({"id": iid, "why": "its passage changed and no longer states its facts"})
+            continue
+        if new_facts is not None:
+            data.setdefault("expected_output", {})["response_facts"] = new_facts
+        meta["chunks"] = [chunk_ref(chunk)]
+        meta["change"] = "updated"
+        result.updated.append({"id": iid, "before": facts, "after": new_facts or facts})
+        items.append(GoldenItem.model_validate(data))
+    if generate_for is not None and status.uncovered:
+        for new in generate_for(status.uncovered, per_document * len(status.uncovered)):
+            data = new.model_dump(mode="json", exclude_none=True)
+            data["metadata"]["change"] = "new"
+            if any(i.metadata.id == new.metadata.id for i in items):
+                continue
+            items.append(GoldenItem.model_validate(data))
+            result.added.append(new.metadata.id or new.question)
+    result.dataset = Dataset(name=dataset.name, items=items)
+    return result
+
+
+def _anchor(deriver: _Deriver, item: Any, by_source: dict[str, list[CorpusChunk]]) -> CorpusChunk | None:
+    """The chunk of the item's page that states its facts, for a hand-written item that names one."""
+    src = item.metadata.source
+    facts = list(item.expected_output.response_facts)
+    if not src or not facts:
+        return None
+    page = by_source.get(src) or next((v for k, v in by_source.items() if k.endswith("/" + src)), [])
+    chunk = deriver.best_chunk(facts, page, "")
+    if chunk is None:
+        return None
+    credit = [m.credit for m in deriver.matcher.match(facts, chunk.text)]
+    return chunk if sum(credit) / len(credit) >= 0.5 else None
+
+
+def append_changelog(path: Path, entry: dict[str, Any]) -> Path:
+    """Append a refresh's change log to ``<dataset>.changelog.jsonl`` beside the dataset file."""
+    log = path.with_name(path.stem + ".changelog.jsonl")
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return log
+
+
+def dataset_origins(dataset: Any) -> list[str] | None:
+    """The ingested origins (folders, URLs) the dataset's anchored items rest on; None: none recorded."""
+    found = {r.get("origin") for item in dataset.items for r in _refs(item) if r.get("origin")}
+    return sorted(found) or None  # type: ignore[arg-type]
+
+
+def register_version(settings: Any, dataset: Any) -> str | None:
+    """Register ``dataset`` as the MLflow dataset version NAME@DIGEST when the tracking server
+    answers; its id, or None (the file is the dataset either way)."""
+    from flywheel.evaluation._dataset import register_dataset
+    from flywheel.tracking import setup_tracing
+
+    if not setup_tracing(settings):
+        return None
+    import mlflow
+
+    exp = mlflow.set_experiment(settings.experiment)
+    return register_dataset(dataset, exp.experiment_id)
