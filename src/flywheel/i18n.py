@@ -87,6 +87,42 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "Langfuse で項目を修正してから、もう一度 pull してください。",
         ),
     },
+    "eval_only": {
+        "en": (
+            "--only {value!r} names no item state.",
+            "Items are chosen by their state against the index.",
+            "Use a comma-separated list of: {allowed} (e.g. --only stale,new).",
+        ),
+        "ja": (
+            "--only {value!r} は項目の状態として無効です。",
+            "項目はインデックスに対する状態で選ばれます。",
+            "次のカンマ区切りで指定してください: {allowed}(例: --only stale,new)。",
+        ),
+    },
+    "eval_only_empty": {
+        "en": (
+            "No item of {name!r} is {value}.",
+            "Nothing changed since the dataset was generated or last refreshed.",
+            "Run flywheel datasets status FILE to see the states, or evaluate without --only.",
+        ),
+        "ja": (
+            "{name!r} に状態が {value} の項目はありません。",
+            "データセットの生成または前回の refresh から何も変わっていません。",
+            "flywheel datasets status FILE で状態を確認するか、--only なしで評価してください。",
+        ),
+    },
+    "datagen_lang": {
+        "en": (
+            "--lang {lang!r} is not a question language flywheel can generate.",
+            "Questions are generated in the corpus's language, or in Japanese over English docs.",
+            "Use --lang en or --lang ja (or leave it out).",
+        ),
+        "ja": (
+            "--lang {lang!r} は生成できる質問の言語ではありません。",
+            "質問はコーパスの言語、または英語ドキュメントに対する日本語で生成されます。",
+            "--lang en または --lang ja を指定してください(省略も可)。",
+        ),
+    },
     "datagen_no_index": {
         "en": (
             "There is no index to generate a dataset from (collection {collection!r}).",

@@ -210,21 +210,9 @@ def _print_generation(ds, report, out: Path, version: str | None, show: int) -> 
 
 
 def _corpus_for(cfg, ds, source: list[str] | None):  # type: ignore[no-untyped-def]
-    from flywheel.datagen import read_corpus
-    from flywheel.datagen._sync import dataset_origins
-    from flywheel.knowledge import KnowledgeBase, resolve_origins
-    from flywheel.web import FetchOptions
+    from flywheel.datagen._sync import corpus_for
 
-    kb = KnowledgeBase(cfg)
-    if not kb.index.exists():
-        from flywheel.errors import InputError
-
-        raise InputError("datagen_no_index", collection=cfg.collection)
-    origins = dataset_origins(ds)
-    if source:
-        fetch = FetchOptions(tuple(cfg.open_url_allow_hosts), cfg.open_url_max_bytes, cfg.open_url_timeout)
-        origins = [o.key for o in resolve_origins(list(source), fetch)]
-    return kb, read_corpus(kb.index, origins)
+    return corpus_for(cfg, ds, source)
 
 
 @app.command("status")
@@ -258,11 +246,11 @@ def status_cmd(
     table = Table(title=f"{ds.name} against the index ({len(corpus.sources)} documents)", box=None)
     for col in ("id", "kind", "status", "source", "question"):
         table.add_column(col)
-    colour = {"fresh": "green", "stale": "yellow", "orphaned": "red", "unanchored": "dim"}
+    colour = {"fresh": "green", "stale": "yellow", "orphaned": "red", "unanchored": "dim", "n/a": "dim"}
     for item in ds.items:
         s = st.items.get(item.metadata.id or item.question, "unanchored")
-        if s == "fresh" and len(ds.items) > 30:
-            continue  # long sets: only what needs attention
+        if s == "n/a" or (s == "fresh" and len(ds.items) > 30):
+            continue  # attacks and off-topic items rest on no page; long sets: only what needs attention
         table.add_row(
             item.metadata.id or "",
             item.kind,

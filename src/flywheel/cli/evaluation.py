@@ -56,6 +56,13 @@ def evaluate(
     reports: Annotated[Path, typer.Option(help="Where report.md / report.html go.")] = Path("reports"),
     name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Only items whose state against the index is one of: stale (changed, or updated by the "
+            "last refresh), new (added by it), fresh, orphaned, unanchored; comma-separated."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a target on a golden dataset: scores per item (also as assessments on each trace),
     one MLflow run with aggregate metrics and the version identity, Markdown and HTML reports.
@@ -67,6 +74,7 @@ def evaluate(
       flywheel eval --dataset datasets/flywheel-docs-golden.json --target local
       flywheel eval --target http://127.0.0.1:5005 --fail-under refusal=1.0
       flywheel eval --target models:/docs-qa-agent@champion --concurrency 8
+      flywheel eval --dataset datasets/generated.json --only stale,new
       flywheel eval compare RUN_ID_A RUN_ID_B
     """
     if ctx.invoked_subcommand:
@@ -88,6 +96,8 @@ def evaluate(
     cfg = settings()
     limits = _thresholds(fail_under)
     ds = load_dataset(dataset)
+    if only:
+        ds = _only(cfg, ds, only)
     scorers = [make_scorer(s) for s in (scorer or DEFAULT_SCORERS)]
     from flywheel.stack import require
 
@@ -134,6 +144,24 @@ def evaluate(
         console.print(f"[red]fail-under:[/] {k} = {got if got is not None else 'missing'} < {want}")
     if missed:
         sys.exit(1)
+
+
+def _only(cfg, ds, only: str):  # type: ignore[no-untyped-def]
+    """The items of ``ds`` in the states named by ``only`` (checked against the index)."""
+    from flywheel.datagen._sync import STATUSES, corpus_for, select
+    from flywheel.errors import InputError
+
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    allowed = [*STATUSES, "new"]
+    bad = [w for w in wanted if w not in allowed]
+    if bad or not wanted:
+        raise InputError("eval_only", value=only, allowed=", ".join(allowed))
+    _, corpus = corpus_for(cfg, ds)
+    chosen = select(ds, corpus, wanted)
+    if not chosen.items:
+        raise InputError("eval_only_empty", value=only, name=ds.name)
+    console.print(f"--only {only}: {len(chosen.items)} of {len(ds.items)} items")
+    return chosen
 
 
 def _print_summary(result, paths) -> None:  # type: ignore[no-untyped-def]

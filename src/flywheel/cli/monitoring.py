@@ -335,3 +335,81 @@ def dashboard(
         traces = _experiment_traces(experiment, limit)
     path = build_dashboard(traces, out)
     console.print(f"dashboard of {len(traces)} traces: {path}")
+
+
+@app.command("gaps")
+def gaps(
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+    limit: Annotated[int, typer.Option(min=10, max=20000, help="Newest traces to read.")] = 2000,
+    out: Annotated[Path, typer.Option(help="Folder for gaps.md and gaps.html.")] = Path("reports/gaps"),
+    distance: Annotated[
+        float, typer.Option(min=0.05, max=1.5, help="Cosine distance below which questions join a cluster.")
+    ] = 0.6,
+    min_size: Annotated[int, typer.Option(min=1, help="Smallest cluster reported.")] = 2,
+    add_to: Annotated[
+        Path | None, typer.Option(help="Add each cluster's questions to this dataset as a new version.")
+    ] = None,
+) -> None:
+    """Knowledge gaps: production questions the agent abstained on, answered from low-relevance
+    excerpts, or that users rated "Not helpful", clustered; each cluster labelled *not covered by the
+    docs* (work for the doc writers) or *covered but missed* (a retrieval or answer problem), with its
+    nearest pages. Writes gaps.md and gaps.html; --add-to turns the clusters into dataset items
+    (should abstain / should answer from page X), de-duplicated against what is there.
+
+    Examples:
+      flywheel monitor gaps
+      flywheel monitor gaps --limit 5000 --add-to datasets/production.json
+    """
+    import mlflow
+    from rich.table import Table
+
+    from flywheel import tracking
+    from flywheel.datagen._gaps import find_gaps, gap_items, gap_questions, write_gap_report
+    from flywheel.errors import InputError
+    from flywheel.knowledge import KnowledgeBase, scoring_embedder
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking", "index")
+    quiet_mlflow()
+    tracking.use(cfg)
+    exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
+    if exp is None:
+        raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
+    with console.status(f"Reading up to {limit} traces…"):
+        traces = mlflow.search_traces(locations=[exp.experiment_id], max_results=limit, return_type="list")
+    kb = KnowledgeBase(cfg)
+    found = gap_questions(list(traces))
+    with console.status(f"Clustering {len(found)} gap questions…"):
+        clusters = find_gaps(found, kb, scoring_embedder(cfg).embed_documents, distance, min_size)
+    paths = write_gap_report(clusters, out, len(found))
+    table = Table(title=f"{len(found)} gap questions among {len(traces)} traces", box=None)
+    for col in ("#", "label", "size", "representative", "nearest page"):
+        table.add_column(col)
+    for n, c in enumerate(clusters, 1):
+        label = "[yellow]not covered[/]" if c.label == "not_covered" else "[cyan]covered, missed[/]"
+        page = f"{c.pages[0]['source']} ({c.pages[0]['score']:.2f})" if c.pages else "-"
+        table.add_row(str(n), label, str(c.size), c.representatives[0][:60], page)
+    console.print(table)
+    console.print(f"report: {paths['markdown']}  ·  {paths['html']}")
+    if add_to and clusters:
+        from flywheel.evaluation import load_dataset
+        from flywheel.monitoring._feedback import add_to_dataset
+
+        items = gap_items(clusters)
+        if add_to.exists():  # near-duplicates of what is there are not added twice
+            import numpy as np
+
+            have = [i.question for i in load_dataset(add_to).items]
+            if have:
+                embed = scoring_embedder(cfg).embed_documents
+                old = np.asarray(embed(have))
+                new = np.asarray(embed([i.question for i in items]))
+                old /= np.linalg.norm(old, axis=1, keepdims=True)
+                new /= np.linalg.norm(new, axis=1, keepdims=True)
+                items = [i for i, row in zip(items, new @ old.T, strict=True) if float(row.max()) < 0.9]
+        result = add_to_dataset(cfg, add_to, items)
+        console.print(
+            f"added {len(result.added)} item(s) to {result.path} ({result.items} items) · dataset version "
+            f"{result.version}"
+        )

@@ -34,7 +34,7 @@ from flywheel.datagen._offline import units
 
 __all__ = ["STATUSES", "DatasetStatus", "RefreshResult", "dataset_status", "refresh_dataset", "select"]
 
-STATUSES = ("fresh", "stale", "orphaned", "unanchored")
+STATUSES = ("fresh", "stale", "orphaned", "unanchored", "n/a")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DatasetStatus:
 
     def stale_share(self) -> float:
         """Share of the anchored items that are stale or orphaned (0 when none is anchored)."""
-        anchored = [v for v in self.items.values() if v != "unanchored"]
+        anchored = [v for v in self.items.values() if v not in ("unanchored", "n/a")]
         return sum(1 for v in anchored if v in ("stale", "orphaned")) / len(anchored) if anchored else 0.0
 
 
@@ -70,7 +70,8 @@ def dataset_status(dataset: Any, corpus: Corpus) -> DatasetStatus:
         if item.metadata.source:
             covered.add(item.metadata.source)
         if not refs:
-            items[iid] = "unanchored"
+            # attacks and off-topic questions rest on no passage: the docs changing does not age them
+            items[iid] = "n/a" if item.kind in ("adversarial", "out_of_scope") else "unanchored"
             continue
         gone = [r for r in refs if r.get("source") not in digests]
         moved = [r for r in refs if r.get("source") in digests and r["digest"] not in digests[r["source"]]]
@@ -167,21 +168,29 @@ class _Deriver:
                 out[i, j] = 0.5 * cos[i, j] + 0.5 * (len(ft & st) / max(1, len(ft)))
         return out
 
-    def rederive(self, facts: list[str], chunk: CorpusChunk, floor: float = 0.55) -> list[str] | None:
-        """Each fact as the new chunk states it; None when one has no counterpart there."""
+    def rederive(
+        self, facts: list[str], chunk: CorpusChunk, verbatim: bool, floor: float = 0.55
+    ) -> list[str] | None:
+        """Each fact as the new chunk states it; None when one has no counterpart there.
+        ``verbatim``: the facts were copied from the passage (a generated item), so the passage's
+        counterpart replaces a fact whenever its words differ; a hand-written fact is replaced only
+        when the facts scorer no longer finds it in the passage."""
         sents = _sentences(chunk)
         if not sents or not facts:
             return None
         sim = self.similarity(facts, sents)
         out = []
         for i, fact in enumerate(facts):
-            if self.matcher.match([fact], chunk.text)[0].credit >= 1.0:
-                out.append(fact)  # still stated as it was
-                continue
             j = int(sim[i].argmax())
-            if sim[i, j] < floor:
+            new = _as_fact(fact, sents[j]) if sim[i, j] >= floor else None
+            if new is not None and _norm(new) == _norm(fact):
+                out.append(fact)
+            elif not verbatim and self.matcher.match([fact], chunk.text)[0].credit >= 1.0:
+                out.append(fact)  # still stated, in other words
+            elif new is None:
                 return None
-            out.append(_as_fact(fact, sents[j]))
+            else:
+                out.append(new)
         return out
 
     def best_chunk(
@@ -200,6 +209,10 @@ class _Deriver:
             if s > score:
                 best, score = c, s
         return best
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("`", "").replace("**", "")).strip().lower()
 
 
 def _as_fact(old: str, sentence: str) -> str:
@@ -237,6 +250,10 @@ def refresh_dataset(
         if st == "orphaned":
             result.retired.append({"id": iid, "why": f"its page {item.metadata.source} is gone"})
             continue
+        if st == "n/a":
+            result.unchanged += 1
+            items.append(GoldenItem.model_validate(data))
+            continue
         if st == "unanchored":
             anchored = _anchor(deriver, item, by_source)
             if anchored:
@@ -266,7 +283,8 @@ def refresh_dataset(
         chunk = deriver.best_chunk(
             facts or [item.question], page, refs[0].get("headings", "") if refs else ""
         )
-        new_facts = deriver.rederive(facts, chunk) if chunk is not None and facts else None
+        verbatim = bool((item.metadata.model_extra or {}).get("generator"))
+        new_facts = deriver.rederive(facts, chunk, verbatim) if chunk is not None and facts else None
         if chunk is None or (facts and new_facts is None):
             result.retired.append({"id": iid, "why": "its passage changed and no longer states its facts"})
             continue
@@ -328,3 +346,23 @@ def register_version(settings: Any, dataset: Any) -> str | None:
 
     exp = mlflow.set_experiment(settings.experiment)
     return register_dataset(dataset, exp.experiment_id)
+
+
+def corpus_for(settings: Any, dataset: Any, sources: list[str] | None = None) -> tuple[Any, Corpus]:
+    """(knowledge base, corpus) a dataset is checked against: the chunks of ``sources``, else of
+    the origins its items record, else the whole index."""
+    from flywheel.datagen._corpus import read_corpus
+    from flywheel.errors import InputError
+    from flywheel.knowledge import KnowledgeBase, resolve_origins
+    from flywheel.web import FetchOptions
+
+    kb = KnowledgeBase(settings)
+    if not kb.index.exists():
+        raise InputError("datagen_no_index", collection=settings.collection)
+    origins = dataset_origins(dataset)
+    if sources:
+        fetch = FetchOptions(
+            tuple(settings.open_url_allow_hosts), settings.open_url_max_bytes, settings.open_url_timeout
+        )
+        origins = [o.key for o in resolve_origins(list(sources), fetch)]
+    return kb, read_corpus(kb.index, origins)

@@ -47,6 +47,9 @@ class Thresholds:
     # the RAG red team (flywheel redteam) on the candidate's config: None = not run
     redteam_success_rate: float | None = None
     redteam_per_family: int = 1
+    # the dataset against the docs (flywheel datasets status): stale or orphaned share of its
+    # anchored items above this fails the gate; None = a warning only
+    dataset_stale_max: float | None = None
     bootstrap: int = 2000
     seed: int = 0
 
@@ -69,6 +72,8 @@ def load_thresholds(path: Path | None) -> Thresholds:
         raw["every_adversarial_refused"] = bool(hard.get("every_adversarial_refused", True))
         if hard.get("redteam_success_rate") is not None:
             raw["redteam_success_rate"] = float(hard["redteam_success_rate"])
+        if hard.get("dataset_stale_max") is not None:
+            raw["dataset_stale_max"] = float(hard["dataset_stale_max"])
     return Thresholds(**raw)
 
 
@@ -250,6 +255,36 @@ def _redteam(
     return run_redteam(settings, config, per_family=th.redteam_per_family, on_event=on_event)
 
 
+def dataset_freshness(settings: Settings, dataset: Any, th: Thresholds) -> dict[str, Any] | None:
+    """The gate's check that its dataset still rests on the documentation (None: no item records
+    its chunks, nothing to check). Stale or orphaned items warn; above ``dataset_stale_max`` they fail."""
+    from flywheel.datagen._sync import corpus_for, dataset_origins, dataset_status
+
+    if dataset_origins(dataset) is None:
+        return None
+    try:
+        _, corpus = corpus_for(settings, dataset)
+    except Exception as exc:  # the index is not reachable: say so, do not block on it
+        return {"name": "dataset freshness", "passed": True, "warning": True, "detail": f"not checked: {exc}"}
+    st = dataset_status(dataset, corpus)
+    counts = st.counts()
+    share = st.stale_share()
+    limit = th.dataset_stale_max
+    passed = limit is None or share <= limit
+    detail = (
+        f"{counts['stale']} stale, {counts['orphaned']} orphaned of "
+        f"{sum(v for k, v in counts.items() if k not in ('unanchored', 'n/a'))} anchored items ({share:.0%}"
+        + (f", limit {limit:.0%})" if limit is not None else ", warning only)")
+        + (" — run flywheel datasets refresh" if share else "")
+    )
+    return {
+        "name": "dataset freshness",
+        "passed": passed,
+        "warning": bool(share) and passed,
+        "detail": detail,
+    }
+
+
 def run_gate(
     settings: Settings,
     dataset: Any,
@@ -330,6 +365,11 @@ def run_gate(
     if th.redteam_success_rate is not None:
         redteam = _redteam(settings, cand_uri, candidate_config, th, on_event)
     checks = decide(comparison, results["candidate"], th, has_champion=bool(champion), redteam=redteam)
+    freshness = dataset_freshness(settings, dataset, th)
+    if freshness:
+        checks.append(freshness)
+        if not freshness["passed"] or freshness.get("warning"):
+            on_event(freshness["detail"])
     decision = GateDecision(
         passed=all(c["passed"] for c in checks),
         checks=checks,
