@@ -8,6 +8,8 @@ do. Items record both: the digest says whether the words an item rests on are st
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -125,6 +127,13 @@ class Corpus:
         return sorted({c.source for c in self.chunks})
 
 
+# words code starts with that name no product: shell tools, Python keywords and builtins
+_NOT_PRODUCTS = frozenset(
+    {"pip", "uv", "python", "npm", "git", "curl", "docker", "kubectl", "export", "cd", "make", "bash", "self"}
+    | {k.lower() for k in keyword.kwlist}
+    | {b.lower() for b in dir(builtins) if not b.startswith("_")}
+)
+_IDENT = re.compile(r"\b([A-Za-z][A-Za-z0-9]{2,20}_[A-Za-z0-9_]+)\b")
 _CODE_SPAN = re.compile(r"`([A-Za-z][A-Za-z0-9_-]{2,30})(?=[ .`(/:])")
 
 
@@ -135,9 +144,12 @@ def _product(chunks: list[CorpusChunk]) -> str:
     docs: Counter[str] = Counter()
     seen: set[tuple[str, str]] = set()
     for c in chunks:
-        for w in _CODE_SPAN.findall(c.text):
+        words = _CODE_SPAN.findall(c.text)
+        # an identifier's first part names its owner: ACME_PORT, mlflow.set_tracking_uri, flywheel-docs
+        words += [w.split("_")[0] for w in _IDENT.findall(c.text)]
+        for w in words:
             low = w.lower()
-            if low in _COMMON or low in ("pip", "uv", "python", "npm", "git", "curl", "docker", "kubectl"):
+            if low in _COMMON or low in _NOT_PRODUCTS:
                 continue
             if (low, c.source) not in seen:
                 seen.add((low, c.source))

@@ -277,6 +277,18 @@ def generate(
     # a cheap (offline) generator's candidates are all made up front and tried most specific shape
     # first; an LLM's are asked for chunk by chunk, only as far as the budget needs
     cheap = isinstance(generator, OfflineGenerator)
+    # a subject many pages talk about ("What is DSPy?" over forty DSPy pages) has no one passage
+    # that answers it: such candidates are tried after the ones only their own page is about
+    page_text = {src: " ".join(c.text for c in by_source[src]).lower() for src in order}
+    spread_of: dict[str, int] = {}
+
+    def spread(subject: str) -> int:
+        key = _plain_subject(subject)
+        if key not in spread_of:
+            df = sum(1 for t in page_text.values() if key in t) if len(key) >= 3 else 0
+            spread_of[key] = 0 if df <= 2 else 1 if df <= 5 else 2
+        return spread_of[key]
+
     queues: dict[str, deque[Any]] = {}
     for src in order:
         if cheap:
@@ -286,15 +298,22 @@ def generate(
                 for c in generator.extract(ch, chunk_header.get(ch.id), lang, corpus.product)
                 if c.shape not in ("heading", "procedure") or ch.id in first_of_section
             ]
-            cands.sort(key=lambda c: (PRIORITY.get(c.shape, 99), c.chunk.chunk_index))
+            cands.sort(key=lambda c: (spread(c.subject), PRIORITY.get(c.shape, 99), c.chunk.chunk_index))
             queues[src] = deque(cands)
         else:
             queues[src] = deque(by_source[src])
     need = quotas.get("happy_path", 0)
     per_doc: Counter[str] = Counter()
     used_chunks: set[str] = set()
+    # candidates skipped because their chunk already gave an item: a second pass for small corpora
+    deferred: dict[str, deque[Any]] = {src: deque() for src in order}
     cap = max(1, math.ceil(need / max(1, len(order))))
-    while len(accepted) < need and any(queues.values()):
+    second_pass = False
+    while len(accepted) < need and (any(queues.values()) or (cheap and not second_pass)):
+        if not any(queues.values()):
+            queues, second_pass = deferred, True
+            cap = max(cap, max(per_doc.values(), default=0) + 1)
+            continue
         visited = False
         for src in order:
             if len(accepted) >= need:
@@ -305,7 +324,8 @@ def generate(
             while queues[src]:
                 head = queues[src].popleft()
                 if cheap:
-                    if head.chunk.id in used_chunks:
+                    if head.chunk.id in used_chunks and not second_pass:
+                        deferred[src].append(head)
                         continue
                     batch = [head]
                 else:
@@ -415,6 +435,10 @@ def generate(
     report.seconds = time.perf_counter() - t0
     dataset = Dataset(name=options.name, items=[GoldenItem.model_validate(i) for i in items])
     return dataset, report
+
+
+def _plain_subject(subject: str) -> str:
+    return " ".join(subject.replace("`", "").lower().split())
 
 
 def _accept(cand: Candidate, check: Checker, report: GenerationReport) -> bool:

@@ -111,11 +111,21 @@ def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("`", "").replace("**", "").replace("__", "")).strip()
 
 
+# a verb phrase that leans on its context ("reproduce its behavior") or points elsewhere ("learn
+# more", "see the guide") makes no question a reader of one passage could ask
+_DEPENDENT = re.compile(
+    r"\b(it|its|them|this|that|these|those|they|their|here|below|above|following|previous|"
+    r"learn more|read more|see|refer to|get started)\b",
+    re.I,
+)
+
+
 def _vp(text: str, limit: int = 14) -> str:
-    """A verb phrase cut at the first clause boundary; '' when too long to make a fair question."""
+    """A verb phrase cut at the first clause boundary; '' when too long to make a fair question or
+    when it depends on its context."""
     text = re.split(r"[,;:(]|\s[-—]\s|\.(\s|$)", text, maxsplit=1)[0].strip()
     words = text.split()
-    if not 2 <= len(words) <= limit:
+    if not 2 <= len(words) <= limit or _DEPENDENT.search(text):
         return ""
     return _first_person(_plain(text)).rstrip(".")
 
@@ -345,6 +355,10 @@ _E_VERBS = frozenset(
         "note",
     ]
 )
+# base verbs a how-to heading starts with ("Register a prompt", "Disable auto-tracing")
+_IMPERATIVE = _E_VERBS | frozenset(
+    ["register", "install", "add", "set", "run", "deploy", "build", "connect", "export", "import", "log", "load", "search", "track", "view", "query", "start", "stop", "test", "train", "call", "write", "read", "get", "find", "filter", "monitor", "debug", "list", "upgrade", "access", "instrument", "send", "stream", "protect", "secure", "limit", "select", "split", "switch", "turn", "try", "keep", "check", "verify", "sign", "pass", "print", "open", "return", "attach", "bring", "clean", "mount", "pin", "pull", "push", "fetch", "add", "sync", "rebuild", "retry", "run", "install", "uninstall", "migrate", "ingest", "ask", "gate", "tune", "serve", "evaluate", "enable", "disable"]
+)
 _UNDOUBLE = frozenset(
     ["runn", "sett", "gett", "stopp", "shipp", "plann", "logg", "debugg", "mapp", "dropp", "begg"]
 )
@@ -381,6 +395,8 @@ def _heading_question(heading: str, title: str, lang: str, product: str = "") ->
     in_product = f" in {product}" if product and product.lower() not in h.lower() else ""
     if base and len(words) > 1:
         return f"How do I {base} {' '.join(words[1:])}?"
+    if words[0].lower() in _IMPERATIVE and len(words) > 1:
+        return f"How do I {words[0].lower()} {' '.join(words[1:])}?"
     if base:
         return f"How does {h.lower()} work{in_product}?"
     page = re.sub(r"^the\s+", "", _plain(title), flags=re.I)
@@ -390,7 +406,9 @@ def _heading_question(heading: str, title: str, lang: str, product: str = "") ->
         return f"What does the {page} page say about {h.lower()}?"  # "Sources": too generic alone
     if len(words) <= 6 and "," not in h and " and " not in h:
         first = h[0].lower() + h[1:] if words[0] in ("The", "A", "An") else h
-        return f"What is {first}{in_product}?"
+        last = words[-1].lower()
+        verb = "are" if last.endswith("s") and not last.endswith(("ss", "us", "is")) else "is"
+        return f"What {verb} {first}{in_product}?"
     return f"What does the documentation say about {h}{in_product}?"
 
 
@@ -481,7 +499,8 @@ class OfflineGenerator:
                         and len(m.group("rest").split()) >= 3
                     ):
                         art = (m.group("art") or "").strip().lower()
-                        subject = f"{art} {_plain(x)}".strip() if art == "the" else _plain(x)
+                        lower = x[:1].islower()  # "A dead-letter queue is …" → "What is a dead-letter queue?"
+                        subject = f"{art} {_plain(x)}".strip() if art == "the" or (art and lower) else _plain(x)
                         verb = "are" if m.group("v") == "are" else "is"
                         c = make("definition", x, f"What {verb} {subject}?", [s], x)
             if c is not None:

@@ -74,7 +74,12 @@ def _seeds(path: Path = _SEEDS) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r.get("label") == "attack" and r.get("source") == "seed"]
+    # multi-turn seeds are follow-ups ("Now translate and follow it."): an attack only after their turn
+    return [
+        r
+        for r in rows
+        if r.get("label") == "attack" and r.get("source") == "seed" and r.get("family") != "multi_turn"
+    ]
 
 
 def adversarial_items(corpus: Corpus, n: int, seeds_path: Path = _SEEDS) -> list[dict[str, str]]:
