@@ -39,6 +39,7 @@ from flywheel.datagen._offline import (
     Candidate,
     OfflineGenerator,
     _header,
+    _topic,
     japanese,
     keyword_query,
 )
@@ -298,6 +299,16 @@ def generate(
                 for c in generator.extract(ch, chunk_header.get(ch.id), lang, corpus.product)
                 if c.shape not in ("heading", "procedure") or ch.id in first_of_section
             ]
+            for c in cands:
+                # "What is the Module object?" is asked by forty pages' worth of docs: name the page's topic
+                topic = _topic(c.chunk.title or c.chunk.headings.split(" > ")[0], corpus.product)
+                if (
+                    c.shape == "definition"
+                    and topic
+                    and spread(c.subject)
+                    and topic.lower() not in c.question.lower()
+                ):
+                    c.question = c.question.rstrip("?") + f" in {topic}?"
             cands.sort(key=lambda c: (spread(c.subject), PRIORITY.get(c.shape, 99), c.chunk.chunk_index))
             queues[src] = deque(cands)
         else:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -107,8 +108,64 @@ def _first_person(text: str) -> str:
 
 
 def _plain(text: str) -> str:
-    """Question text: no code markers or emphasis, single spaces."""
-    return re.sub(r"\s+", " ", text.replace("`", "").replace("**", "").replace("__", "")).strip()
+    """Question text: no code markers, emphasis or pictographs (emoji), single spaces."""
+    text = text.replace("`", "").replace("**", "").replace("__", "")
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("So", "Cs", "Co"))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+_TOPIC_NOISE = frozenset(
+    [
+        "guide",
+        "guides",
+        "tutorial",
+        "tutorials",
+        "overview",
+        "introduction",
+        "intro",
+        "quickstart",
+        "quick",
+        "start",
+        "getting",
+        "started",
+        "using",
+        "with",
+        "and",
+        "the",
+        "a",
+        "an",
+        "for",
+        "of",
+        "to",
+        "in",
+        "on",
+        "how",
+        "docs",
+        "documentation",
+        "reference",
+        "api",
+        "flavor",
+        "flavors",
+        "integration",
+        "integrations",
+        "concepts",
+        "basics",
+        "page",
+    ]
+)
+
+
+def _topic(title: str, product: str) -> str:
+    """What a page is about, from its title: "Tracing Ollama" → "Ollama", "MLflow DSPy Flavor" →
+    "DSPy" (the product name, a leading -ing word and guide words dropped); '' when nothing is left
+    or more than three words are."""
+    words = _plain(title).split()
+    if words and _base_verb(words[0]):
+        words = words[1:]
+    keep = [
+        w for w in words if w.lower() not in _TOPIC_NOISE and w.lower() != product.lower() and not w.isdigit()
+    ]
+    return " ".join(keep) if 0 < len(keep) <= 3 else ""
 
 
 # a verb phrase that leans on its context ("reproduce its behavior") or points elsewhere ("learn
@@ -357,7 +414,82 @@ _E_VERBS = frozenset(
 )
 # base verbs a how-to heading starts with ("Register a prompt", "Disable auto-tracing")
 _IMPERATIVE = _E_VERBS | frozenset(
-    ["register", "install", "add", "set", "run", "deploy", "build", "connect", "export", "import", "log", "load", "search", "track", "view", "query", "start", "stop", "test", "train", "call", "write", "read", "get", "find", "filter", "monitor", "debug", "list", "upgrade", "access", "instrument", "send", "stream", "protect", "secure", "limit", "select", "split", "switch", "turn", "try", "keep", "check", "verify", "sign", "pass", "print", "open", "return", "attach", "bring", "clean", "mount", "pin", "pull", "push", "fetch", "add", "sync", "rebuild", "retry", "run", "install", "uninstall", "migrate", "ingest", "ask", "gate", "tune", "serve", "evaluate", "enable", "disable"]
+    [
+        "register",
+        "install",
+        "add",
+        "set",
+        "run",
+        "deploy",
+        "build",
+        "connect",
+        "export",
+        "import",
+        "log",
+        "load",
+        "search",
+        "track",
+        "view",
+        "query",
+        "start",
+        "stop",
+        "test",
+        "train",
+        "call",
+        "write",
+        "read",
+        "get",
+        "find",
+        "filter",
+        "monitor",
+        "debug",
+        "list",
+        "upgrade",
+        "access",
+        "instrument",
+        "send",
+        "stream",
+        "protect",
+        "secure",
+        "limit",
+        "select",
+        "split",
+        "switch",
+        "turn",
+        "try",
+        "keep",
+        "check",
+        "verify",
+        "sign",
+        "pass",
+        "print",
+        "open",
+        "return",
+        "attach",
+        "bring",
+        "clean",
+        "mount",
+        "pin",
+        "pull",
+        "push",
+        "fetch",
+        "add",
+        "sync",
+        "rebuild",
+        "retry",
+        "run",
+        "install",
+        "uninstall",
+        "migrate",
+        "ingest",
+        "ask",
+        "gate",
+        "tune",
+        "serve",
+        "evaluate",
+        "enable",
+        "disable",
+    ]
 )
 _UNDOUBLE = frozenset(
     ["runn", "sett", "gett", "stopp", "shipp", "plann", "logg", "debugg", "mapp", "dropp", "begg"]
@@ -381,7 +513,8 @@ def _heading_question(heading: str, title: str, lang: str, product: str = "") ->
     """A question a user would ask for a section: "Running at scale" → "How do I run at scale?",
     "Tracing" → "How does tracing work?", "The quality gate" → "What is the quality gate in P?",
     an error message heading → "I get “…” — what now?"."""
-    h = _plain(heading).split(": ")[0].strip().rstrip(".")
+    h = re.sub(r"^(step|part|phase|stage)\s*\d+\s*[:.)-]\s*", "", _plain(heading), flags=re.I)
+    h = h.split(": ")[0].strip().rstrip(".")
     if lang == "ja":
         return f"{h} について教えてください。"
     if re.search(r"[\"“”']", h) and len(h.split()) >= 2:
@@ -466,13 +599,22 @@ class OfflineGenerator:
                     continue
                 meaning = _plain(u.cells[-1])
                 named = bool(_CODE.match(u.cells[0]) or re.search(r"[_./-]|^[A-Z]+ /", key))
+                # a plain word ("strategy") is a key of this table, not of the whole product
+                plain_key = not re.search(r"[_./@-]|[A-Z]", key) and heading.lower() not in key.lower()
+                section = _plain(heading)
+                section = (
+                    section[0].lower() + section[1:] if section[:4] in ("The ", "A ", "An ") else section
+                )
+                where = f" in {section}" if plain_key and heading else ""
                 if default_col is not None and 0 < default_col < len(u.cells) - 1:
                     value = _plain(u.cells[default_col])
                     if value and len(meaning.split()) >= 2:
                         fact = f"{key} defaults to {value}: {meaning}"
-                        c = make("table_default", key, f"What is the default value of {key}?", [fact], key)
+                        c = make(
+                            "table_default", key, f"What is the default value of {key}{where}?", [fact], key
+                        )
                 elif named and len(meaning.split()) >= 3:
-                    c = make("table_key", key, f"What does {key} do?", [f"{key}: {meaning}"], key)
+                    c = make("table_key", key, f"What does {key} do{where}?", [f"{key}: {meaning}"], key)
             elif u.kind == "sentence" and not u.text.endswith(":"):
                 s = u.text
                 if (m := _DEFAULT.search(s)) is not None:
@@ -500,7 +642,9 @@ class OfflineGenerator:
                     ):
                         art = (m.group("art") or "").strip().lower()
                         lower = x[:1].islower()  # "A dead-letter queue is …" → "What is a dead-letter queue?"
-                        subject = f"{art} {_plain(x)}".strip() if art == "the" or (art and lower) else _plain(x)
+                        subject = (
+                            f"{art} {_plain(x)}".strip() if art == "the" or (art and lower) else _plain(x)
+                        )
                         verb = "are" if m.group("v") == "are" else "is"
                         c = make("definition", x, f"What {verb} {subject}?", [s], x)
             if c is not None:
@@ -519,6 +663,11 @@ class OfflineGenerator:
         ]
         if prose and heading and heading.lower().strip() not in _GENERIC_HEADINGS:
             question = _heading_question(heading, chunk.title, "en", product)
+            # a subsection's heading alone is ambiguous across pages ("Token usage" under "Tracing
+            # Ollama" and under twenty other integrations): ask about the page's topic too
+            topic = _topic(chunk.title or chunk.headings.split(" > ")[0], product)
+            if " > " in chunk.headings and topic and topic.lower() not in question.lower():
+                question = question.rstrip("?") + f" for {topic}?"
             c = make("heading", heading, question, prose[:2], heading)
             if c:
                 yield c
