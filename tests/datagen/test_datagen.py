@@ -81,7 +81,7 @@ def _answerable(ds: Dataset) -> list:  # type: ignore[type-arg]
 
 
 def test_generate_gives_every_kind_tied_to_its_chunks(env) -> None:  # type: ignore[no-untyped-def]
-    settings, kb, docs, ds, report = env
+    _settings, kb, _docs, ds, report = env
     kinds = ds.counts()
     assert set(kinds) == {"happy_path", "edge_case", "adversarial", "out_of_scope"}
     corpus = read_corpus(kb.index)
@@ -113,7 +113,9 @@ def test_generate_gives_every_kind_tied_to_its_chunks(env) -> None:  # type: ign
 
 def test_ids_are_stable_when_generated_again(env) -> None:  # type: ignore[no-untyped-def]
     settings, kb, docs, ds, _ = env
-    again, _ = generate(settings, GenerateOptions(sources=[str(docs)], n=16, name="acme", ingest=False), kb=kb)
+    again, _ = generate(
+        settings, GenerateOptions(sources=[str(docs)], n=16, name="acme", ingest=False), kb=kb
+    )
     assert [i.metadata.id for i in again.items] == [i.metadata.id for i in ds.items]
 
 
@@ -122,7 +124,9 @@ def test_refresh_cycle_after_the_docs_change(env, tmp_path: Path) -> None:  # ty
     path = tmp_path / "acme.json"
     save_dataset(ds, path)
     ds = load_dataset(path)
-    port_items = {i.metadata.id for i in _answerable(ds) if "ACME_PORT" in " ".join(i.expected_output.response_facts)}
+    port_items = {
+        i.metadata.id for i in _answerable(ds) if "ACME_PORT" in " ".join(i.expected_output.response_facts)
+    }
     config_items = {i.metadata.id for i in _answerable(ds) if i.metadata.source == "configuration.md"}
     relay_items = {i.metadata.id for i in _answerable(ds) if i.metadata.source == "relay.md"}
     assert port_items and relay_items

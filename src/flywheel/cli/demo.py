@@ -3,44 +3,52 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.panel import Panel
 
 from flywheel.cli._common import console, quiet_mlflow, settings
+from flywheel.evaluation import Dataset, save_dataset
 from flywheel.stack import Stack
 
 if TYPE_CHECKING:
     from flywheel.config import Settings
-    from flywheel.evaluation import Dataset, ScorerContext
+    from flywheel.evaluation import ScorerContext
 
 
-def _step(n: int, title: str) -> None:
-    console.rule(f"[bold]Step {n}[/] · {title}", align="left")
+_STEPS = [0]
+
+
+def _step(title: str) -> None:
+    _STEPS[0] += 1
+    console.rule(f"[bold]Step {_STEPS[0]}[/] · {title}", align="left")
 
 
 def demo() -> None:
     """Run the flywheel end to end on embedded defaults and print where to look.
 
     Steps: start the stack, ask the local LLM through the gateway (A/B split), ingest the user guide
-    (docs/), ask the agent an answerable, an adversarial and an out-of-scope question (each an MLflow trace), push the system
-    prompts, log + register + alias + verify the agent, serve it and call it with the OpenAI SDK,
-    evaluate it on the golden dataset, simulate users and score their traces online, tune the answer
-    policy on temporary runtimes (the best becomes the challenger), gate the challenger against the
-    champion and promote it on pass.
+    (docs/), generate a golden set from it, ask the agent an answerable, an adversarial and an
+    out-of-scope question (each an MLflow trace), push the system prompts, log + register + alias +
+    verify the agent, serve it and call it with the OpenAI SDK, evaluate it on the hand-written and the
+    generated golden set, simulate users and score their traces online, tune the answer policy on
+    temporary runtimes (the best becomes the challenger), gate the challenger against the champion and
+    promote it on pass, then change a page of a copy of the guide and refresh the stale items.
 
     Example: flywheel demo
     """
     cfg = settings()
     stack = Stack(cfg)
     t0 = time.monotonic()
+    _STEPS[0] = 0
 
-    _step(1, "start the embedded stack")
+    _step("start the embedded stack")
     with console.status("Starting MLflow and the local LLM…"):
         stack.up(on_event=lambda name, what: console.print(f"  {name:<8} {what}"))
     console.print(f"  all healthy after {time.monotonic() - t0:.1f} s")
 
-    _step(2, "ask the local LLM through the gateway (:5010, A/B split 70/30) with the OpenAI client")
+    _step("ask the local LLM through the gateway (:5010, A/B split 70/30) with the OpenAI client")
     from pathlib import Path
 
     from openai import OpenAI
@@ -73,7 +81,7 @@ def demo() -> None:
         f"{arms.count('arm-a')}× arm-a, {arms.count('arm-b')}× arm-b · `flywheel gateway stats` compares them"
     )
 
-    _step(3, "ingest the user guide (docs/) into Milvus Lite")
+    _step("ingest the user guide (docs/) into Milvus Lite")
     from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest, scoring_embedder
     from flywheel.safety import MinedQuestion, check_questions, mine_questions
 
@@ -100,7 +108,12 @@ def demo() -> None:
         " · flywheel guardrail check"
     )
 
-    _step(4, "ask the QA agent (every answer is an MLflow trace)")
+    _step(
+        "generate a golden set from docs/ (offline: headings, definitions, defaults; every item tied to its chunk)"
+    )
+    generated = _generate(cfg, kb, docs)
+
+    _step("ask the QA agent (every answer is an MLflow trace)")
 
     from flywheel.agent import DocsAgent, default_config
     from flywheel.tracking import setup_tracing
@@ -130,7 +143,7 @@ def demo() -> None:
                 f"     [{src['n']}] {src['title']} › {src['headings']} — {src['source']}", markup=False
             )
 
-    _step(5, "register: prompts, log the agent from code, alias it, verify it in a fresh process")
+    _step("register: prompts, log the agent from code, alias it, verify it in a fresh process")
     from flywheel.registry import log_agent, push_default_prompts, verify
 
     with console.status("Pushing the system prompts to the prompt registry…"):
@@ -146,7 +159,7 @@ def demo() -> None:
         verified = verify(cfg, "models:/docs-qa-agent@challenger")
     console.print(f"  verified: trace {verified['trace_id']} · prompt {verified['prompt']}")
 
-    _step(6, "serve models:/docs-qa-agent@challenger on :5005 and call it with the OpenAI SDK")
+    _step("serve models:/docs-qa-agent@challenger on :5005 and call it with the OpenAI SDK")
     serve_cfg = cfg.model_copy(update={"serve_model": "models:/docs-qa-agent@challenger"})
     served = Stack(serve_cfg)
     served.down(["agent"])  # serve the version just registered, not an older one
@@ -167,7 +180,7 @@ def demo() -> None:
         f"{(final.metadata or {}).get('registered_model.version')} · chat page: {agent_url}/[/]"
     )
 
-    _step(7, "evaluate the agent on the golden dataset (datasets/flywheel-docs-golden.json)")
+    _step("evaluate the agent on the hand-written golden set and on the generated one")
     from flywheel.cli.evaluation import _print_summary
     from flywheel.evaluation import (
         DEFAULT_SCORERS,
@@ -186,29 +199,37 @@ def demo() -> None:
     ds = load_dataset("datasets/flywheel-docs-golden.json")
     target = AgentTarget(cfg, demo_config)
     context = scorer_context(cfg, make_judge(cfg))
-    with console.status(f"Evaluating {len(ds.items)} items (4 at a time)…"):
-        evaluation = run_evaluation(
-            cfg,
-            EvalOptions(
-                ds,
-                target,
-                [make_scorer(n) for n in DEFAULT_SCORERS],
-                context,
-                concurrency=4,
-                run_name="demo-eval",
-                judge=judge_identity(cfg),
-            ),
-        )
-    _print_summary(evaluation, write_reports(evaluation, Path("reports") / (evaluation.run_id or "demo")))
+    for each in (ds, generated):
+        with console.status(f"Evaluating {each.name}: {len(each.items)} items (4 at a time)…"):
+            evaluation = run_evaluation(
+                cfg,
+                EvalOptions(
+                    each,
+                    target,
+                    [make_scorer(n) for n in DEFAULT_SCORERS],
+                    context,
+                    concurrency=4,
+                    run_name=f"demo-eval-{each.name}",
+                    judge=judge_identity(cfg),
+                ),
+            )
+        _print_summary(evaluation, write_reports(evaluation, Path("reports") / (evaluation.run_id or "demo")))
+    # the decision half runs on both sets together: the tune on their train halves, the gate on the rest
+    both = Dataset(name="flywheel-docs-both", items=[*ds.items, *generated.items])
+    both_path = cfg.data_path / "demo" / "flywheel-docs-both.json"
+    save_dataset(both, both_path)
 
-    _step(8, "simulate users against :5005, then score their traces online (flywheel monitor)")
+    _step("simulate users against :5005, then score their traces online (flywheel monitor)")
     _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=scoring_embedder(cfg).embed_documents))
 
-    _step(9, "tune: answer policies on the dataset's train half; the best becomes the challenger")
-    _tune(cfg)
+    _step("tune: answer policies on the train half of both sets; the best becomes the challenger")
+    _tune(cfg, both_path)
 
-    _step(10, "gate: the challenger against the champion on the items the tune never saw; promote on pass")
-    _gate(cfg, ds.split("test"))
+    _step("gate: the challenger against the champion on the items the tune never saw; promote on pass")
+    _gate(cfg, both.split("test"))
+
+    _step("the docs change: edit a page, re-ingest, see the stale items, refresh them")
+    _refresh(cfg, docs)
 
     _summary(stack)
 
@@ -268,7 +289,88 @@ def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext)
     _print_status(monitor.status())
 
 
-def _tune(cfg: Settings) -> None:
+def _generate(cfg: Settings, kb: Any, docs: Path) -> Dataset:
+    from flywheel.cli.datasets import _print_generation
+    from flywheel.datagen import GenerateOptions, generate
+
+    out = Path("datasets") / "generated" / "flywheel-docs-generated.json"
+    with console.status("Generating items from the ingested chunks…"):
+        ds, report = generate(
+            cfg,
+            GenerateOptions(sources=[str(docs)], n=24, name="flywheel-docs-generated", ingest=False),
+            kb=kb,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_dataset(ds, out)
+    _print_generation(ds, report, out, None, show=4)
+    return ds
+
+
+def _refresh(cfg: Settings, docs: Path) -> None:
+    """The refresh cycle on a copy of the guide in its own collection (the real docs/ stay as they are):
+    generate, change a default in the copy, re-ingest, status, refresh."""
+    import re
+    import shutil
+
+    from flywheel.datagen import GenerateOptions, generate
+    from flywheel.datagen._sync import corpus_for, dataset_status, refresh_dataset
+    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
+
+    work = cfg.data_path / "demo" / "docs-copy"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(docs, work)
+    copy_cfg = cfg.model_copy(update={"collection": f"{cfg.collection}_demo_refresh"})
+    kb = KnowledgeBase(copy_cfg)
+    with console.status("Generating from a copy of the guide…"):
+        ingest(copy_cfg, IngestOptions([str(work)], rebuild=True), kb=kb)
+        ds, _ = generate(
+            copy_cfg, GenerateOptions(sources=[str(work)], n=16, name="docs-copy", ingest=False), kb=kb
+        )
+    # change the default an item rests on: a table row "| `KEY` | `5000` | …" of its page
+    edit = None
+    for item in ds.items:
+        gen = (item.metadata.model_extra or {}).get("generator") or {}
+        if gen.get("shape") != "table_default" or not item.metadata.source:
+            continue
+        page = work / item.metadata.source
+        text = page.read_text(encoding="utf-8")
+        row = re.search(rf"^\| `{re.escape(gen['subject'])}` \| `([^`|]+)` \|", text, re.M)
+        if row:
+            edit = (page, text, row, gen["subject"], row.group(1))
+            break
+    if edit is None:
+        console.print("  (no generated item rests on a table default: step skipped)")
+        return
+    page, text, row, key, value = edit
+    new = str(int(value) + 1) if value.isdigit() else f"{value}-v2"
+    page.write_text(text.replace(row.group(0), row.group(0).replace(f"`{value}`", f"`{new}`")))
+    console.print(f"  edited {page.name}: {key} default {value} → {new}; re-ingesting…")
+    ingest(copy_cfg, IngestOptions([str(work)]), kb=kb)
+    _, corpus = corpus_for(copy_cfg, ds)
+    counts = dataset_status(ds, corpus).counts()
+    console.print(
+        f"  flywheel datasets status: fresh {counts['fresh']} · stale {counts['stale']} · "
+        f"orphaned {counts['orphaned']}"
+    )
+    with console.status("Refreshing the stale items from their new chunks…"):
+        result = refresh_dataset(copy_cfg, ds, corpus)
+    for u in result.updated:
+        for a, b in zip(u["before"], u["after"], strict=False):
+            if a != b:
+                console.print(
+                    f"  [yellow]{u['id']}[/]  [red]- {a[:90]}[/]\n  {' ' * len(u['id'])}  [green]+ {b[:90]}[/]"
+                )
+    console.print(
+        f"  flywheel datasets refresh: {len(result.updated)} updated · {len(result.retired)} retired · "
+        f"{result.unchanged} unchanged → a new version (digest {result.dataset.digest}); "
+        "flywheel eval --only stale,new evaluates just those"
+    )
+    kb.index.drop()
+    if kb.companion:
+        kb.companion[1].drop()
+
+
+def _tune(cfg: Settings, dataset: Path) -> None:
     """`flywheel tune` in small: the shipped tuning file narrowed to the answer policies, on a few
     questions of each kind (the full grid — 2 models × 2 prompts × 2 policies — is `make tune`)."""
     import json
@@ -278,6 +380,7 @@ def _tune(cfg: Settings) -> None:
 
     raw = json.loads(Path("tuning/tuning.json").read_text())
     raw.update(
+        dataset=str(dataset),
         models=raw["models"][:1],
         system_prompts={"builtin": None},
         per_kind={"happy_path": 2, "adversarial": 1, "out_of_scope": 1},
