@@ -202,3 +202,127 @@ def test_gaps_find_a_planted_off_topic_cluster(env) -> None:  # type: ignore[no-
     items = gap_items(clusters)
     kinds = {i.metadata.model_extra["gap"]: i.kind for i in items}
     assert kinds == {"not_covered": "out_of_scope", "covered_but_missed": "happy_path"}
+
+
+class _Reply:
+    def __init__(self, text: str) -> None:
+        self.choices = [type("C", (), {"message": type("M", (), {"content": text})()})()]
+
+
+def test_the_llm_generator_goes_through_the_same_filters(env) -> None:  # type: ignore[no-untyped-def]
+    """A stub stands in for the LLM endpoint (this tests the pipeline, not a model): a reply quoting
+    the passage is kept, an invented fact is dropped by the support filter, a non-JSON reply is
+    counted and named — never a crash."""
+    settings, kb, _docs, _ds, _ = env
+    cfg = settings.model_copy(
+        update={"generator_base_url": "http://127.0.0.1:9/v1", "generator_model": "stub"}
+    )
+    calls: list[str] = []
+
+    def create(**kwargs):  # type: ignore[no-untyped-def]
+        prompt = kwargs["messages"][0]["content"]
+        calls.append(prompt)
+        if "dead-letter" in prompt:
+            return _Reply(
+                '{"question": "What does a dead-letter queue hold?", "facts": ["A dead-letter queue is a '
+                'queue that holds messages the relay could not deliver after every retry."], '
+                '"search_term": "dead-letter queue"}'
+            )
+        if "webhook" in prompt.lower():
+            return _Reply(
+                '{"question": "Which header signs a webhook?", "facts": ["Webhooks are signed '
+                'with RSA-4096 keys rotated every 12 hours."], "search_term": "webhook"}'
+            )
+        return _Reply("Sure! Here is a question about it.")
+
+    from flywheel.datagen import _llm
+
+    original = _llm.LLMGenerator.__init__
+
+    def init(self, *a, **k):  # type: ignore[no-untyped-def]
+        original(self, *a, **k)
+        self._client = type("Client", (), {})()
+        self._client.chat = type("Chat", (), {})()
+        self._client.chat.completions = type("Completions", (), {"create": staticmethod(create)})()
+
+    _llm.LLMGenerator.__init__ = init  # type: ignore[method-assign]
+    try:
+        ds, report = generate(cfg, GenerateOptions(n=8, shares={"happy_path": 1.0}, ingest=False), kb=kb)
+    finally:
+        _llm.LLMGenerator.__init__ = original  # type: ignore[method-assign]
+    questions = [i.question for i in ds.items]
+    assert "What does a dead-letter queue hold?" in questions
+    assert "Which header signs a webhook?" not in questions
+    assert report.dropped["support"] >= 1
+    assert any("not JSON" in n or "no question" in n for n in report.notes)
+    assert report.generator["name"] == "llm" and calls
+
+
+def test_the_gate_warns_or_fails_on_a_stale_dataset(env) -> None:  # type: ignore[no-untyped-def]
+    from flywheel.gate._gate import Thresholds, dataset_freshness
+
+    settings, _kb, _docs, ds, _ = env
+    assert dataset_freshness(settings, ds, Thresholds())["passed"]
+    aged = Dataset.model_validate(ds.model_dump())
+    for item in aged.items[:3]:
+        for ref in (item.metadata.model_extra or {}).get("chunks", []):
+            ref["digest"] = "0" * 32  # as if its passage had changed
+    warned = dataset_freshness(settings, aged, Thresholds())
+    assert warned["passed"] and warned["warning"] and "refresh" in warned["detail"]
+    failed = dataset_freshness(settings, aged, Thresholds(dataset_stale_max=0.0))
+    assert not failed["passed"]
+    hand = Dataset(name="hand", items=[i for i in ds.items if i.kind == "adversarial"])
+    assert dataset_freshness(settings, hand, Thresholds()) is None  # nothing anchored: nothing to check
+
+
+def _trace(
+    tid: str, question: str, *, abstained: bool = False, score: float = 0.9, thumbs_down: bool = False
+):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace as NS
+
+    root = NS(
+        name="docs_qa_agent",
+        parent_id=None,
+        inputs={"question": question},
+        outputs={"answer": "…", "abstained": abstained, "refused": False, "sources": []},
+    )
+    search = NS(
+        name="doc_search",
+        parent_id="r",
+        inputs={},
+        outputs=[{"page_content": "x", "metadata": {"score": score}}],
+    )
+    assessments = []
+    if thumbs_down:
+        assessments.append(
+            NS(
+                name="user_feedback",
+                feedback=NS(value=False),
+                create_time_ms=1,
+                source=NS(source_type="HUMAN"),
+            )
+        )
+    return NS(
+        data=NS(spans=[root, search]), info=NS(trace_id=tid, execution_duration=10, assessments=assessments)
+    )
+
+
+def test_gap_questions_are_picked_from_traces_and_reported(tmp_path: Path) -> None:
+    from flywheel.datagen._gaps import gap_questions, write_gap_report
+
+    traces = [
+        _trace("tr-1", "How do I bake bread?", abstained=True),
+        _trace("tr-2", "What is a relay?", score=0.2),  # best excerpt below threshold + margin
+        _trace("tr-3", "How do I purge a queue?", thumbs_down=True),
+        _trace("tr-4", "What is ACME_PORT?", score=0.9),  # served well: not a gap
+    ]
+    found = {q.trace_id: q.reason for q in gap_questions(traces, threshold=0.3)}
+    assert found == {"tr-1": "abstained", "tr-2": "low_relevance", "tr-3": "thumbs_down"}
+    from flywheel.datagen._gaps import GapCluster, GapQuestion
+
+    cluster = GapCluster(
+        "not_covered", [GapQuestion("How do I bake bread?", "abstained")], ["How do I bake bread?"]
+    )
+    paths = write_gap_report([cluster], tmp_path / "gaps", total=3)
+    assert "not covered by the docs" in paths["markdown"].read_text()
+    assert "bake bread" in paths["html"].read_text() and (tmp_path / "gaps" / "gaps.fragment.html").exists()

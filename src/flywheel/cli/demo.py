@@ -249,7 +249,9 @@ def _gate(cfg: Settings, ds: Dataset) -> None:
             on_event=lambda msg: status.update(msg),
         )
     for c in decision.checks:
-        mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
+        mark = (
+            "[red]FAIL[/]" if not c["passed"] else "[yellow]warn[/]" if c.get("warning") else "[green]pass[/]"
+        )
         console.print(f"  {mark}  {c['name']}: {c['detail']}")
     verdict = "PASS" if decision.passed else "FAIL"
     console.print(

@@ -112,7 +112,8 @@ def gate(
     for col in ("check", "result", "detail"):
         table.add_column(col)
     for c in decision.checks:
-        table.add_row(c["name"], "pass" if c["passed"] else "[red]FAIL[/]", c["detail"])
+        mark = "[red]FAIL[/]" if not c["passed"] else "[yellow]warn[/]" if c.get("warning") else "pass"
+        table.add_row(c["name"], mark, c["detail"])
     console.print(table)
     leaked = decision.identity.get("leaked_runtimes_removed") or []
     if leaked:

@@ -333,8 +333,12 @@ def dashboard(
 
     with console.status("Reading traces…"):
         traces = _experiment_traces(experiment, limit)
-    path = build_dashboard(traces, out)
-    console.print(f"dashboard of {len(traces)} traces: {path}")
+    gaps = Path("reports/gaps/gaps.fragment.html")  # the last `flywheel monitor gaps`, when there is one
+    extra = gaps.read_text(encoding="utf-8") if gaps.is_file() else ""
+    path = build_dashboard(traces, out, extra_html=extra)
+    console.print(
+        f"dashboard of {len(traces)} traces: {path}" + (" (with the knowledge gaps)" if extra else "")
+    )
 
 
 @app.command("gaps")

@@ -198,6 +198,12 @@ def write_gap_report(clusters: list[GapCluster], folder: Path, total: int) -> di
             f"<p>{html.escape(', '.join(f'{k} {v}' for k, v in c.reasons.items()))}</p>"
             f"<h3>Representative questions</h3><ul>{qs}</ul><h3>Nearest pages</h3><ul>{pages}</ul></section>"
         )
+    fragment = folder / "gaps.fragment.html"  # the section `flywheel monitor dashboard` shows
+    fragment.write_text(
+        f"<h2>Knowledge gaps</h2><p>{total} gap questions in {len(clusters)} clusters "
+        "(flywheel monitor gaps).</p>" + "".join(cards),
+        encoding="utf-8",
+    )
     page = (
         "<!doctype html><meta charset=utf-8><title>flywheel · knowledge gaps</title>"
         "<style>body{font:14px system-ui;margin:2em;max-width:60em}section{border:1px solid #ddd;"

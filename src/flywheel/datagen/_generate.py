@@ -134,7 +134,10 @@ def make_generator(settings: Settings, name: str = "auto", lang: str | None = No
         from flywheel.datagen._llm import LLMGenerator
 
         key = getattr(settings, "generator_api_key", None)
-        return LLMGenerator(base, settings.generator_model, key.get_secret_value() if key else None, lang)
+        cache = settings.data_path / "datagen" / "llm-replies.jsonl"
+        return LLMGenerator(
+            base, settings.generator_model, key.get_secret_value() if key else None, lang, cache
+        )
     if name not in ("auto", "offline"):
         raise InputError("generator_unknown", name=name)
     return OfflineGenerator(lang)

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from flywheel.datagen._corpus import CorpusChunk
@@ -32,16 +33,33 @@ _LANGUAGE = {"en": "English", "ja": "Japanese"}
 
 
 class LLMGenerator:
+    """Replies are kept in ``cache`` (JSON lines keyed by model, language and the chunk's digest), so
+    an interrupted generation run again asks the LLM only about the passages it had not reached."""
+
     name = "llm"
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, lang: str | None = None
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        lang: str | None = None,
+        cache: Path | None = None,
     ) -> None:
         from openai import OpenAI
 
         self.base_url, self.model, self.lang = base_url, model, lang
         self._client: Any = OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=2, timeout=120)
         self.failures: list[str] = []  # why a passage gave no candidate (reported, never silent)
+        self.cache = cache
+        self._seen: dict[str, dict[str, Any]] = {}
+        if cache and cache.is_file():
+            for line in cache.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    self._seen[row["key"]] = row["data"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by an interruption
 
     def settings(self) -> dict[str, str]:
         return {
@@ -55,6 +73,10 @@ class LLMGenerator:
         self, chunk: CorpusChunk, header: tuple[str, ...] | None, lang: str, product: str = ""
     ) -> Iterator[Candidate]:
         lang = self.lang or lang
+        key = f"{self.model}|{lang}|{chunk.digest}"
+        if key in self._seen:
+            yield from self._candidates(self._seen[key], chunk, lang)
+            return
         prompt = _PROMPT.format(
             title=chunk.title,
             headings=chunk.headings or "-",
@@ -79,6 +101,14 @@ class LLMGenerator:
                     self.failures.append(f"{chunk.source}: {type(exc).__name__}: {str(exc)[:160]}")
                     return
                 time.sleep(1.0 * 2**attempt)
+        self._seen[key] = data
+        if self.cache:
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            with self.cache.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": key, "data": data}, ensure_ascii=False) + "\n")
+        yield from self._candidates(data, chunk, lang)
+
+    def _candidates(self, data: dict[str, Any], chunk: CorpusChunk, lang: str) -> Iterator[Candidate]:
         question = str(data.get("question") or "").strip()
         facts = [str(f).strip() for f in data.get("facts") or [] if str(f).strip()][:3]
         if not question or not facts:

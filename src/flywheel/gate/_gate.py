@@ -315,6 +315,9 @@ def run_gate(
             raise InputError(
                 "set_value", field=".".join(str(x) for x in err["loc"]), detail=err["msg"]
             ) from exc
+    freshness = dataset_freshness(settings, dataset, th)  # before any runtime: a stale set says so first
+    if freshness and (not freshness["passed"] or freshness.get("warning")):
+        on_event(f"dataset freshness: {freshness['detail']}")
     gate_id = uuid.uuid4().hex[:8]
     report_dir = report_dir or settings.data_path / "gate" / gate_id
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -365,11 +368,8 @@ def run_gate(
     if th.redteam_success_rate is not None:
         redteam = _redteam(settings, cand_uri, candidate_config, th, on_event)
     checks = decide(comparison, results["candidate"], th, has_champion=bool(champion), redteam=redteam)
-    freshness = dataset_freshness(settings, dataset, th)
     if freshness:
         checks.append(freshness)
-        if not freshness["passed"] or freshness.get("warning"):
-            on_event(freshness["detail"])
     decision = GateDecision(
         passed=all(c["passed"] for c in checks),
         checks=checks,

@@ -153,7 +153,11 @@ def _plots(rows: list[dict[str, Any]], arms: dict[str, dict[str, dict[str, float
     return out
 
 
-def build_dashboard(traces: list[Any], out: Path, title: str = "flywheel production dashboard") -> Path:
+def build_dashboard(
+    traces: list[Any], out: Path, title: str = "flywheel production dashboard", extra_html: str = ""
+) -> Path:
+    """The dashboard page; ``extra_html`` (e.g. the last ``flywheel monitor gaps`` report's clusters)
+    is appended as its own section."""
     rows = buckets(traces)
     arms = arm_table(traces)
     plots = _plots(rows, arms) if rows else []
@@ -175,7 +179,7 @@ def build_dashboard(traces: list[Any], out: Path, title: str = "flywheel product
 table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left}}</style>
 </head><body><h1>{html.escape(title)}</h1>
 <p>{len(traces)} traces · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>
-{imgs}<h2>Per arm</h2>{"".join(table)}</body></html>"""
+{imgs}<h2>Per arm</h2>{"".join(table)}{extra_html}</body></html>"""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
