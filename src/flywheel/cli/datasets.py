@@ -160,16 +160,17 @@ def _print_generation(ds, report, out: Path, version: str | None, show: int) -> 
     from rich.table import Table
 
     r = report.as_dict()
-    table = Table(
-        title=f"{ds.name}: {r['items']} items from {r['documents_covered']} of {r['documents']} documents",
-        box=None,
+    console.print(
+        f"[bold]{ds.name}[/]: {r['items']} items from {r['documents_covered']} of {r['documents']} documents"
     )
+    table = Table(box=None)
     table.add_column("kind")
     table.add_column("items", justify="right")
     for kind, count in ds.counts().items():
         table.add_row(kind, str(count))
     console.print(table)
-    drops = Table(title=f"filters ({r['tried']} answerable candidates tried)", box=None)
+    console.print(f"filters ({r['tried']} answerable candidates tried):")
+    drops = Table(box=None)
     drops.add_column("filter")
     drops.add_column("dropped", justify="right")
     drops.add_column("rate before filtering", justify="right")
@@ -243,7 +244,8 @@ def status_cmd(
         return
     from rich.table import Table
 
-    table = Table(title=f"{ds.name} against the index ({len(corpus.sources)} documents)", box=None)
+    console.print(f"[bold]{ds.name}[/] against the index ({len(corpus.sources)} documents)")
+    table = Table(box=None)
     for col in ("id", "kind", "status", "source", "question"):
         table.add_column(col)
     colour = {"fresh": "green", "stale": "yellow", "orphaned": "red", "unanchored": "dim", "n/a": "dim"}

@@ -217,6 +217,7 @@ def demo() -> None:
     # the decision half runs on both sets together: the tune on their train halves, the gate on the rest
     both = Dataset(name="flywheel-docs-both", items=[*ds.items, *generated.items])
     both_path = cfg.data_path / "demo" / "flywheel-docs-both.json"
+    both_path.parent.mkdir(parents=True, exist_ok=True)
     save_dataset(both, both_path)
 
     _step("simulate users against :5005, then score their traces online (flywheel monitor)")
@@ -225,8 +226,11 @@ def demo() -> None:
     _step("tune: answer policies on the train half of both sets; the best becomes the challenger")
     _tune(cfg, both_path)
 
-    _step("gate: the challenger against the champion on the items the tune never saw; promote on pass")
-    _gate(cfg, both.split("test"))
+    _step(
+        "gate: the challenger against the champion on the items the tune never saw (generated: report; hand-written: promote on pass)"
+    )
+    _gate(cfg, generated.split("test"), promote=False)
+    _gate(cfg, ds.split("test"))
 
     _step("the docs change: edit a page, re-ingest, see the stale items, refresh them")
     _refresh(cfg, docs)
@@ -234,18 +238,22 @@ def demo() -> None:
     _summary(stack)
 
 
-def _gate(cfg: Settings, ds: Dataset) -> None:
+def _gate(cfg: Settings, ds: Dataset, promote: bool = True) -> None:
     from pathlib import Path
 
     from flywheel.gate import load_thresholds, run_gate
 
+    thresholds = load_thresholds(Path("gate/thresholds.json"))
+    if not promote:  # a report on another set: the red team (the same for both) runs once, below
+        thresholds.redteam_success_rate = None
+    console.print(f"  [bold]{ds.name}[/] ({len(ds.items)} items){'' if promote else ' — report only'}:")
     with console.status("Gating models:/docs-qa-agent@challenger…") as status:
         decision = run_gate(
             cfg,
             ds,
             "models:/docs-qa-agent@challenger",
-            thresholds=load_thresholds(Path("gate/thresholds.json")),
-            promote=True,
+            thresholds=thresholds,
+            promote=promote,
             on_event=lambda msg: status.update(msg),
         )
     for c in decision.checks:
@@ -295,7 +303,7 @@ def _generate(cfg: Settings, kb: Any, docs: Path) -> Dataset:
     from flywheel.cli.datasets import _print_generation
     from flywheel.datagen import GenerateOptions, generate
 
-    out = Path("datasets") / "generated" / "flywheel-docs-generated.json"
+    out = cfg.data_path / "datasets" / "flywheel-docs-generated.json"
     with console.status("Generating items from the ingested chunks…"):
         ds, report = generate(
             cfg,
@@ -328,25 +336,41 @@ def _refresh(cfg: Settings, docs: Path) -> None:
         ds, _ = generate(
             copy_cfg, GenerateOptions(sources=[str(work)], n=16, name="docs-copy", ingest=False), kb=kb
         )
-    # change the default an item rests on: a table row "| `KEY` | `5000` | …" of its page
+    # change a number an item's fact states, where its page states it (Markdown wraps sentences over
+    # lines: the fact is found with any whitespace between its words)
     edit = None
     for item in ds.items:
-        gen = (item.metadata.model_extra or {}).get("generator") or {}
-        if gen.get("shape") != "table_default" or not item.metadata.source:
+        if not item.metadata.source or not item.expected_output.response_facts:
             continue
         page = work / item.metadata.source
         text = page.read_text(encoding="utf-8")
-        row = re.search(rf"^\| `{re.escape(gen['subject'])}` \| `([^`|]+)` \|", text, re.M)
-        if row:
-            edit = (page, text, row, gen["subject"], row.group(1))
+        for fact in item.expected_output.response_facts:
+            number = re.search(r"(?<![\w.])\d+(?![\w.])", fact)
+            if not number:
+                continue
+            key = fact.split(" defaults to ")[0] if " defaults to " in fact else ""
+            found = (
+                re.search(rf"^\| `{re.escape(key)}` \|.*$", text, re.M)
+                if key
+                else re.search(r"\s+".join(map(re.escape, fact.split())), text)
+            )
+            if found and re.search(rf"(?<![\w.]){number.group(0)}(?![\w.])", found.group(0)):
+                edit = (page, text, found, number.group(0))
+                break
+        if edit:
             break
     if edit is None:
-        console.print("  (no generated item rests on a table default: step skipped)")
+        console.print("  (no generated fact states a number to change: step skipped)")
         return
-    page, text, row, key, value = edit
-    new = str(int(value) + 1) if value.isdigit() else f"{value}-v2"
-    page.write_text(text.replace(row.group(0), row.group(0).replace(f"`{value}`", f"`{new}`")))
-    console.print(f"  edited {page.name}: {key} default {value} → {new}; re-ingesting…")
+    page, text, found, value = edit
+    span = found.group(0)
+    at = re.search(rf"(?<![\w.]){value}(?![\w.])", span)
+    assert at is not None
+    new = str(int(value) + 1)
+    changed = span[: at.start()] + new + span[at.end() :]
+    page.write_text(text[: found.start()] + changed + text[found.end() :], encoding="utf-8")
+    shown = " ".join(span.split())[:80]
+    console.print(f"  edited {page.name}: {value} → {new} in “{shown}”; re-ingesting…")
     ingest(copy_cfg, IngestOptions([str(work)]), kb=kb)
     _, corpus = corpus_for(copy_cfg, ds)
     counts = dataset_status(ds, corpus).counts()
