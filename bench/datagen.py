@@ -26,6 +26,7 @@ report their round trip and support rates.
 
     .venv/bin/python bench/datagen.py               # ~40 min on 2 cores
     .venv/bin/python bench/datagen.py --quick       # generation rates only (no agent runs)
+    .venv/bin/python bench/datagen.py --corpus acme=../acme-docs:../acme-golden.json   # your docs too
 """
 
 from __future__ import annotations
@@ -136,8 +137,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="generation only: no agent configurations")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument(
+        "--corpus",
+        action="append",
+        default=[],
+        metavar="NAME=DOCS:GOLDEN",
+        help="another corpus with its hand-written golden set, run the same way (repeatable), "
+        "e.g. acme=../acme-docs:../acme-golden.json",
+    )
     args = ap.parse_args()
-    if not SHARED.exists():
+    for spec in args.corpus:
+        name, _, paths = spec.partition("=")
+        docs, _, golden = paths.partition(":")
+        if not (name and docs and golden):
+            ap.error(f"--corpus {spec!r}: expected NAME=DOCS:GOLDEN")
+        CORPORA[name] = (Path(docs).resolve(), Path(golden).resolve(), 60)
+    if not SHARED.exists() and not args.corpus:
         print(f"skipped: {SHARED} is absent (../shared lives beside the project)")
         return
     from flywheel.agent import AgentConfig, DocsAgent

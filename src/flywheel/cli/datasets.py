@@ -145,6 +145,10 @@ def generate_cmd(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     save_dataset(ds, out)
+    if out.suffix.lower() == ".csv":
+        console.print(
+            "[yellow]note:[/] a CSV file keeps no chunk digests: write .json or .jsonl to use status/refresh"
+        )
     version = register_version(cfg, ds) if register else None
     if json_out:
         print(

@@ -184,9 +184,9 @@ def _strip_code(text: str) -> str:
     return re.sub(r"`[^`]*`", " ", re.sub(r"(?ms)^[ \t]*```.*?^[ \t]*```", " ", text))
 
 
-def read_corpus(index: Any, origins: list[str] | None = None, limit: int = 200_000) -> Corpus:
+def read_corpus(index: Any, origins: list[str] | None = None) -> Corpus:
     """Every chunk of the index (of ``origins`` when given), with the corpus's vocabulary."""
-    rows = index.rows(["id", "origin", "source", "title", "headings", "text", "chunk_index"], limit=limit)
+    rows = index.iter_rows(["id", "origin", "source", "title", "headings", "text", "chunk_index"])
     chunks = [
         CorpusChunk(
             id=r["id"],

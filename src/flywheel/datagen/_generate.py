@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -283,13 +284,21 @@ def generate(
     cheap = isinstance(generator, OfflineGenerator)
     # a subject many pages talk about ("What is DSPy?" over forty DSPy pages) has no one passage
     # that answers it: such candidates are tried after the ones only their own page is about
+    # (the pages holding the subject's words, from an inverted index, are the only ones searched for
+    # the phrase: thousands of pages stay fast)
     page_text = {src: " ".join(c.text for c in by_source[src]).lower() for src in order}
+    pages_of: dict[str, set[str]] = {}
+    for src, text in page_text.items():
+        for word in set(re.findall(r"[a-z0-9_]{3,}", text)):
+            pages_of.setdefault(word, set()).add(src)
     spread_of: dict[str, int] = {}
 
     def spread(subject: str) -> int:
         key = _plain_subject(subject)
         if key not in spread_of:
-            df = sum(1 for t in page_text.values() if key in t) if len(key) >= 3 else 0
+            words = re.findall(r"[a-z0-9_]{3,}", key)
+            pages = set.intersection(*(pages_of.get(w, set()) for w in words)) if words else set(page_text)
+            df = sum(1 for p in pages if key in page_text[p]) if len(key) >= 3 else 0
             spread_of[key] = 0 if df <= 2 else 1 if df <= 5 else 2
         return spread_of[key]
 

@@ -217,6 +217,20 @@ class DocIndex:
             )
         )
 
+    def iter_rows(self, fields: list[str], batch: int = 1000) -> Any:
+        """Every chunk's ``fields``, batch by batch (a query iterator: no result-window limit, which
+        a Milvus server caps at 16,384 rows per query)."""
+        self._load()
+        # Milvus Lite has no timestamp allocation: pymilvus warns once per iterator and goes on
+        logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        it = self._client.query_iterator(self.collection, batch_size=batch, filter="", output_fields=fields)
+        try:
+            while rows := it.next():
+                yield from rows
+        finally:
+            it.close()
+
     def collections(self, prefix: str = "") -> list[str]:
         """The names of the collections on this index's server that start with ``prefix``."""
         return [c for c in self._client.list_collections() if c.startswith(prefix)]
