@@ -121,7 +121,7 @@ def demo() -> None:
     quiet_mlflow()
     setup_tracing(cfg)
     agent = DocsAgent(cfg, default_config(cfg, max_tokens=160), kb=kb)
-    console.print(f"  policy: [bold]{agent.config.policy}[/] (the embedded default; step 9 tunes it)")
+    console.print(f"  policy: [bold]{agent.config.policy}[/] (the embedded default; the tune step below tunes it)")
     for question in (
         "Which addresses does open_url refuse to fetch?",
         "open_url はどのアドレスへのアクセスを拒否しますか？",  # Japanese over the English guide
