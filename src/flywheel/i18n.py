@@ -123,6 +123,32 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "--lang en または --lang ja を指定してください(省略も可)。",
         ),
     },
+    "refresh_would_retire": {
+        "en": (
+            "The refresh would retire {retired} of the {anchored} items that rest on the docs; nothing was written.",
+            "So many retirements usually mean the index is not the one the dataset was made from "
+            "(another FLYWHEEL_COLLECTION, or a folder that was not ingested), not that the pages are gone.",
+            "Check with flywheel datasets status FILE; if the pages really are gone, run the refresh again with --force.",
+        ),
+        "ja": (
+            "refresh を実行すると、ドキュメントに基づく {anchored} 件中 {retired} 件の項目が廃止されます。何も書き込んでいません。",
+            "これほど多くの廃止は、ページが消えたのではなく、データセットを作ったときと別のインデックス"
+            "(別の FLYWHEEL_COLLECTION や未取り込みのフォルダ)を見ていることが多いです。",
+            "flywheel datasets status FILE で確認し、本当にページが消えた場合は --force を付けて再実行してください。",
+        ),
+    },
+    "datagen_origin_missing": {
+        "en": (
+            "None of the documentation this dataset was made from is in the index ({origins}).",
+            "Its items record the folders or URLs they came from, and the index (collection {collection!r}) holds none of them.",
+            "Ingest them first (flywheel ingest {first}), or name the documentation with --source.",
+        ),
+        "ja": (
+            "このデータセットの元になったドキュメントがインデックスにありません({origins})。",
+            "項目は元のフォルダや URL を記録していますが、インデックス(コレクション {collection!r})にはそのどれもありません。",
+            "先に取り込むか(flywheel ingest {first})、--source でドキュメントを指定してください。",
+        ),
+    },
     "datagen_no_index": {
         "en": (
             "There is no index to generate a dataset from (collection {collection!r}).",

@@ -288,6 +288,9 @@ def refresh_cmd(
         int, typer.Option(min=0, help="Items to generate for each uncovered document.")
     ] = 2,
     register: Annotated[bool, typer.Option(help="Register the version in MLflow when it answers.")] = True,
+    force: Annotated[
+        bool, typer.Option(help="Retire items even when more than half of them would go (pages really gone).")
+    ] = False,
 ) -> None:
     """Bring a dataset in step with the documentation: stale items get their facts re-derived from the
     new passage (a changed default becomes the new fact), orphans are retired, uncovered documents
@@ -321,7 +324,7 @@ def refresh_cmd(
         return list(new.items)
 
     with console.status("Refreshing against the index…"):
-        result = refresh_dataset(cfg, ds, corpus, generate_for if per_document else None, per_document)
+        result = refresh_dataset(cfg, ds, corpus, generate_for if per_document else None, per_document, force)
     target = out or dataset
     save_dataset(result.dataset, target)
     log = append_changelog(target, result.changelog(ds.digest, result.dataset.digest))

@@ -121,7 +121,9 @@ def demo() -> None:
     quiet_mlflow()
     setup_tracing(cfg)
     agent = DocsAgent(cfg, default_config(cfg, max_tokens=160), kb=kb)
-    console.print(f"  policy: [bold]{agent.config.policy}[/] (the embedded default; the tune step below tunes it)")
+    console.print(
+        f"  policy: [bold]{agent.config.policy}[/] (the embedded default; the tune step below tunes it)"
+    )
     for question in (
         "Which addresses does open_url refuse to fetch?",
         "open_url はどのアドレスへのアクセスを拒否しますか？",  # Japanese over the English guide
@@ -334,69 +336,71 @@ def _refresh(cfg: Settings, docs: Path) -> None:
             shutil.copy(docs / name, work / name)
     copy_cfg = cfg.model_copy(update={"collection": f"{cfg.collection}_demo_refresh"})
     kb = KnowledgeBase(copy_cfg)
-    with console.status("Generating from a copy of the guide…"):
-        ingest(copy_cfg, IngestOptions([str(work)], rebuild=True), kb=kb)
-        ds, _ = generate(
-            copy_cfg, GenerateOptions(sources=[str(work)], n=16, name="docs-copy", ingest=False), kb=kb
-        )
-    # change a number an item's fact states, where its page states it (Markdown wraps sentences over
-    # lines: the fact is found with any whitespace between its words)
-    edit = None
-    for item in ds.items:
-        if not item.metadata.source or not item.expected_output.response_facts:
-            continue
-        page = work / item.metadata.source
-        text = page.read_text(encoding="utf-8")
-        for fact in item.expected_output.response_facts:
-            number = re.search(r"(?<![\w.])\d+(?![\w.])", fact)
-            if not number:
-                continue
-            key = fact.split(" defaults to ")[0] if " defaults to " in fact else ""
-            found = (
-                re.search(rf"^\| `{re.escape(key)}` \|.*$", text, re.M)
-                if key
-                else re.search(r"\s+".join(map(re.escape, fact.split())), text)
+    try:
+        with console.status("Generating from a copy of the guide…"):
+            ingest(copy_cfg, IngestOptions([str(work)], rebuild=True), kb=kb)
+            ds, _ = generate(
+                copy_cfg, GenerateOptions(sources=[str(work)], n=16, name="docs-copy", ingest=False), kb=kb
             )
-            if found and re.search(rf"(?<![\w.]){number.group(0)}(?![\w.])", found.group(0)):
-                edit = (page, text, found, number.group(0))
-                break
-        if edit:
-            break
-    if edit is None:
-        console.print("  (no generated fact states a number to change: step skipped)")
-        return
-    page, text, found, value = edit
-    span = found.group(0)
-    at = re.search(rf"(?<![\w.]){value}(?![\w.])", span)
-    assert at is not None
-    new = str(int(value) + 1)
-    changed = span[: at.start()] + new + span[at.end() :]
-    page.write_text(text[: found.start()] + changed + text[found.end() :], encoding="utf-8")
-    shown = " ".join(span.split())[:80]
-    console.print(f"  edited {page.name}: {value} → {new} in “{shown}”; re-ingesting…")
-    ingest(copy_cfg, IngestOptions([str(work)]), kb=kb)
-    _, corpus = corpus_for(copy_cfg, ds)
-    counts = dataset_status(ds, corpus).counts()
-    console.print(
-        f"  flywheel datasets status: fresh {counts['fresh']} · stale {counts['stale']} · "
-        f"orphaned {counts['orphaned']}"
-    )
-    with console.status("Refreshing the stale items from their new chunks…"):
-        result = refresh_dataset(copy_cfg, ds, corpus)
-    for u in result.updated:
-        for a, b in zip(u["before"], u["after"], strict=False):
-            if a != b:
-                console.print(
-                    f"  [yellow]{u['id']}[/]  [red]- {a[:90]}[/]\n  {' ' * len(u['id'])}  [green]+ {b[:90]}[/]"
+        # change a number an item's fact states, where its page states it (Markdown wraps sentences over
+        # lines: the fact is found with any whitespace between its words)
+        edit = None
+        for item in ds.items:
+            if not item.metadata.source or not item.expected_output.response_facts:
+                continue
+            page = work / item.metadata.source
+            text = page.read_text(encoding="utf-8")
+            for fact in item.expected_output.response_facts:
+                number = re.search(r"(?<![\w.])\d+(?![\w.])", fact)
+                if not number:
+                    continue
+                key = fact.split(" defaults to ")[0] if " defaults to " in fact else ""
+                found = (
+                    re.search(rf"^\| `{re.escape(key)}` \|.*$", text, re.M)
+                    if key
+                    else re.search(r"\s+".join(map(re.escape, fact.split())), text)
                 )
-    console.print(
-        f"  flywheel datasets refresh: {len(result.updated)} updated · {len(result.retired)} retired · "
-        f"{result.unchanged} unchanged → a new version (digest {result.dataset.digest}); "
-        "flywheel eval --only stale,new evaluates just those"
-    )
-    kb.index.drop()
-    if kb.companion:
-        kb.companion[1].drop()
+                if found and re.search(rf"(?<![\w.]){number.group(0)}(?![\w.])", found.group(0)):
+                    edit = (page, text, found, number.group(0))
+                    break
+            if edit:
+                break
+        if edit is None:
+            console.print("  (no generated fact states a number to change: step skipped)")
+            return
+        page, text, found, value = edit
+        span = found.group(0)
+        at = re.search(rf"(?<![\w.]){value}(?![\w.])", span)
+        assert at is not None
+        new = str(int(value) + 1)
+        changed = span[: at.start()] + new + span[at.end() :]
+        page.write_text(text[: found.start()] + changed + text[found.end() :], encoding="utf-8")
+        shown = " ".join(span.split())[:80]
+        console.print(f"  edited {page.name}: {value} → {new} in “{shown}”; re-ingesting…")
+        ingest(copy_cfg, IngestOptions([str(work)]), kb=kb)
+        _, corpus = corpus_for(copy_cfg, ds)
+        counts = dataset_status(ds, corpus).counts()
+        console.print(
+            f"  flywheel datasets status: fresh {counts['fresh']} · stale {counts['stale']} · "
+            f"orphaned {counts['orphaned']}"
+        )
+        with console.status("Refreshing the stale items from their new chunks…"):
+            result = refresh_dataset(copy_cfg, ds, corpus)
+        for u in result.updated:
+            for a, b in zip(u["before"], u["after"], strict=False):
+                if a != b:
+                    console.print(
+                        f"  [yellow]{u['id']}[/]  [red]- {a[:90]}[/]\n  {' ' * len(u['id'])}  [green]+ {b[:90]}[/]"
+                    )
+        console.print(
+            f"  flywheel datasets refresh: {len(result.updated)} updated · {len(result.retired)} retired · "
+            f"{result.unchanged} unchanged → a new version (digest {result.dataset.digest}); "
+            "flywheel eval --only stale,new evaluates just those"
+        )
+    finally:  # the copy's collections go, whatever happened
+        kb.index.drop()
+        if kb.companion:
+            kb.companion[1].drop()
 
 
 def _tune(cfg: Settings, dataset: Path) -> None:

@@ -156,6 +156,9 @@ def _only(cfg, ds, only: str):  # type: ignore[no-untyped-def]
     bad = [w for w in wanted if w not in allowed]
     if bad or not wanted:
         raise InputError("eval_only", value=only, allowed=", ".join(allowed))
+    from flywheel.stack import require
+
+    require(cfg, "index")
     _, corpus = corpus_for(cfg, ds)
     chosen = select(ds, corpus, wanted)
     if not chosen.items:

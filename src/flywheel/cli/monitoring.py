@@ -383,7 +383,7 @@ def gaps(
     with console.status(f"Reading up to {limit} traces…"):
         traces = mlflow.search_traces(locations=[exp.experiment_id], max_results=limit, return_type="list")
     kb = KnowledgeBase(cfg)
-    found = gap_questions(list(traces))
+    found = gap_questions(list(traces), kb=kb)
     with console.status(f"Clustering {len(found)} gap questions…"):
         clusters = find_gaps(found, kb, scoring_embedder(cfg).embed_documents, distance, min_size)
     paths = write_gap_report(clusters, out, len(found))

@@ -13,6 +13,7 @@ import keyword
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from flywheel.knowledge import content_hash
@@ -85,9 +86,10 @@ class CorpusChunk:
     chunk_index: int
     origin: str = ""
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        return content_hash(self.text)
+        """The chunk's words and the section it sits under: a renamed heading ages it too."""
+        return content_hash(self.headings + "\n\n" + self.text)
 
     @property
     def heading(self) -> str:
@@ -121,6 +123,19 @@ class Corpus:
         for v in out.values():
             v.sort(key=lambda c: c.chunk_index)
         return out
+
+    def pages(self) -> dict[tuple[str, str], list[CorpusChunk]]:
+        """(origin, source) → the page's chunks in order: two folders may both have an index.md."""
+        out: dict[tuple[str, str], list[CorpusChunk]] = {}
+        for c in self.chunks:
+            out.setdefault((c.origin, c.source), []).append(c)
+        for v in out.values():
+            v.sort(key=lambda c: c.chunk_index)
+        return out
+
+    @property
+    def origins(self) -> set[str]:
+        return {c.origin for c in self.chunks}
 
     @property
     def sources(self) -> list[str]:

@@ -54,13 +54,22 @@ class GapCluster:
         return dict(Counter(q.reason for q in self.questions))
 
 
-def gap_questions(traces: list[Any], threshold: float | None = None) -> list[GapQuestion]:
-    """The gap questions among agent traces (with spans): abstained, low relevance, thumbs-down."""
+def gap_questions(traces: list[Any], threshold: float | None = None, kb: Any = None) -> list[GapQuestion]:
+    """The gap questions among agent traces (with spans): abstained, low relevance, thumbs-down.
+    "Low" is measured against ``threshold``, else the knowledge base's calibrated threshold for the
+    question (its embedder and language), else MiniLM's English one."""
+    from flywheel.agent._prompts import detect_language
     from flywheel.knowledge import relevance_threshold
     from flywheel.monitoring._online import trace_to_output
     from flywheel.monitoring._review import _values
 
-    limit = threshold if threshold is not None else relevance_threshold("all-MiniLM-L6-v2", "en")
+    def limit_for(question: str) -> float:
+        if threshold is not None:
+            return threshold
+        if kb is not None:
+            return float(kb.relevance_threshold(question, detect_language(question)))
+        return relevance_threshold("all-MiniLM-L6-v2", "en")
+
     out: list[GapQuestion] = []
     for trace in traces:
         question, res = trace_to_output(trace)
@@ -79,7 +88,7 @@ def gap_questions(traces: list[Any], threshold: float | None = None) -> list[Gap
             reason = "thumbs_down"
         elif res.abstained:
             reason = "abstained"
-        elif scores and max(scores) < limit + LOW_MARGIN:
+        elif scores and max(scores) < limit_for(question) + LOW_MARGIN:
             reason = "low_relevance"
         if reason:
             out.append(GapQuestion(question, reason, trace.info.trace_id))

@@ -209,7 +209,13 @@ def candidate_item(c: Candidate, generator: dict[str, str]) -> dict[str, Any]:
             "kind": c.kind,
             "source": c.chunk.source,
             "chunks": [chunk_ref(c.chunk)],
-            "generator": {**generator, "shape": c.shape, "subject": c.subject, "lang": c.lang},
+            "generator": {
+                **generator,
+                "shape": c.shape,
+                "subject": c.subject,
+                "lang": c.lang,
+                **({"default_col": int(c.extra["default_col"])} if "default_col" in c.extra else {}),
+            },
         },
     }
 
@@ -227,6 +233,7 @@ def generate(
 
     t0 = time.perf_counter()
     kb = kb or KnowledgeBase(settings)
+    generator = make_generator(settings, options.generator, options.lang)  # a bad choice fails first
     origins = None
     if options.sources:
         if options.ingest:
@@ -243,7 +250,6 @@ def generate(
         corpus = read_corpus(kb.index, origins)
     if not corpus.chunks:
         raise InputError("datagen_empty", sources=", ".join(options.sources) or settings.collection)
-    generator = make_generator(settings, options.generator, options.lang)
     report = GenerationReport(
         generator=generator.settings(), chunks=len(corpus.chunks), product=corpus.product, lang=corpus.lang
     )
@@ -316,6 +322,7 @@ def generate(
                 topic = _topic(c.chunk.title or c.chunk.headings.split(" > ")[0], corpus.product)
                 if (
                     c.shape == "definition"
+                    and c.lang == "en"
                     and topic
                     and spread(c.subject)
                     and topic.lower() not in c.question.lower()
@@ -362,6 +369,8 @@ def generate(
                             continue
                         cand = ja
                     if cand.question.lower() in tried:
+                        report.dedupe_checked += 1  # the same question again: a duplicate too
+                        report.drop("duplicate", cand.question)
                         continue
                     tried.add(cand.question.lower())
                     if _accept(cand, check, report):

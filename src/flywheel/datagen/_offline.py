@@ -613,6 +613,8 @@ class OfflineGenerator:
                         c = make(
                             "table_default", key, f"What is the default value of {key}{where}?", [fact], key
                         )
+                        if c is not None:
+                            c.extra["default_col"] = str(default_col)
                 elif named and len(meaning.split()) >= 3:
                     c = make("table_key", key, f"What does {key} do{where}?", [f"{key}: {meaning}"], key)
             elif u.kind == "sentence" and not u.text.endswith(":"):

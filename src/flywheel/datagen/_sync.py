@@ -34,7 +34,7 @@ from flywheel.datagen._offline import units
 
 __all__ = ["STATUSES", "DatasetStatus", "RefreshResult", "dataset_status", "refresh_dataset", "select"]
 
-STATUSES = ("fresh", "stale", "orphaned", "unanchored", "n/a")
+STATUSES = ("fresh", "stale", "orphaned", "unanchored", "n/a", "unchecked")
 
 
 @dataclass
@@ -48,19 +48,38 @@ class DatasetStatus:
 
     def stale_share(self) -> float:
         """Share of the anchored items that are stale or orphaned (0 when none is anchored)."""
-        anchored = [v for v in self.items.values() if v not in ("unanchored", "n/a")]
+        anchored = [v for v in self.items.values() if v not in ("unanchored", "n/a", "unchecked")]
         return sum(1 for v in anchored if v in ("stale", "orphaned")) / len(anchored) if anchored else 0.0
 
 
 def _refs(item: Any) -> list[dict[str, str]]:
+    """The item's supporting-chunk records that are well formed (id, digest and page as strings);
+    anything else in ``metadata.chunks`` is ignored rather than trusted."""
     extra = item.metadata.model_extra or {}
-    return [r for r in extra.get("chunks") or [] if isinstance(r, dict) and r.get("digest")]
+    raw = extra.get("chunks")
+    if not isinstance(raw, list):
+        return []
+    return [
+        r
+        for r in raw
+        if isinstance(r, dict)
+        and all(isinstance(r.get(k), str) and r.get(k) for k in ("id", "digest", "source"))
+    ]
+
+
+def _page_of(ref: dict[str, str], pages: dict[tuple[str, str], Any]) -> tuple[str, str] | None:
+    """The (origin, source) key of a ref's page in the corpus, or None when the page is not there."""
+    origin = ref.get("origin") or ""
+    if origin:
+        key = (origin, ref["source"])
+        return key if key in pages else None
+    return next((k for k in pages if k[1] == ref["source"]), None)
 
 
 def dataset_status(dataset: Any, corpus: Corpus) -> DatasetStatus:
-    digests: dict[str, set[str]] = {}
-    for c in corpus.chunks:
-        digests.setdefault(c.source, set()).add(c.digest)
+    pages = corpus.pages()
+    digests = {key: {c.digest for c in chunks} for key, chunks in pages.items()}
+    origins = corpus.origins
     items: dict[str, str] = {}
     changed: dict[str, list[str]] = {}
     covered: set[str] = set()
@@ -73,9 +92,15 @@ def dataset_status(dataset: Any, corpus: Corpus) -> DatasetStatus:
             # attacks and off-topic questions rest on no passage: the docs changing does not age them
             items[iid] = "n/a" if item.kind in ("adversarial", "out_of_scope") else "unanchored"
             continue
-        gone = [r for r in refs if r.get("source") not in digests]
-        moved = [r for r in refs if r.get("source") in digests and r["digest"] not in digests[r["source"]]]
-        covered.update(r.get("source", "") for r in refs)
+        if any(r.get("origin") and r["origin"] not in origins for r in refs):
+            items[iid] = "unchecked"  # its documentation is not in this index: nothing can be said
+            continue
+        keys = [_page_of(r, pages) for r in refs]
+        gone = [r for r, k in zip(refs, keys, strict=True) if k is None]
+        moved = [
+            r for r, k in zip(refs, keys, strict=True) if k is not None and r["digest"] not in digests[k]
+        ]
+        covered.update(r["source"] for r in refs)
         if len(gone) == len(refs):
             items[iid] = "orphaned"
         elif gone or moved:
@@ -182,7 +207,7 @@ class _Deriver:
         out = []
         for i, fact in enumerate(facts):
             j = int(sim[i].argmax())
-            new = _as_fact(fact, sents[j]) if sim[i, j] >= floor else None
+            new = sents[j] if sim[i, j] >= floor else None
             if new is not None and _norm(new) == _norm(fact):
                 out.append(fact)
             elif not verbatim and self.matcher.match([fact], chunk.text)[0].credit >= 1.0:
@@ -215,29 +240,26 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("`", "").replace("**", "")).strip().lower()
 
 
-def _as_fact(old: str, sentence: str) -> str:
-    """The new sentence in the old fact's form: a table row generated as "KEY defaults to V: M"
-    comes back in that form, anything else as the sentence itself."""
-    m = re.match(r"^(?P<key>.+?) defaults to (?P<v>.+?): ", old)
-    cells = [c.strip() for c in sentence.split(" | ")]
-    if m and len(cells) >= 3:
-        return f"{m.group('key')} defaults to {cells[1].replace('`', '')}: {cells[-1].replace('`', '')}"
-    return sentence
-
-
 def refresh_dataset(
     settings: Any,
     dataset: Any,
     corpus: Corpus,
     generate_for: Any = None,
     per_document: int = 2,
+    force: bool = False,
+    max_retire: float = 0.5,
 ) -> RefreshResult:
     """A new version of ``dataset`` in step with ``corpus`` (see the module docstring).
-    ``generate_for(sources, n)`` → items for uncovered documents (the generator), or None to skip."""
+    ``generate_for(sources, n)`` → items for uncovered documents (the generator), or None to skip.
+    Retiring more than ``max_retire`` of the anchored items (a wrong collection, a folder not
+    ingested) needs ``force``: nothing is written until then."""
+    from flywheel.errors import InputError
     from flywheel.evaluation._dataset import Dataset, GoldenItem
 
     status = dataset_status(dataset, corpus)
+    pages = corpus.pages()
     by_source = corpus.by_source()
+    current = {(c.origin, c.source, c.digest): c for c in corpus.chunks}
     deriver = _Deriver(settings)
     result = RefreshResult(dataset=None)
     items: list[GoldenItem] = []
@@ -250,7 +272,7 @@ def refresh_dataset(
         if st == "orphaned":
             result.retired.append({"id": iid, "why": f"its page {item.metadata.source} is gone"})
             continue
-        if st == "n/a":
+        if st in ("n/a", "unchecked"):
             result.unchanged += 1
             items.append(GoldenItem.model_validate(data))
             continue
@@ -263,47 +285,100 @@ def refresh_dataset(
                 result.unchanged += 1
             items.append(GoldenItem.model_validate(data))
             continue
+        refs = _refs(item)
         if st == "fresh":
             # the words are unchanged; the chunk ids follow the page's new hash
-            refs = meta.get("chunks") or []
-            current = {(c.source, c.digest): c for c in corpus.chunks}
             meta["chunks"] = [
-                chunk_ref(current[(r["source"], r["digest"])])
-                if (r.get("source"), r.get("digest")) in current
-                else r
-                for r in refs
+                chunk_ref(c) if (c := _current(r, current, pages)) is not None else r for r in refs
             ]
             result.unchanged += 1
             items.append(GoldenItem.model_validate(data))
             continue
         # stale: re-derive from the page's chunk now standing where the old one stood
-        refs = meta.get("chunks") or []
-        facts = list(item.expected_output.response_facts)
-        page = by_source.get(item.metadata.source or (refs[0].get("source") if refs else ""), [])
-        chunk = deriver.best_chunk(
-            facts or [item.question], page, refs[0].get("headings", "") if refs else ""
-        )
-        verbatim = bool((item.metadata.model_extra or {}).get("generator"))
-        new_facts = deriver.rederive(facts, chunk, verbatim) if chunk is not None and facts else None
-        if chunk is None or (facts and new_facts is None):
-            result.retired.append({"id": iid, "why": "its passage changed and no longer states its facts"})
+        why = _rederive(deriver, item, data, refs, pages)
+        if why:
+            result.retired.append({"id": iid, "why": why})
             continue
-        if new_facts is not None:
-            data.setdefault("expected_output", {})["response_facts"] = new_facts
-        meta["chunks"] = [chunk_ref(chunk)]
         meta["change"] = "updated"
-        result.updated.append({"id": iid, "before": facts, "after": new_facts or facts})
+        before = list(item.expected_output.response_facts)
+        result.updated.append(
+            {"id": iid, "before": before, "after": data["expected_output"]["response_facts"]}
+        )
         items.append(GoldenItem.model_validate(data))
-    if generate_for is not None and status.uncovered:
-        for new in generate_for(status.uncovered, per_document * len(status.uncovered)):
-            data = new.model_dump(mode="json", exclude_none=True)
-            data["metadata"]["change"] = "new"
-            if any(i.metadata.id == new.metadata.id for i in items):
-                continue
-            items.append(GoldenItem.model_validate(data))
-            result.added.append(new.metadata.id or new.question)
+    anchored_n = sum(1 for v in status.items.values() if v in ("fresh", "stale", "orphaned"))
+    if not force and anchored_n and len(result.retired) > max_retire * anchored_n:
+        raise InputError("refresh_would_retire", retired=len(result.retired), anchored=anchored_n)
+    if generate_for is not None:
+        # pages no kept item rests on — also those whose items were all just retired
+        kept = {i.metadata.source for i in items} | {r["source"] for i in items for r in _refs(i)}
+        uncovered = [s for s in corpus.sources if s not in kept]
+        if uncovered:
+            for new in generate_for(uncovered, per_document * len(uncovered)):
+                data = new.model_dump(mode="json", exclude_none=True)
+                data["metadata"]["change"] = "new"
+                if any(i.metadata.id == new.metadata.id for i in items):
+                    continue
+                items.append(GoldenItem.model_validate(data))
+                result.added.append(new.metadata.id or new.question)
     result.dataset = Dataset(name=dataset.name, items=items)
     return result
+
+
+def _current(
+    ref: dict[str, str], current: dict[tuple[str, str, str], CorpusChunk], pages: dict[tuple[str, str], Any]
+) -> CorpusChunk | None:
+    key = _page_of(ref, pages)
+    return current.get((key[0], key[1], ref["digest"])) if key else None
+
+
+def _rederive(
+    deriver: _Deriver,
+    item: Any,
+    data: dict[str, Any],
+    refs: list[dict[str, str]],
+    pages: dict[tuple[str, str], Any],
+) -> str:
+    """Update ``data`` (a stale item) from its page's new chunk; '' on success, else why it retires."""
+    gen = (item.metadata.model_extra or {}).get("generator") or {}
+    key = next((k for r in refs if (k := _page_of(r, pages)) is not None), None)
+    if key is None:
+        return "its page is gone"
+    page = pages[key]
+    facts = list(item.expected_output.response_facts)
+    old_headings = refs[0].get("headings", "")
+    chunk = deriver.best_chunk(facts or [item.question], page, old_headings)
+    if chunk is None:
+        return "its page has no passage left"
+    if gen.get("shape") in ("heading", "procedure") and chunk.headings != old_headings:
+        return f"its section {old_headings.split(' > ')[-1]!r} was renamed or removed"
+    if gen.get("shape") == "table_default":
+        new_facts = _table_fact(chunk, str(gen.get("subject", "")), gen.get("default_col"))
+        if new_facts is None:
+            return f"the table row of {gen.get('subject')} is gone"
+    elif facts:
+        new_facts = deriver.rederive(facts, chunk, verbatim=bool(gen))
+        if new_facts is None:
+            return "its passage changed and no longer states its facts"
+    else:
+        new_facts = facts
+    # checked again: every fact must be found in the new chunk
+    if new_facts and not all(m.credit >= 1.0 for m in deriver.matcher.match(new_facts, chunk.text)):
+        return "its re-derived facts are not supported by the new passage"
+    data.setdefault("expected_output", {})["response_facts"] = new_facts
+    data["metadata"]["chunks"] = [chunk_ref(chunk)]
+    return ""
+
+
+def _table_fact(chunk: CorpusChunk, key: str, default_col: Any) -> list[str] | None:
+    """The fact of a generated table-default item, read again from its row (the row whose key cell
+    is the item's key; the column the generator read the default from)."""
+    col = default_col if isinstance(default_col, int) else 1
+    for u in units(chunk.text):
+        if u.kind == "row" and len(u.cells) > col and u.cells[0].replace("`", "").strip() == key:
+            value = u.cells[col].replace("`", "").strip()
+            meaning = u.cells[-1].replace("`", "").strip()
+            return [f"{key} defaults to {value}: {meaning}"]
+    return None
 
 
 def _anchor(deriver: _Deriver, item: Any, by_source: dict[str, list[CorpusChunk]]) -> CorpusChunk | None:
@@ -365,4 +440,12 @@ def corpus_for(settings: Any, dataset: Any, sources: list[str] | None = None) ->
             tuple(settings.open_url_allow_hosts), settings.open_url_max_bytes, settings.open_url_timeout
         )
         origins = [o.key for o in resolve_origins(list(sources), fetch)]
-    return kb, read_corpus(kb.index, origins)
+    corpus = read_corpus(kb.index, origins)
+    if origins and not corpus.chunks:
+        raise InputError(
+            "datagen_origin_missing",
+            origins=", ".join(origins),
+            collection=settings.collection,
+            first=origins[0],
+        )
+    return kb, corpus

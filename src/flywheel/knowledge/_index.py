@@ -217,6 +217,18 @@ class DocIndex:
             )
         )
 
+    def texts(self, ids: list[str]) -> dict[str, str]:
+        """id → text of the given chunks (those still in the index)."""
+        if not ids:
+            return {}
+        quoted = ", ".join(_q(i) for i in ids)
+        rows = self._read(
+            lambda: self._client.query(
+                self.collection, filter=f"id in [{quoted}]", output_fields=["id", "text"], limit=len(ids)
+            )
+        )
+        return {r["id"]: r["text"] for r in rows}
+
     def iter_rows(self, fields: list[str], batch: int = 1000) -> Any:
         """Every chunk's ``fields``, batch by batch (a query iterator: no result-window limit, which
         a Milvus server caps at 16,384 rows per query)."""
