@@ -260,7 +260,7 @@ def status_cmd(
         table.add_row(
             item.metadata.id or "",
             item.kind,
-            f"[{colour[s]}]{s}[/]",
+            f"[{colour.get(s, 'dim')}]{s}[/]",
             item.metadata.source or "",
             item.question[:70],
         )

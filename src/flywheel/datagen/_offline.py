@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from flywheel.datagen._corpus import Corpus, CorpusChunk
+from flywheel.safety._mining import first_person
 
 __all__ = ["Candidate", "OfflineGenerator", "units"]
 
@@ -91,20 +92,6 @@ _GENERIC_HEADINGS = frozenset(
         "contents",
     ]
 )
-_SWAP = [
-    (r"\byourself\b", "myself"),
-    (r"\byours\b", "mine"),
-    (r"\byour\b", "my"),
-    (r"\byou\s+are\b", "I am"),
-    (r"\byou're\b", "I'm"),
-    (r"\byou\b", "me"),
-]
-
-
-def _first_person(text: str) -> str:
-    for pat, rep in _SWAP:
-        text = re.sub(pat, rep, text, flags=re.I)
-    return text
 
 
 def _plain(text: str) -> str:
@@ -184,7 +171,7 @@ def _vp(text: str, limit: int = 14) -> str:
     words = text.split()
     if not 2 <= len(words) <= limit or _DEPENDENT.search(text):
         return ""
-    return _first_person(_plain(text)).rstrip(".")
+    return first_person(_plain(text)).rstrip(".")
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,21 @@ class DocIndex:
         """Flush, then release + load so the index is built and searches are fast."""
         self._client.flush(self.collection)
         self._client.release_collection(self.collection)
-        self._client.load_collection(self.collection)
+        # Milvus Lite sometimes loads a segment whose index file it has not finished writing ("No
+        # data left in file", "file seems not fully written"): seen in about 1 of 30 ingests here;
+        # a moment later the same load succeeds
+        for attempt in range(RETRIES + 2):
+            try:
+                self._client.load_collection(self.collection)
+                break
+            except Exception as exc:  # MilvusException
+                if attempt == RETRIES + 1:
+                    raise ServiceUnavailableError(
+                        "index_unavailable", url=self.uri, detail=str(exc)[:300]
+                    ) from exc
+                time.sleep(0.5 * (attempt + 1))
+                with contextlib.suppress(Exception):
+                    self._client.release_collection(self.collection)
         self._loaded = True
 
     # -- reads

@@ -80,7 +80,8 @@ _SWAP = [
 ]
 
 
-def _first_person(text: str) -> str:
+def first_person(text: str) -> str:
+    """A reader's words from the docs' second person: your → my, you are → I am, you → me."""
     for pat, rep in _SWAP:
         text = re.sub(pat, rep, text, flags=re.I)
     return text
@@ -122,7 +123,7 @@ def _vp(text: str, limit: int = 14) -> str:
     words = text.split()
     if len(words) > limit:
         return ""
-    return _first_person(" ".join(words)).rstrip(".")
+    return first_person(" ".join(words)).rstrip(".")
 
 
 _STOP = frozenset(
@@ -293,7 +294,7 @@ def _phrase(sentence: str, m: re.Match[str]) -> tuple[str, str]:
             if clean != w:  # punctuation ends the phrase
                 break
         if obj:
-            return "vp", _first_person(" ".join([head.lower(), *obj]))
+            return "vp", first_person(" ".join([head.lower(), *obj]))
     if _VERBISH.match(head):  # a verb or adjective trigger makes no noun phrase
         return "", ""
     left: list[str] = []
