@@ -113,7 +113,7 @@ def _doc_search(ctx: ToolContext) -> BaseTool:
 @register_tool("open_url")
 def _open_url(ctx: ToolContext) -> BaseTool:
     s = ctx.settings
-    opts = FetchOptions(tuple(s.open_url_allow_hosts), s.open_url_max_bytes, s.open_url_timeout)
+    opts = FetchOptions.from_settings(s)
 
     def open_url(url: str) -> str:
         """Fetch a public web page (http/https) and return its text."""

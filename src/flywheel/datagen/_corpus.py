@@ -18,7 +18,7 @@ from typing import Any
 
 from flywheel.knowledge import content_hash
 
-__all__ = ["Corpus", "CorpusChunk", "chunk_ref", "read_corpus"]
+__all__ = ["Corpus", "CorpusChunk", "chunk_ref", "origin_keys", "read_corpus"]
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 _SECRET = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_(?:API_KEY|KEY|TOKEN|SECRET|PASSWORD)\b")
@@ -227,3 +227,11 @@ def read_corpus(index: Any, origins: list[str] | None = None) -> Corpus:
         settings=settings,
         lang="ja" if chunks and cjk > len(chunks) * 0.3 else "en",
     )
+
+
+def origin_keys(settings: Any, sources: list[str]) -> list[str]:
+    """The ingest origins (absolute folders, URLs) that ``sources`` name, as the index records them."""
+    from flywheel.knowledge import resolve_origins
+    from flywheel.web import FetchOptions
+
+    return [o.key for o in resolve_origins(list(sources), FetchOptions.from_settings(settings))]

@@ -228,8 +228,9 @@ def generate(
     corpus: Corpus | None = None,
 ) -> tuple[Any, GenerationReport]:
     """A golden dataset for the documentation of ``options.sources`` (or the whole index)."""
+    from flywheel.datagen._corpus import origin_keys
     from flywheel.evaluation._dataset import Dataset, GoldenItem
-    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest, resolve_origins
+    from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
 
     t0 = time.perf_counter()
     kb = kb or KnowledgeBase(settings)
@@ -238,12 +239,7 @@ def generate(
     if options.sources:
         if options.ingest:
             ingest(settings, IngestOptions(list(options.sources)), kb=kb)
-        from flywheel.web import FetchOptions
-
-        fetch = FetchOptions(
-            tuple(settings.open_url_allow_hosts), settings.open_url_max_bytes, settings.open_url_timeout
-        )
-        origins = [o.key for o in resolve_origins(list(options.sources), fetch)]
+        origins = origin_keys(settings, list(options.sources))
     if corpus is None:
         if not kb.index.exists():
             raise InputError("datagen_no_index", collection=settings.collection)

@@ -426,20 +426,16 @@ def register_version(settings: Any, dataset: Any) -> str | None:
 def corpus_for(settings: Any, dataset: Any, sources: list[str] | None = None) -> tuple[Any, Corpus]:
     """(knowledge base, corpus) a dataset is checked against: the chunks of ``sources``, else of
     the origins its items record, else the whole index."""
-    from flywheel.datagen._corpus import read_corpus
+    from flywheel.datagen._corpus import origin_keys, read_corpus
     from flywheel.errors import InputError
-    from flywheel.knowledge import KnowledgeBase, resolve_origins
-    from flywheel.web import FetchOptions
+    from flywheel.knowledge import KnowledgeBase
 
     kb = KnowledgeBase(settings)
     if not kb.index.exists():
         raise InputError("datagen_no_index", collection=settings.collection)
     origins = dataset_origins(dataset)
     if sources:
-        fetch = FetchOptions(
-            tuple(settings.open_url_allow_hosts), settings.open_url_max_bytes, settings.open_url_timeout
-        )
-        origins = [o.key for o in resolve_origins(list(sources), fetch)]
+        origins = origin_keys(settings, list(sources))
     corpus = read_corpus(kb.index, origins)
     if origins and not corpus.chunks:
         raise InputError(

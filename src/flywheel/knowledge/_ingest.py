@@ -55,9 +55,7 @@ def ingest(
     t0 = time.perf_counter()
     kb = kb or KnowledgeBase(settings)
     report = IngestReport(index_uri=settings.index_uri, collection=settings.collection)
-    fetch = FetchOptions(
-        tuple(settings.open_url_allow_hosts), settings.open_url_max_bytes, settings.open_url_timeout
-    )
+    fetch = FetchOptions.from_settings(settings)
     origins = list(resolve_origins(options.sources, fetch))  # validates every source before any write
 
     index = kb.index

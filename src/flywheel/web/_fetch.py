@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -32,6 +33,13 @@ class FetchOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     timeout: float = DEFAULT_TIMEOUT
     max_redirects: int = DEFAULT_MAX_REDIRECTS
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FetchOptions:
+        """The limits ``open_url`` and URL ingestion share (FLYWHEEL_OPEN_URL_*)."""
+        return cls(
+            tuple(settings.open_url_allow_hosts), settings.open_url_max_bytes, settings.open_url_timeout
+        )
 
 
 @dataclass
