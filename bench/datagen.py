@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench._util import free_port, print_table, write_result  # noqa: E402
+from bench.answer_quality import _Target  # noqa: E402  (a DocsAgent in this process, no tracking)
 
 SHARED = ROOT.parent / "shared"
 CORPORA = {
@@ -60,20 +61,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "react": {"policy": "react", "max_tokens": 64},
 }
 SCORERS = ["response_facts", "citations", "refusal", "abstention"]
-
-
-class _Target:
-    """A DocsAgent in this process (no tracking server: the bench measures answers, not traces)."""
-
-    def __init__(self, agent: Any, name: str) -> None:
-        self.agent = agent
-        self.spec = f"local:{name}"
-        self.identity = agent.config.params()
-
-    def run(self, question: str) -> Any:
-        from flywheel.evaluation._targets import answer_output
-
-        return answer_output(self.agent.ask(question), "SmolLM2-135M-Instruct")
 
 
 def quality(metrics: dict[str, float]) -> float:
@@ -201,7 +188,7 @@ def main() -> None:
                                 settings,
                                 EvalOptions(
                                     dataset=ds,
-                                    target=_Target(agent, cname),
+                                    target=_Target(agent),
                                     scorers=scorers,
                                     context=context,
                                     concurrency=2,
