@@ -31,6 +31,7 @@ from flywheel.agent._grounded import (
     compose,
     japanese_lead,
     lead_is_grounded,
+    section_citations,
     select_units,
     trim_repetition,
 )
@@ -318,15 +319,27 @@ class DocsAgent:
         if state["lang"] == "ja" and getattr(self.kb.embedder, "english_only", False):
             # an English-only model ranks sentences against the question's English glosses
             question = getattr(self.kb, "translate", lambda q: None)(question) or question
+        hits = self.ctx.hits
         with span("select_sentences", "PARSER", {"question": question}) as sp:
+            stored_units = getattr(self.kb, "unit_vectors", None)  # a KnowledgeBase has them
+            if self.settings.unit_vectors == "stored" and stored_units is not None:
+                # computed at ingest, and the question vector the search computed
+                units = stored_units([str(h.get("id", "")) for h in hits])
+                stored = [units.get(str(h.get("id", "")), {}) for h in hits]
+                qvec = self.kb.query_vector(question)
+            else:  # bench/answers.py's baseline: every sentence embedded for every question
+                stored, qvec = None, None
             chosen = select_units(
                 question,
-                self.ctx.hits,
+                hits,
                 self.kb.embedder.embed_documents,
+                qvec=qvec,
+                stored=stored,
                 max_units=cfg.answer_units,
                 max_chars=cfg.answer_chars,
             )
             sp.set_outputs([{"n": c.unit.hit, "score": c.score, "text": c.unit.text} for c in chosen])
+            sp.set_attributes({"stored_vectors": sum(bool(x) for x in stored or []), "hits": len(hits)})
         if not chosen:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         lead = ""
@@ -345,7 +358,7 @@ class DocsAgent:
             )
             candidate = trim_repetition(str(reply.content).strip()).split("\n")[0][:300]
             lead = candidate if candidate and lead_is_grounded(candidate, excerpts) else ""
-        return {"answer": compose(chosen, lead)}
+        return {"answer": compose(chosen, lead, section_citations(hits))}
 
     def _call_llm(self, messages: list[BaseMessage], llm: Any = None) -> AIMessage:
         with span(
@@ -542,8 +555,10 @@ class DocsAgent:
         if not refused and not abstained:
             hits = self.ctx.hits
             cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(hits)})
-            # A source list is always given: the cited ones, else every excerpt the answer was based on.
-            for n in cited or range(1, len(hits) + 1):
+            # A source list is always given: the cited ones, else every excerpt the answer was based
+            # on (one per section: two chunks of one section are one source)
+            sections = section_citations(hits)
+            for n in cited or sorted(set(sections.values())):
                 h = hits[n - 1]
                 sources.append(
                     {

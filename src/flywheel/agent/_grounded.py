@@ -3,16 +3,22 @@
 Small local models lose what retrieval found (SmolLM2-135M repeats the question or loops); this
 policy answers with the most relevant sentences of the retrieved excerpts instead, each cited [n]:
 
-1. every excerpt is cut into units — sentences, list items and table rows; a fenced code block is
-   one unit and is never cut;
-2. units are ranked against the question: cosine similarity with the local embedder plus the share
-   of the question's key terms the unit contains (a BM25-like lexical signal that catches exact
-   identifiers embeddings blur), with a small bonus for the excerpt's retrieval rank;
+1. every excerpt is cut into units (knowledge/_units.py) — sentences, list items, table rows (each
+   with its table's header) and whole fenced code blocks;
+2. units are ranked against the question: cosine similarity (the unit vectors stored at ingest and
+   the question vector the search already computed: nothing is embedded twice) plus the share of
+   the question's key terms the unit contains (a BM25-like signal that catches exact identifiers
+   embeddings blur), with a small bonus for the excerpt's retrieval rank; a table row must match
+   the question to be a candidate at all;
 3. the best units are taken greedily, skipping near-duplicates, until ``max_units`` or
    ``max_chars``; what a chosen sentence introduces comes along (the code block right after it, or
-   the first list items or table rows after a sentence ending with a colon); long code is skipped;
-4. the chosen units are put back in document order, grouped by excerpt (the best excerpt first),
-   each prose unit followed by its citation.
+   the first matching list items or table rows after "the following:"), and a sentence that
+   announces something is dropped when what it announces cannot come; a sentence that refers back
+   ("these steps", "as shown above") is taken only after the sentence it refers to; a code block is
+   quoted whole or not at all;
+4. answer order: excerpts by their best unit; within one, the best unit (and what it brought)
+   first, then document order; one citation per section (:func:`section_citations`), never inside
+   a code block, a table's rows under their header.
 
 Also here: :func:`lead_is_grounded` (an optional LLM-written lead sentence is kept only when every
 number, identifier and command in it appears in the excerpts) and :func:`trim_repetition`.
@@ -21,102 +27,30 @@ number, identifier and command in it appears in the excerpts) and :func:`trim_re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from flywheel.knowledge._terms import key_terms
+from flywheel.knowledge import Unit, is_item, key_terms, split_units
 
 __all__ = [
     "Selected",
-    "Unit",
     "compose",
     "japanese_lead",
     "lead_is_grounded",
+    "section_citations",
     "select_units",
-    "split_units",
     "trim_repetition",
 ]
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_SENT_END = re.compile(r"(?<=[.!?。])\s+(?=[A-Z0-9`\"'(\[*_]|[\u3040-\u30ff\u4e00-\u9fff])")
-
-
-@dataclass
-class Unit:
-    hit: int  # 1-based excerpt number (the citation)
-    pos: int  # position within the excerpt
-    text: str
-    code: bool = False
+ROW_MATCH = 0.75  # a table row's share of the question's terms, relative to the table's best row
 
 
 @dataclass
 class Selected:
     unit: Unit
     score: float
-
-
-def _is_noise(line: str) -> bool:
-    s = line.strip()
-    if not s or s.startswith("#"):
-        return True
-    if re.fullmatch(r"\|?[\s:|-]+\|?", s):  # table separator row
-        return True
-    return len(re.sub(r"[\W_]+", "", s)) < 3
-
-
-def split_units(text: str, hit: int) -> list[Unit]:
-    """Units of one excerpt in order: code blocks whole, prose cut into sentences."""
-    units: list[Unit] = []
-    lines = text.splitlines()
-    i = 0
-    para: list[str] = []
-
-    def flush() -> None:
-        if para:
-            joined = " ".join(p.strip() for p in para)
-            for s in _SENT_END.split(joined):
-                if not _is_noise(s):
-                    units.append(Unit(hit, len(units), s.strip()))
-            para.clear()
-
-    while i < len(lines):
-        line = lines[i]
-        if _FENCE.match(line):
-            flush()
-            fence = _FENCE.match(line).group(1)  # type: ignore[union-attr]
-            block = [line]
-            i += 1
-            while i < len(lines):
-                block.append(lines[i])
-                if lines[i].strip().startswith(fence):
-                    break
-                i += 1
-            if not block[-1].strip().startswith(fence) or len(block) == 1:
-                block.append(fence)  # an excerpt cut inside a block: close it
-            if len(block) > 2:
-                units.append(Unit(hit, len(units), "\n".join(block), code=True))
-            i += 1
-            continue
-        s = line.strip()
-        if not s:
-            flush()
-        elif re.match(r"^([-*+]|\d+[.)])\s+|^\|", s):  # list item or table row: its own unit
-            flush()
-            if not _is_noise(s):
-                units.append(Unit(hit, len(units), s))
-        elif s.startswith("#"):
-            flush()
-        else:
-            para.append(s)
-        i += 1
-    flush()
-    return units
-
-
-def _is_item(text: str) -> bool:
-    return bool(re.match(r"^([-*+]|\d+[.)])\s+|^\|", text))
 
 
 def _norm(text: str) -> str:
@@ -128,6 +62,8 @@ def select_units(
     hits: list[dict],
     embed: Callable[[list[str]], list[list[float]]],
     *,
+    qvec: list[float] | None = None,
+    stored: list[dict[int, np.ndarray]] | None = None,
     max_units: int = 8,
     max_chars: int = 1200,
     lexical_weight: float = 0.3,
@@ -139,31 +75,48 @@ def select_units(
     diversity: float = 0.0,
     table_penalty: float = 0.1,
 ) -> list[Selected]:
-    """The best units of ``hits`` for ``question``, in answer order (see the module docstring)."""
+    """The best units of ``hits`` for ``question``, in answer order (see the module docstring).
+
+    ``qvec``: the question's vector when the caller has it (the search embedded it); ``stored``:
+    per hit, the unit vectors computed at ingest (knowledge/_units.py). Only what neither provides is
+    embedded here, in one call."""
     units = [u for n, h in enumerate(hits, 1) for u in split_units(h.get("text", ""), n)]
     if not units:
         return []
     qterms = key_terms(question)
     lexical = [len(qterms & key_terms(u.text)) / max(1, len(qterms)) for u in units]
-    # embedding is the cost: only the lexically likeliest units are candidates; the units a chosen
-    # one introduces (its code block, its list) are still taken from the whole excerpt, in order
+    # a table row is a candidate only when it matches the question (a row about another setting is
+    # noise); the lexically likeliest units are the candidates; the units a chosen one introduces
+    # (its code block, its list) are still taken from the whole excerpt, in order
+    best_row: dict[tuple[int, str], float] = {}
+    for i, u in enumerate(units):
+        if u.header:
+            best_row[(u.hit, u.header)] = max(best_row.get((u.hit, u.header), 0.0), lexical[i])
+    # a row matches when it shares the question's terms about as well as the table's best row
+    matches = [
+        not u.header or (lexical[i] > 0 and lexical[i] >= ROW_MATCH * best_row[(u.hit, u.header)])
+        for i, u in enumerate(units)
+    ]
+    eligible = [i for i in range(len(units)) if matches[i]]
     candidates = sorted(
-        sorted(
-            range(len(units)), key=lambda i: (-lexical[i] + rank_weight * (units[i].hit - 1), units[i].pos)
-        )[:max_candidates]
+        sorted(eligible, key=lambda i: (-lexical[i] + rank_weight * (units[i].hit - 1), units[i].pos))[
+            :max_candidates
+        ]
     )
-    raw = np.asarray(embed([question, *(units[i].text for i in candidates)]), dtype=float)
-    raw /= np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
-    vec = {i: raw[k + 1] for k, i in enumerate(candidates)}
-    # a table row on its own lacks its header: it comes in after a sentence that announces it
+    if not candidates:
+        return []
+    rows = _vectors(question, [units[i] for i in candidates], embed, qvec, stored)
+    qv = rows.pop(-1)
+    vec = {i: rows[k] for k, i in enumerate(candidates)}
     scores = {
-        i: float(vec[i] @ raw[0])
+        i: float(vec[i] @ qv)
         + lexical_weight * lexical[i]
         - rank_weight * (units[i].hit - 1)
-        - (table_penalty if units[i].text.startswith("|") else 0)
+        - (table_penalty if units[i].header else 0)
         for i in candidates
     }
     chosen: list[int] = []
+    leader: dict[int, int] = {}  # a unit that came along → the unit that introduced it
     seen: set[str] = set()
     used = 0
     left = set(candidates)
@@ -185,65 +138,179 @@ def select_units(
         key = _norm(u.text)
         if key in seen or similar(i) >= dedup:
             continue
+        # a sentence that needs the one before it ("these steps", "as shown above") only with it
+        if u.refers_back and not (i > 0 and (i - 1) in chosen and units[i - 1].hit == u.hit):
+            continue
         size = len(u.text)
         if (chosen and used + size > max_chars) or (
             u.code and (size > max_code_chars or codes() >= max_code_blocks)
         ):
             continue
+        followers = _followers(units, i, chosen, matches, used + size, max_chars, max_code_chars, codes())
+        if u.introduces and not followers:
+            continue  # "the following:" with nothing following it
+        # a code block or list item chosen on its own brings the sentence that announces it
+        prev = i - 1
+        if (
+            (u.code or is_item(u.text))
+            and prev >= 0
+            and units[prev].hit == u.hit
+            and units[prev].introduces
+            and prev not in chosen
+            and _norm(units[prev].text) not in seen
+        ):
+            followers = [prev, *followers]
         chosen.append(i)
         seen.add(key)
         used += size
-        # what a chosen sentence introduces comes along: the code block right after it, or the
-        # first items of the list or table it announces with a colon
-        follow = 3 if u.text.rstrip().endswith(":") else 0 if u.code else 1
-        nxt = i + 1
-        while follow and nxt < len(units) and units[nxt].hit == u.hit and nxt not in chosen:
-            v = units[nxt]
-            if not (v.code or _is_item(v.text)) or used + len(v.text) > max_chars * 1.5:
-                break
-            if v.code and (len(v.text) > max_code_chars or codes() >= max_code_blocks):
-                break
-            chosen.append(nxt)
-            scores.setdefault(nxt, scores[i])  # ranked with the unit that introduced it
-            left.discard(nxt)
-            seen.add(_norm(v.text))
-            used += len(v.text)
-            follow -= 1
-            nxt += 1
-    # answer order: excerpts by their best chosen unit, units in document order within an excerpt
+        for j in followers:
+            chosen.append(j)
+            leader[j] = i
+            scores.setdefault(j, scores[i])  # ranked with the unit that introduced it
+            left.discard(j)
+            seen.add(_norm(units[j].text))
+            used += len(units[j].text)
+    return [Selected(units[i], round(scores[i], 4)) for i in _answer_order(units, chosen, scores, leader)]
+
+
+def _vectors(
+    question: str,
+    chosen: list[Unit],
+    embed: Callable[[list[str]], list[list[float]]],
+    qvec: list[float] | None,
+    stored: list[dict[int, np.ndarray]] | None,
+) -> list[np.ndarray]:
+    """Normalized vectors of ``chosen`` and, last, of the question: stored ones where there are,
+    the rest embedded in one call."""
+    found: list[np.ndarray | None] = [
+        (stored[u.hit - 1].get(u.key) if stored and 0 < u.hit <= len(stored) else None) for u in chosen
+    ]
+    todo = [u.text for u, v in zip(chosen, found, strict=True) if v is None]
+    if qvec is None:
+        todo.append(question)
+    fresh: Iterator[np.ndarray] = iter(np.asarray(embed(todo), dtype=np.float32) if todo else [])
+    out = [v if v is not None else next(fresh) for v in found]
+    out.append(np.asarray(qvec, dtype=np.float32) if qvec is not None else next(fresh))
+    return [v / max(float(np.linalg.norm(v)), 1e-9) for v in out]
+
+
+def _followers(
+    units: list[Unit],
+    i: int,
+    chosen: list[int],
+    matches: list[bool],
+    used: int,
+    max_chars: int,
+    max_code_chars: int,
+    code_count: int,
+) -> list[int]:
+    """What unit ``i`` brings along: the code block right after it, or the first items of the list
+    or table it announces; a table's rows only when they match the question."""
+    u = units[i]
+    follow = 3 if u.introduces else 0 if u.code else 1
+    out: list[int] = []
+    nxt = i + 1
+    while follow and nxt < len(units) and units[nxt].hit == u.hit and nxt not in chosen:
+        v = units[nxt]
+        if not (v.code or is_item(v.text)) or used + len(v.text) > max_chars * 1.5:
+            break
+        if v.code and (len(v.text) > max_code_chars or code_count >= 2):
+            break
+        if not matches[nxt]:
+            nxt += 1  # a row about something else: skipped, the next row may match
+            continue
+        out.append(nxt)
+        used += len(v.text)
+        follow -= 1
+        nxt += 1
+    return out
+
+
+def _answer_order(
+    units: list[Unit], chosen: list[int], scores: dict[int, float], leader: dict[int, int]
+) -> list[int]:
+    """Excerpts by their best unit; within an excerpt the best unit (with what it brought) first,
+    the rest in document order — the answer opens with its most relevant sentence."""
     best_of: dict[int, float] = {}
     for i in chosen:
         best_of[units[i].hit] = max(best_of.get(units[i].hit, -9.0), scores[i])
-    chosen.sort(key=lambda i: (-best_of[units[i].hit], units[i].pos))
-    return [Selected(units[i], round(scores[i], 4)) for i in chosen]
+    top: dict[int, int] = {}
+    for i in chosen:
+        if i not in leader and (units[i].hit not in top or scores[i] > scores[top[units[i].hit]]):
+            top[units[i].hit] = i
+
+    def lead_of(i: int) -> int:
+        return leader.get(i, i)
+
+    return sorted(
+        chosen,
+        key=lambda i: (-best_of[units[i].hit], lead_of(i) != top.get(units[i].hit), units[i].pos),
+    )
 
 
-def compose(selected: list[Selected], lead: str = "") -> str:
-    """The answer text: one paragraph per excerpt, each sentence cited, code blocks whole."""
+def section_citations(hits: list[dict]) -> dict[int, int]:
+    """Excerpt number → the number it is cited by: chunks of the same section (same page and
+    heading path) share the first one's number, so a section is never listed twice."""
+    first: dict[tuple[str, str], int] = {}
+    out: dict[int, int] = {}
+    for n, h in enumerate(hits, 1):
+        key = (str(h.get("source", "")), str(h.get("headings", "")))
+        out[n] = first.setdefault(key, n) if key != ("", "") else n
+    return out
+
+
+def compose(selected: list[Selected], lead: str = "", cite: dict[int, int] | None = None) -> str:
+    """The answer text: one paragraph per excerpt, each sentence cited, code blocks whole and never
+    cited inside, a table's rows under their header. ``cite`` maps excerpt numbers to the numbers
+    shown (:func:`section_citations`)."""
     blocks: list[str] = [lead] if lead else []
     current: list[str] = []
+    table: tuple[str, list[str], int] | None = None  # (header, rows, citation)
     last_hit = None
+
+    def flush() -> None:
+        nonlocal table
+        if current:
+            blocks.append(" ".join(current))
+            current.clear()
+        if table:
+            header, rows, n = table
+            if not _cited_before(blocks, n):
+                rows[-1] = _cite_row(rows[-1], n)
+            blocks.append("\n".join([header, *rows]) if header else "\n".join(rows))
+            table = None
+
     for sel in selected:
         u = sel.unit
-        if last_hit is not None and u.hit != last_hit and current:
-            blocks.append(" ".join(current))
-            current = []
+        n = (cite or {}).get(u.hit, u.hit)
+        if last_hit is not None and u.hit != last_hit:
+            flush()
         last_hit = u.hit
+        if u.header or (u.text.startswith("|") and is_item(u.text)):
+            if table and table[0] == u.header and table[2] == n:
+                table[1].append(u.text)
+            else:
+                flush()
+                table = (u.header, [u.text], n)
+            continue
+        if table:
+            flush()
         if u.code:
-            if current:
-                blocks.append(" ".join(current))
-                current = []
-            blocks.append(f"{u.text}\n[{u.hit}]" if not _cited_before(blocks, u.hit) else u.text)
-        elif _is_item(u.text):
-            if current:
-                blocks.append(" ".join(current))
-                current = []
-            blocks.append(_cite(u.text, u.hit))
+            flush()
+            blocks.append(f"{u.text}\n\n[{n}]" if not _cited_before(blocks, n) else u.text)
+        elif is_item(u.text):
+            flush()
+            blocks.append(_cite(u.text, n))
         else:
-            current.append(_cite(u.text, u.hit))
-    if current:
-        blocks.append(" ".join(current))
+            current.append(_cite(u.text, n))
+    flush()
     return "\n\n".join(b for b in blocks if b)
+
+
+def _cite_row(row: str, n: int) -> str:
+    """A table row with its citation in its last cell (a line after a table would join it)."""
+    body = row.rstrip()
+    return f"{body[:-1].rstrip()} [{n}] |" if body.endswith("|") else f"{body} [{n}]"
 
 
 def japanese_lead(selected: list[Selected], hits: list[dict]) -> str:
@@ -265,10 +332,12 @@ def _cite(text: str, n: int) -> str:
     return f"{text} [{n}]"
 
 
-def _cited_before(blocks: list[str], hit: int) -> bool:
-    return bool(blocks) and f"[{hit}]" in blocks[-1]
+def _cited_before(blocks: list[str], n: int) -> bool:
+    """The block just before cites ``n`` (the sentence that announced this code block or table)."""
+    return bool(blocks) and not blocks[-1].lstrip().startswith(("```", "~~~")) and f"[{n}]" in blocks[-1]
 
 
+_SENT_END = re.compile(r"(?<=[.!?。])\s+(?=[A-Z0-9`\"'(\[*_]|[\u3040-\u30ff\u4e00-\u9fff])")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _CODE = re.compile(r"`([^`]+)`")
 _IDENT = re.compile(r"\b[A-Za-z_][\w]*(?:[._/-][\w]+)+\b|\b[a-z]+[A-Z]\w*\b|\b[A-Z][A-Z0-9_]{2,}\b")

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMBEDDING_MODEL", "FLYWHEEL_EMBEDDING_MODEL", "embedding_model"),
     )
     embedding_base_url: str | None = None
+    # how all-MiniLM-L6-v2 runs (knowledge/_minilm.py): "auto" = ONNX Runtime for questions and small
+    # batches, torch bf16 for ingest batches where the CPU has AMX/AVX512-BF16; or one of them pinned
+    embedding_runtime: Literal["auto", "onnx", "torch", "torch-bf16"] = "auto"
+    # the grounded policy's sentence vectors: "stored" = computed at ingest and read with the chunk;
+    # "question_time" = embedded for every question (the old path, kept for bench/answers.py)
+    unit_vectors: Literal["stored", "question_time"] = "stored"
     # a second, multilingual embedding of every chunk (its own collection) that serves the questions
     # the main model cannot read (Japanese beside English-only MiniLM): "auto" = USE multilingual
     # beside an English-only model (docs/ingest.md); a model name; "" or "off" = none
@@ -231,6 +237,8 @@ class Settings(BaseSettings):
         "milvus_uri",
         "embedding_model",
         "companion_embedding_model",
+        "embedding_runtime",
+        "unit_vectors",
         "query_translation",
         "max_question_chars",
         "profile",

@@ -17,6 +17,8 @@ from flywheel.knowledge._embeddings import (
 from flywheel.knowledge._index import DocIndex, Hit
 from flywheel.knowledge._ingest import IngestOptions, IngestReport, ingest
 from flywheel.knowledge._loaders import is_url, load_file_text, read_documents, resolve_origins
+from flywheel.knowledge._terms import key_terms
+from flywheel.knowledge._units import Unit, is_item, split_units, unit_key
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -33,13 +35,16 @@ __all__ = [
     "OpenAIEmbedder",
     "SearchResult",
     "SentenceTransformerEmbedder",
+    "Unit",
     "chunk_document",
     "clean_mdx",
     "content_hash",
     "facts_embedder",
     "get_embedder",
     "ingest",
+    "is_item",
     "is_url",
+    "key_terms",
     "load_file_text",
     "minilm_path",
     "read_documents",
@@ -47,4 +52,6 @@ __all__ = [
     "resolve_origins",
     "scoring_embedder",
     "split_frontmatter",
+    "split_units",
+    "unit_key",
 ]

