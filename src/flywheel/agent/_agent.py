@@ -543,6 +543,30 @@ class DocsAgent:
             yield {"type": "delta", "text": result.answer}
         yield {"type": "final", "answer": result}
 
+    def search(self, query: str, k: int | None = None) -> list[dict[str, Any]]:
+        """Retrieval alone, traced like an answer (one trace, a RETRIEVER span): what doc_search
+        returns for ``query`` — the floor of an answer's cost (bench/answers.py), and a way to see
+        what the agent would read."""
+        query = check_question(query, self.settings.max_question_chars)
+        config = self.config if k is None else self.config.model_copy(update={"top_k": k})
+        ctx = ToolContext(self.settings, self.kb, config)
+        with span("docs_search", "AGENT", {"query": query}) as root:
+            hits = run_doc_search(ctx, query)
+            out = [
+                {
+                    "n": n,
+                    "id": h["id"],
+                    "title": h["title"],
+                    "headings": h["headings"],
+                    "source": h["source"],
+                    "score": round(float(h.get("dense_score", 0.0)), 4),
+                    "text": h["text"],
+                }
+                for n, h in enumerate(hits, 1)
+            ]
+            root.set_outputs({"hits": [{k: v for k, v in h.items() if k != "text"} for h in out]})
+        return out
+
     MAX_THREADS = 10_000
 
     def _remember(self, thread_id: str, question: str, answer: str) -> None:

@@ -70,6 +70,11 @@ class ServerLimits:
         )
 
 
+class SearchRequest(BaseModel):
+    query: str
+    k: int | None = None
+
+
 class Feedback(BaseModel):
     trace_id: str
     value: bool
@@ -580,6 +585,18 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
 
     for path in ("/responses", "/v1/responses", "/invocations"):
         app.add_api_route(path, responses, methods=["POST"])
+
+    @app.post("/search")
+    async def search(body: SearchRequest, request: Request) -> JSONResponse:
+        """What the agent's doc_search finds, without an answer (a trace all the same)."""
+        request_id = request.state.request_id
+        async with slots.slot(request_id):
+            try:
+                hits = await asyncio.to_thread(loaded.agent.search, body.query, body.k)
+            except Exception as exc:
+                status, code, message = classify_failure(exc)
+                raise _Failure(status, code, message, request_id) from exc
+        return JSONResponse({"query": body.query, "hits": hits}, headers={"X-Request-ID": request_id})
 
     def _log_feedback(item: dict[str, Any]) -> str:
         """Store one feedback item as a HUMAN assessment; ConnectionError when the server is down."""
