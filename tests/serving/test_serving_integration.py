@@ -169,3 +169,49 @@ def test_chat_page_in_a_real_browser(served: tuple[Settings, dict]) -> None:
         time.sleep(0.5)
     assert human and human[0].feedback.value is False
     assert human[0].source.source_type == "HUMAN" and human[0].rationale == "cites the right page but rambles"
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="Debian's chromium is not installed (make test installs it as root)",
+)
+def test_chat_page_renders_markdown_safely(served: tuple[Settings, dict]) -> None:
+    """The page's own renderer (vendored marked + DOMPurify) in Chromium: code blocks become
+    <pre><code> with no literal fence, citations become links outside code only, and HTML quoted
+    from a document is inert."""
+    from playwright.sync_api import sync_playwright
+
+    settings, _ = served
+    answer = (
+        "Start it with `flywheel up` [1].\n\n```bash\nflywheel up\nprint(x[1])\n```\n\n[1]\n\n"
+        "| key | default |\n|---|---|\n| port | 5005 [2] |\n\n"
+        "A quoted page: <script>window.__pwned = 1</script>"
+        '<img src="x" onerror="window.__pwned = 2"> <a href="javascript:window.__pwned=3">link</a> [2]'
+    )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        page.goto(f"http://{settings.host}:{settings.agent_port}/")
+        page.wait_for_function("() => typeof marked !== 'undefined' && typeof DOMPurify !== 'undefined'")
+        page.evaluate(
+            "md => { const d = document.createElement('div'); d.id = 'probe'; document.body.appendChild(d);"
+            " render(d, md, 7); }",
+            answer,
+        )
+        probe = page.locator("#probe")
+        assert probe.locator("pre code").count() == 1
+        assert "```" not in probe.text_content()
+        assert "print(x[1])" in probe.locator("pre code").text_content()  # code untouched
+        assert probe.locator("pre a.cite").count() == 0
+        cites = probe.locator("a.cite")
+        assert cites.count() >= 3 and cites.first.get_attribute("href") == "#src-7-1"
+        assert probe.locator("table td").count() == 2
+        assert probe.locator("script").count() == 0
+        assert probe.locator("[onerror]").count() == 0
+        assert probe.locator("a[href^=javascript]").count() == 0
+        page.click("#probe a:text('link')")
+        page.wait_for_timeout(300)  # an error handler or link would have run by now
+        assert page.evaluate("() => window.__pwned") is None
+        browser.close()

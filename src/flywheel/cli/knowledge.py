@@ -44,12 +44,21 @@ def ingest(
 
     with progress_bar("ingest") as bar:
         task = bar.add_task("loading the embedding model…", total=None)
+        embedded = bar.add_task("embedding", total=None, visible=False)
 
         def progress(name: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=name[-60:])
 
+        def on_embedded(chunks: int, seconds: float) -> None:  # chunks/s of the embedding passes
+            rate = chunks / seconds if seconds else 0.0
+            bar.update(embedded, completed=chunks, visible=True, description=f"chunks · {rate:.0f}/s")
+
         options = IngestOptions(
-            sources, rebuild=rebuild, chunking=ChunkOptions(max_chars=max_chars), on_document=mine
+            sources,
+            rebuild=rebuild,
+            chunking=ChunkOptions(max_chars=max_chars),
+            on_document=mine,
+            on_embedded=on_embedded,
         )
         report = run_ingest(cfg, options, progress)
     rate = report.embedded_chunks / report.seconds if report.seconds else 0
@@ -61,6 +70,7 @@ def ingest(
         ("skipped (unchanged)", report.skipped),
         ("removed", report.removed),
         ("chunks embedded", f"{report.embedded_chunks} ({rate:.1f}/s)"),
+        ("sentences embedded", f"{report.embedded_units} (stored with their chunks)"),
         ("chunks in index", report.total_chunks_in_index),
         ("seconds", f"{report.seconds:.1f}"),
         ("index", f"{report.index_uri} · {report.collection}"),

@@ -104,7 +104,7 @@ def minilm_path() -> str | None:
 class SentenceTransformerEmbedder:
     """sentence-transformers on the CPU; normalized vectors (cosine = dot product)."""
 
-    def __init__(self, name: str, batch_size: int = 32) -> None:
+    def __init__(self, name: str, batch_size: int = 32, dtype: Any = None) -> None:
         self.name = name
         self.english_only = name.lower() in MINILM_NAMES  # others: not known, so not assumed
         self.batch_size = batch_size
@@ -123,7 +123,8 @@ class SentenceTransformerEmbedder:
         hf_logging.disable_progress_bar()
 
         try:
-            self._model = SentenceTransformer(location, device="cpu")
+            kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
+            self._model = SentenceTransformer(location, device="cpu", **kwargs)
         except OSError as exc:
             raise MissingDependencyError(
                 "embedder_unavailable", name=name, location=location, detail=exc

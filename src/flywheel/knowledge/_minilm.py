@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from flywheel.errors import MissingDependencyError
+from flywheel.knowledge._embeddings import MINILM_SHA256, SentenceTransformerEmbedder, minilm_path
 
 __all__ = ["BIG_BATCH", "MiniLMEmbedder", "bf16_capable", "export_onnx", "onnx_path"]
 
@@ -51,7 +52,6 @@ BIG_BATCH = 32  # from this many texts on, the bf16 runtime (when the CPU has it
 
 
 def _weights_dir() -> str:
-    from flywheel.knowledge._embeddings import minilm_path
 
     path = minilm_path()
     if path is None:
@@ -76,8 +76,6 @@ def _candidates() -> list[Path]:
 
 
 def _file_name() -> str:
-    from flywheel.knowledge._embeddings import MINILM_SHA256
-
     return f"all-minilm-l6-v2-{MINILM_SHA256[:12]}-{_RECIPE}.onnx"
 
 
@@ -195,8 +193,6 @@ class MiniLMEmbedder:
 
     @cached_property
     def _torch(self) -> Any:
-        from flywheel.knowledge._embeddings import SentenceTransformerEmbedder
-
         return SentenceTransformerEmbedder(self.name)
 
     def _which(self, n: int) -> str:
@@ -218,16 +214,29 @@ class MiniLMEmbedder:
         which = self._which(len(texts))
         if which == "onnx":
             return self._onnx(texts)
-        model = self._torch._model
         if which == "torch-bf16":
             import torch
 
-            with self._torch._lock, torch.autocast("cpu", dtype=torch.bfloat16):
-                vecs = model.encode(
-                    texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            with self._lock, torch.autocast("cpu", dtype=torch.bfloat16):
+                vecs = self._bf16.encode(
+                    texts, batch_size=self.batch_size, normalize_embeddings=False, convert_to_tensor=True
                 )
-            return np.asarray(vecs, dtype=np.float32)
+            out = vecs.float().numpy()
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)  # type: ignore[no-any-return]
         return np.asarray(self._torch.embed_documents(texts), dtype=np.float32)
+
+    @cached_property
+    def _bf16(self) -> Any:
+        """The linear layers' weights stored in bf16 (autocast then casts nothing per call), run under
+        autocast: matrix products in bf16 on AMX, layer norms and softmax in fp32. (All weights in
+        bf16 measured 186 texts/s but changed 3 of 49 golden top-5s; this keeps them.)"""
+        import torch
+
+        model = SentenceTransformerEmbedder(self.name)._model
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(torch.bfloat16)
+        return model
 
     def _onnx(self, texts: list[str]) -> np.ndarray:
         session = self._session

@@ -47,6 +47,9 @@ __all__ = ["ServerLimits", "build_app"]
 
 log = logging.getLogger("flywheel.serving")
 CHAT_PAGE = Path(__file__).with_name("chat.html")
+STATIC = Path(__file__).with_name("static")
+# the chat page's vendored renderer and sanitizer (static/README.md), served without a key like the page
+STATIC_FILES = {"/static/marked.umd.js", "/static/purify.min.js"}
 RETRY_AFTER_S = 2
 READY_TIMEOUT_S = 2.0
 
@@ -281,7 +284,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     app = FastAPI(title="flywheel agent server", docs_url="/docs", redoc_url=None)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     slots = _Slots(limits)
-    open_paths = {"/health", "/ping", "/ready", "/metrics", "/", "/favicon.ico"}
+    open_paths = {"/health", "/ping", "/ready", "/metrics", "/", "/favicon.ico", *STATIC_FILES}
     last_checks: dict[str, bool] = {}
     ledger = _ledger()
 
@@ -396,6 +399,16 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
     @app.get("/", response_class=HTMLResponse)
     async def chat_page() -> HTMLResponse:
         return HTMLResponse(CHAT_PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if f"/static/{name}" not in STATIC_FILES:
+            raise HTTPException(404, "not found")
+        return Response(
+            (STATIC / name).read_bytes(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     async def _parse(request: Request) -> ResponsesRequest:
         rid = request.state.request_id
