@@ -232,6 +232,9 @@ def main() -> None:
     paths = {
         "default": ingest_arm(sources),
         "minilm": ingest_arm(sources, companion_embedding_model="off"),
+        "minilm_without_sentence_vectors": ingest_arm(
+            sources, companion_embedding_model="off", unit_vectors="question_time"
+        ),
         "minilm_sentence_transformers": ingest_arm(
             sources, companion_embedding_model="off", embedding_runtime="torch"
         ),
@@ -265,6 +268,10 @@ def main() -> None:
         "chunks_per_s": paths["default"]["chunks_per_s"],
         "chunks_per_s_minilm": paths["minilm"]["chunks_per_s"],
         "chunks_per_s_minilm_sentence_transformers": paths["minilm_sentence_transformers"]["chunks_per_s"],
+        "chunks_per_s_minilm_without_sentence_vectors": paths["minilm_without_sentence_vectors"][
+            "chunks_per_s"
+        ],
+        "sentences_per_chunk": round(paths["minilm"]["units"] / max(1, paths["minilm"]["chunks"]), 2),
         "speedup_vs_sentence_transformers": round(
             paths["minilm"]["chunks_per_s"] / paths["minilm_sentence_transformers"]["chunks_per_s"], 2
         ),

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 _STEPS = [0]
 
 
+def _took(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 def _step(title: str) -> None:
     _STEPS[0] += 1
     console.rule(f"[bold]Step {_STEPS[0]}[/] · {title}", align="left")
@@ -100,6 +104,11 @@ def demo() -> None:
         f"  {report.documents} documents: {report.added} added, {report.updated} updated, "
         f"{report.skipped} unchanged · {report.total_chunks_in_index} chunks in the index · {report.seconds:.1f} s"
     )
+    if report.embedded_chunks:
+        console.print(
+            f"  {report.embedded_units} sentence vectors stored with their chunks: answers rank sentences "
+            "without embedding them again"
+        )
     check = check_questions(mined, corpus=str(docs))
     check.save(cfg.data_path)
     console.print(
@@ -136,7 +145,7 @@ def demo() -> None:
             result = agent.ask(question, user_id="demo")
         kind = "refused" if result.refused else "abstained" if result.abstained else "answered"
         console.print(
-            f"  [bold]Q:[/] {question}  [dim]({kind}, {result.latency_ms / 1000:.1f} s, trace {result.trace_id})[/]"
+            f"  [bold]Q:[/] {question}  [dim]({kind}, {_took(result.latency_ms)}, trace {result.trace_id})[/]"
         )
         console.print("  [bold]A:[/] ", end="")
         console.print(result.answer.strip().replace("\n", "\n     "), markup=False)

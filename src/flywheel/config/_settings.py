@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     # batches, torch bf16 for ingest batches where the CPU has AMX/AVX512-BF16; or one of them pinned
     embedding_runtime: Literal["auto", "onnx", "torch", "torch-bf16"] = "auto"
     # the grounded policy's sentence vectors: "stored" = computed at ingest and read with the chunk;
-    # "question_time" = embedded for every question (the old path, kept for bench/answers.py)
+    # "question_time" = embedded for every question, not at ingest (the old path, for bench/answers.py
+    # and bench/ingest.py's baseline arms)
     unit_vectors: Literal["stored", "question_time"] = "stored"
     # a second, multilingual embedding of every chunk (its own collection) that serves the questions
     # the main model cannot read (Japanese beside English-only MiniLM): "auto" = USE multilingual

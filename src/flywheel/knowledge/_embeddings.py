@@ -104,7 +104,7 @@ def minilm_path() -> str | None:
 class SentenceTransformerEmbedder:
     """sentence-transformers on the CPU; normalized vectors (cosine = dot product)."""
 
-    def __init__(self, name: str, batch_size: int = 32, dtype: Any = None) -> None:
+    def __init__(self, name: str, batch_size: int = 32) -> None:
         self.name = name
         self.english_only = name.lower() in MINILM_NAMES  # others: not known, so not assumed
         self.batch_size = batch_size
@@ -123,8 +123,7 @@ class SentenceTransformerEmbedder:
         hf_logging.disable_progress_bar()
 
         try:
-            kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
-            self._model = SentenceTransformer(location, device="cpu", **kwargs)
+            self._model = SentenceTransformer(location, device="cpu")
         except OSError as exc:
             raise MissingDependencyError(
                 "embedder_unavailable", name=name, location=location, detail=exc
@@ -303,21 +302,37 @@ class ConcatEmbedder:
     of the models' cosines: two models trained on different data disagree on different pairs, and
     their mean separates paraphrases from same-topic sentences better than either alone."""
 
+    CACHE = 8192  # texts: the facts scorer embeds the same facts and answer windows for several scorers
+
     def __init__(self, *models: Embedder) -> None:
         self.models = models
         self.name = "+".join(str(getattr(m, "name", type(m).__name__)) for m in models)
         self.dim = sum(int(m.dim) for m in models)
+        self._cache: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of ``texts``; a text seen before (the same fact, the same answer window scored by
+        another scorer) is not embedded again."""
         import numpy as np
 
         if not texts:
             return []
-        parts = []
-        for m in self.models:
-            v = np.asarray(m.embed_documents(texts), dtype=float)
-            parts.append(v / np.where((n := np.linalg.norm(v, axis=1, keepdims=True)) == 0, 1, n))
-        return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).tolist()  # type: ignore[no-any-return]
+        with self._lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        if todo:
+            parts = []
+            for m in self.models:
+                v = np.asarray(m.embed_documents(todo), dtype=float)
+                parts.append(v / np.where((n := np.linalg.norm(v, axis=1, keepdims=True)) == 0, 1, n))
+            fresh = (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).tolist()
+            known.update(zip(todo, fresh, strict=True))
+            with self._lock:
+                if len(self._cache) + len(todo) > self.CACHE:
+                    self._cache.clear()
+                self._cache.update(zip(todo, fresh, strict=True))
+        return [known[t] for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

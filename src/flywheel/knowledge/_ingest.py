@@ -165,7 +165,7 @@ def _embed_and_add(
     texts = [c.embedding_text() for c, _ in pending]
     vectors = kb.embedder.embed_documents(texts)
     fields = [""] * len(pending)
-    if index.schema_version >= 2:
+    if index.schema_version >= 2 and kb.settings.unit_vectors == "stored":
         per_chunk = [[u.text for u in split_units(c.text)][:MAX_STORED] for c, _ in pending]
         flat = list(dict.fromkeys(t for texts_ in per_chunk for t in texts_))  # each text once
         if flat:

@@ -17,15 +17,12 @@ from mlflow.pyfunc import ResponsesAgent
 from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse, ResponsesAgentStreamEvent
 
 
-def _question(request: ResponsesAgentRequest) -> str:
-    for item in reversed(request.input):
-        data = item.model_dump() if hasattr(item, "model_dump") else dict(item)
-        if data.get("role") == "user":
-            content = data.get("content")
-            if isinstance(content, str):
-                return content
-            return " ".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
-    raise ValueError("the request has no user message")
+def _context(request: ResponsesAgentRequest) -> Any:
+    """The request parsed the way the agent server parses it (serving's RequestContext): one request
+    gets the same thread id, user and tags under `mlflow models serve` as under `flywheel serve`."""
+    from flywheel.serving import request_context
+
+    return request_context(request.model_dump(exclude_none=True))
 
 
 class FlywheelResponsesAgent(ResponsesAgent):
@@ -54,17 +51,13 @@ class FlywheelResponsesAgent(ResponsesAgent):
             )
         return self._agent
 
-    def _kwargs(self, request: ResponsesAgentRequest) -> dict[str, Any]:
-        custom = request.custom_inputs or {}
-        ctx = request.context
-        return {
-            "thread_id": custom.get("thread_id") or (ctx.conversation_id if ctx else None),
-            "user_id": custom.get("user_id") or (ctx.user_id if ctx else None),
-            "tags": {k: str(v) for k, v in (custom.get("tags") or {}).items()},
-        }
+    def _kwargs(self, request: ResponsesAgentRequest) -> tuple[str, dict[str, Any]]:
+        ctx = _context(request)
+        return ctx.question, ctx.agent_kwargs(ctx.thread_id or uuid.uuid4().hex)
 
     def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:  # type: ignore[override]
-        answer = self.agent.ask(_question(request), **self._kwargs(request))
+        question, kwargs = self._kwargs(request)
+        answer = self.agent.ask(question, **kwargs)
         item = self.create_text_output_item(text=answer.answer, id=f"msg_{uuid.uuid4().hex[:24]}")
         return ResponsesAgentResponse(output=[item], custom_outputs=answer.custom_outputs())
 
@@ -72,7 +65,8 @@ class FlywheelResponsesAgent(ResponsesAgent):
         self, request: ResponsesAgentRequest
     ) -> Generator[ResponsesAgentStreamEvent, None, None]:
         item_id = f"msg_{uuid.uuid4().hex[:24]}"
-        for event in self.agent.stream(_question(request), **self._kwargs(request)):
+        question, kwargs = self._kwargs(request)
+        for event in self.agent.stream(question, **kwargs):
             if event["type"] == "delta":
                 yield ResponsesAgentStreamEvent(
                     **self.create_text_delta(delta=event["text"], item_id=item_id)

@@ -34,11 +34,12 @@ from flywheel.errors import InputError
 from flywheel.registry import LoadedAgent
 from flywheel.serving._metrics import CONTENT_TYPE, ServerMetrics
 from flywheel.serving._protocol import (
+    RequestContext,
     ResponsesRequest,
     StreamWriter,
     message_item,
     new_id,
-    question_of,
+    request_context,
     response_object,
 )
 from flywheel.tracking._spool import TraceLedger, active_spool
@@ -410,7 +411,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
-    async def _parse(request: Request) -> ResponsesRequest:
+    async def _parse(request: Request) -> RequestContext:
         rid = request.state.request_id
         try:  # a client that sends less than its Content-Length must not hold the connection forever
             raw = await asyncio.wait_for(request.body(), timeout=settings.serve_body_timeout)
@@ -434,7 +435,8 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             for key, value in (req.custom_inputs or {}).items():
                 if key in ("thread_id", "user_id", "session_id") and not isinstance(value, str | None):
                     raise HTTPException(400, f"invalid request: custom_inputs.{key} must be a string")
-            check_question(question_of(req), settings.max_question_chars)
+            ctx = request_context(req)
+            check_question(ctx.question, settings.max_question_chars)
         except InputError as exc:
             raise HTTPException(400, exc.parts("en")[0]) from exc
         except ValidationError as exc:
@@ -443,32 +445,17 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             raise HTTPException(400, f"invalid request: {where}: {first['msg']}") from exc
         except ValueError as exc:
             raise HTTPException(400, f"invalid request: {exc}") from exc
-        return req
+        return ctx
 
-    def _kwargs(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
-        meta = req.metadata or {}
-        custom = req.custom_inputs or {}
+    def _kwargs(ctx: RequestContext, request_id: str) -> dict[str, Any]:
         thread = (
-            meta.get("thread_id")
-            or custom.get("thread_id")
-            or req.conversation
+            ctx.thread_id
             or (
-                loaded.agent.threads.thread_of(req.previous_response_id) if req.previous_response_id else None
+                loaded.agent.threads.thread_of(ctx.previous_response_id) if ctx.previous_response_id else None
             )
             or uuid.uuid4().hex
         )
-        # other metadata (e.g. the simulator's "simulated"/"sim_run", an A/B arm) goes on the trace
-        extra = {
-            f"client.{k}"[:64]: str(v)[:200]
-            for k, v in list(meta.items())[:8]
-            if k not in ("thread_id", "user_id", "session_id")
-        }
-        return {
-            "thread_id": thread,
-            "user_id": req.user or meta.get("user_id") or custom.get("user_id"),
-            "session_id": meta.get("session_id"),
-            "tags": {"request_id": request_id, **extra},
-        }
+        return ctx.agent_kwargs(thread, request_id=request_id)
 
     def _meta(answer: Any, request_id: str) -> dict[str, Any]:
         return {
@@ -479,7 +466,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             **({"flywheel.identity": json.dumps(answer.identity)} if answer.identity else {}),
         }
 
-    def _refused_upfront(req: ResponsesRequest) -> bool:
+    def _refused_upfront(ctx: RequestContext) -> bool:
         """A question the guardrail refuses needs no slot: it never reaches the LLM."""
         if not loaded.agent.config.guardrails:
             return False
@@ -487,17 +474,17 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
 
         config = loaded.agent.config
         return not screen(
-            question_of(req), threshold=settings.guardrail_threshold, profile=config.screen_profile()
+            ctx.question, threshold=settings.guardrail_threshold, profile=config.screen_profile()
         ).allowed
 
-    async def _invoke(req: ResponsesRequest, request_id: str) -> dict[str, Any]:
-        slot = contextlib.nullcontext() if _refused_upfront(req) else slots.slot(request_id)
+    async def _invoke(ctx: RequestContext, request_id: str) -> dict[str, Any]:
+        slot = contextlib.nullcontext() if _refused_upfront(ctx) else slots.slot(request_id)
         cancel = threading.Event()
         CANCEL.set(cancel)  # copied into the worker thread: the LLM request stops when it is set
         async with slot:
             try:
                 answer = await asyncio.wait_for(
-                    asyncio.to_thread(loaded.agent.ask, question_of(req), **_kwargs(req, request_id)),
+                    asyncio.to_thread(loaded.agent.ask, ctx.question, **_kwargs(ctx, request_id)),
                     timeout=limits.request_timeout,
                 )
             except TimeoutError as exc:
@@ -530,7 +517,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             custom_outputs=answer.custom_outputs(),
         )
 
-    async def _stream(req: ResponsesRequest, request_id: str) -> AsyncIterator[str]:
+    async def _stream(ctx: RequestContext, request_id: str) -> AsyncIterator[str]:
         writer = StreamWriter(loaded.model_name)
         for event in writer.start():
             yield event
@@ -541,7 +528,7 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         def produce() -> None:
             CANCEL.set(cancelled)  # a disconnected client closes the LLM request at its next token
             try:
-                for event in loaded.agent.stream(question_of(req), **_kwargs(req, request_id)):
+                for event in loaded.agent.stream(ctx.question, **_kwargs(ctx, request_id)):
                     loop.call_soon_threadsafe(queue.put_nowait, event)
                     if cancelled.is_set():
                         break
@@ -583,15 +570,15 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
             del worker
 
     async def responses(request: Request) -> Any:
-        req = await _parse(request)
+        ctx = await _parse(request)
         request_id = request.state.request_id
-        if not req.stream:
-            return JSONResponse(await _invoke(req, request_id), headers={"X-Request-ID": request_id})
+        if not ctx.stream:
+            return JSONResponse(await _invoke(ctx, request_id), headers={"X-Request-ID": request_id})
         # take the slot before answering 200, so a full server answers 429/503 and not a broken stream;
         # the stream releases it when it ends
         await slots.acquire(request_id)
         return StreamingResponse(
-            _stream(req, request_id),
+            _stream(ctx, request_id),
             media_type="text/event-stream",
             headers={"X-Request-ID": request_id, "Cache-Control": "no-cache"},
         )

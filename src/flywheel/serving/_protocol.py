@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ResponsesRequest", "StreamWriter", "question_of", "response_object"]
+__all__ = [
+    "RequestContext",
+    "ResponsesRequest",
+    "StreamWriter",
+    "question_of",
+    "request_context",
+    "response_object",
+]
 
 
 class ContentPart(BaseModel):
@@ -39,7 +47,7 @@ class ResponsesRequest(BaseModel):
     user: str | None = None
     metadata: dict[str, str] | None = None
     previous_response_id: str | None = None
-    conversation: str | None = None
+    conversation: str | dict[str, Any] | None = None
     custom_inputs: dict[str, Any] | None = None
 
     @field_validator("input")
@@ -61,6 +69,77 @@ def question_of(req: ResponsesRequest) -> str:
             if text.strip():
                 return text
     raise ValueError("input has no user message with text")
+
+
+_RESERVED = ("thread_id", "user_id", "session_id")
+_ROLES = ("user", "assistant", "system", "developer")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """One Responses request, parsed once: what the agent needs to answer it. Both servers (the
+    agent server and the MLflow model's ``predict``) build it with :func:`request_context`, so one
+    request gets the same thread, user and tags under either."""
+
+    question: str
+    thread_id: str | None = None  # None: a new conversation (or the one previous_response_id names)
+    user_id: str | None = None
+    session_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+    previous_response_id: str | None = None
+
+    def agent_kwargs(self, thread_id: str, **tags: str) -> dict[str, Any]:
+        """Keyword arguments of ``DocsAgent.ask``/``stream`` for this request."""
+        return {
+            "thread_id": thread_id,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "tags": {**tags, **self.tags},
+        }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def request_context(req: ResponsesRequest | dict[str, Any]) -> RequestContext:
+    """Parse a Responses request (flywheel's schema, or MLflow's ``ResponsesAgentRequest`` as a dict)
+    into a :class:`RequestContext`. Precedence, first found wins — thread: ``metadata.thread_id``,
+    ``custom_inputs.thread_id``, ``conversation`` (an id or ``{"id": …}``), MLflow's
+    ``context.conversation_id``; user: ``user``, ``metadata.user_id``, ``custom_inputs.user_id``,
+    ``context.user_id``. Other metadata becomes ``client.*`` trace tags, ``custom_inputs.tags`` tags."""
+    data = req.model_dump() if isinstance(req, BaseModel) else dict(req)
+    if isinstance(req, ResponsesRequest):
+        parsed = req
+    else:  # items other than messages (tool calls and their outputs) carry no question
+        items = data.get("input")
+        if isinstance(items, list):
+            items = [i for i in items if isinstance(i, dict) and i.get("role") in _ROLES]
+        parsed = ResponsesRequest.model_validate({**data, "input": items})
+    meta = {str(k): v for k, v in (data.get("metadata") or {}).items()}
+    custom = data.get("custom_inputs") or {}
+    context = data.get("context") or {}
+    conversation = data.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    tags = {f"client.{k}"[:64]: str(v)[:200] for k, v in list(meta.items())[:8] if k not in _RESERVED}
+    tags.update({str(k)[:64]: str(v)[:200] for k, v in (custom.get("tags") or {}).items()})
+    return RequestContext(
+        question=question_of(parsed),
+        thread_id=_text(meta.get("thread_id"))
+        or _text(custom.get("thread_id"))
+        or _text(conversation)
+        or _text(context.get("conversation_id")),
+        user_id=_text(data.get("user"))
+        or _text(meta.get("user_id"))
+        or _text(custom.get("user_id"))
+        or _text(context.get("user_id")),
+        session_id=_text(meta.get("session_id")) or _text(custom.get("session_id")),
+        tags=tags,
+        stream=bool(data.get("stream")),
+        previous_response_id=_text(data.get("previous_response_id")),
+    )
 
 
 def new_id(prefix: str) -> str:
