@@ -183,7 +183,7 @@ class _Target:
 
 
 def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
-    from flywheel.agent import AgentConfig, DocsAgent
+    from flywheel.agent import AgentConfig, DocsAgent, markdown_problems
     from flywheel.config import load_settings
     from flywheel.evaluation import DEFAULT_SCORERS, EvalOptions, make_scorer, run_evaluation, scorer_context
     from flywheel.evaluation._dataset import load_dataset
@@ -230,6 +230,11 @@ def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
                     m = res.metrics
                     answered = [i for i in res.items if i.kind in ("happy_path", "edge_case")]
                     lengths = [len(i.output.get("answer", "")) for i in answered]
+                    malformed = [
+                        i.id
+                        for i in answered
+                        if markdown_problems(i.output.get("answer", ""), list(i.output.get("contexts") or []))
+                    ]
                     lat = [i.output.get("latency_ms", 0.0) for i in res.items]
                     # the grounded policy's settings were chosen on the train items (odd positions among
                     # the happy-path items, as for the scorer): report the items it was not tuned on too
@@ -256,6 +261,8 @@ def run_policies(policies: list[str], limit: int | None) -> dict[str, Any]:
                         "refusal": m.get("refusal"),
                         "response_quality": m.get("response_quality"),
                         "answer_chars_median": statistics.median(lengths) if lengths else 0,
+                        "malformed_answers": len(malformed),
+                        "malformed_items": malformed[:10],
                         "latency_p50_ms": round(pct(lat, 50), 1),
                         "latency_p95_ms": round(pct(lat, 95), 1),
                         "errors": m.get("errors"),
@@ -350,10 +357,16 @@ def main() -> None:
         )
     if args.part in ("policies", "all"):
         per = run_policies([p for p in args.policies.split(",") if p], args.limit)
+        before = {  # the previous run's rows of the policies re-run now, to compare with
+            name: {p: rows[p] for p in per.get(name, {}) if p in rows}
+            for name, rows in details.get("policies", {}).items()
+        }
         for name, rows in details.get("policies", {}).items():  # a subset re-run keeps the others
             for policy, row in rows.items():
                 per.setdefault(name, {}).setdefault(policy, row)
         details["policies"] = per
+        if any(before.values()):
+            details["previous_run"] = before
         mlflow_rows = per.get("mlflow-docs", {})
         best = choose(mlflow_rows)
         summary.update(
@@ -367,6 +380,10 @@ def main() -> None:
                 "best_citations": mlflow_rows[best]["citations"],
                 "best_latency_p50_ms": mlflow_rows[best]["latency_p50_ms"],
                 "best_latency_sequential_p50_ms": mlflow_rows[best].get("latency_sequential_p50_ms"),
+                "best_answer_chars_median": mlflow_rows[best].get("answer_chars_median"),
+                "best_malformed_answers": sum(
+                    rows.get(best, {}).get("malformed_answers", 0) or 0 for rows in per.values()
+                ),
                 "rule": "refusal = abstention = 1 on mlflow-docs, then max (response_facts + citations) / 2",
             }
         )

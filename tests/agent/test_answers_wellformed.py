@@ -7,13 +7,11 @@ ranked with the real MiniLM."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
-from markdown_it import MarkdownIt
 
-from flywheel.agent._grounded import compose, section_citations, select_units
+from flywheel.agent._grounded import compose, markdown_problems, section_citations, select_units
 from flywheel.knowledge import chunk_document, key_terms, read_documents
 from tests.conftest import DOCS, SHARED
 
@@ -23,7 +21,6 @@ SETS = [
     (SHARED / "datasets" / "mlflow-docs-golden.json", SHARED / "corpora" / "mlflow-docs"),
     (ROOT / "datasets" / "mlflow-docs-golden-ja.json", SHARED / "corpora" / "mlflow-docs"),
 ]
-_CITE = re.compile(r"\[(\d{1,2})\]")
 
 
 def _hits(question: str, source: str, chunks: list) -> list[dict]:
@@ -38,27 +35,7 @@ def _hits(question: str, source: str, chunks: list) -> list[dict]:
 
 
 def problems(answer: str, hits: list[dict]) -> list[str]:
-    """What is malformed in ``answer`` (empty when it is well-formed)."""
-    found = []
-    fences = [line for line in answer.splitlines() if re.match(r"^\s*(```|~~~)", line)]
-    if len(fences) % 2:
-        found.append("unbalanced fence")
-    for token in MarkdownIt("commonmark").enable("table").parse(answer):
-        if token.type == "fence":
-            body = token.content.rstrip("\n")
-            if body and not any(body in h["text"] for h in hits):
-                found.append(f"code block not quoted whole: {body[:60]!r}")
-    lines = answer.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("|") and not (i > 0 and lines[i - 1].startswith("|")):
-            nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            if not re.fullmatch(r"\|?[\s:|-]+\|?", nxt.strip()):
-                found.append(f"table row without its header: {line[:60]!r}")
-    sections = section_citations(hits)
-    for n in {int(x) for x in _CITE.findall(answer)}:
-        if 0 < n <= len(hits) and sections[n] != n:
-            found.append(f"[{n}] cites a section already cited as [{sections[n]}]")
-    return found
+    return markdown_problems(answer, [h["text"] for h in hits], section_citations(hits))
 
 
 @pytest.mark.parametrize("dataset, corpus", SETS, ids=[p[0].stem for p in SETS])

@@ -38,7 +38,9 @@ def _kb(tmp_path: Path) -> tuple[KnowledgeBase, str]:
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "retention.md").write_text(PAGE)
-    settings = load_settings(data_dir=tmp_path / "data", collection="units_test", companion_embedding_model="off")
+    settings = load_settings(
+        data_dir=tmp_path / "data", collection="units_test", companion_embedding_model="off"
+    )
     kb = KnowledgeBase(settings, embedder=HashEmbedder())
     report = ingest(settings, IngestOptions([str(folder)]), kb=kb)
     assert report.embedded_units >= 4
@@ -58,7 +60,9 @@ def test_ingest_stores_every_units_vector(tmp_path: Path) -> None:
         assert float(stored[u.key] @ want) > 0.999
 
 
-def test_an_index_without_sentence_vectors_still_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_index_without_sentence_vectors_still_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from flywheel.agent import AgentConfig, DocsAgent
 
     kb, chunk_id = _kb(tmp_path)

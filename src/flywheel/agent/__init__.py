@@ -2,6 +2,7 @@
 
 from flywheel.agent._agent import AgentAnswer, DocsAgent, make_chat_model
 from flywheel.agent._config import EMBEDDED_POLICY, AgentConfig, Policy, default_config
+from flywheel.agent._grounded import markdown_problems
 from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
 from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
@@ -30,6 +31,7 @@ __all__ = [
     "detect_language",
     "flush_traces",
     "make_chat_model",
+    "markdown_problems",
     "register_rule",
     "register_tool",
     "screen",

@@ -12,7 +12,6 @@ grounded (extractive; no LLM call unless lead_sentence): guard ─▶ retrieve �
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -49,7 +48,7 @@ from flywheel.agent._threads import ConversationStore, MemoryStore
 from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
 from flywheel.agent._untrusted import UNTRUSTED_HEADER, check_question, withhold_injected
 from flywheel.config import Settings, secret_values
-from flywheel.knowledge import KnowledgeBase, relevance_threshold
+from flywheel.knowledge import KnowledgeBase, cited_numbers, relevance_threshold
 from flywheel.safety import screen_output
 from flywheel.tracking._identity import VersionIdentity
 from flywheel.tracking._tracing import set_trace_identity, span, tracing_enabled
@@ -116,9 +115,6 @@ def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
         timeout=config.timeout,
         max_retries=1,
     )
-
-
-_CITE = re.compile(r"\[(\d{1,2})\]")
 
 
 @dataclass
@@ -578,7 +574,7 @@ class DocsAgent:
         sources: list[dict] = []
         if not refused and not abstained:
             hits = self.ctx.hits
-            cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(hits)})
+            cited = sorted({n for n in cited_numbers(answer) if 0 < n <= len(hits)})
             # A source list is always given: the cited ones, else every excerpt the answer was based
             # on (one per section: two chunks of one section are one source)
             sections = section_citations(hits)

@@ -32,13 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flywheel.knowledge import Unit, is_item, key_terms, split_units
+from flywheel.knowledge import Unit, cited_numbers, is_item, key_terms, split_units
 
 __all__ = [
     "Selected",
     "compose",
     "japanese_lead",
     "lead_is_grounded",
+    "markdown_problems",
     "section_citations",
     "select_units",
     "trim_repetition",
@@ -393,3 +394,32 @@ def trim_repetition(text: str, max_repeats: int = 1) -> str:
         if stop:
             break
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
+
+
+_TABLE_SEP = re.compile(r"\|?[\s:|-]+\|?")
+
+
+def markdown_problems(answer: str, excerpts: list[str], sections: dict[int, int] | None = None) -> list[str]:
+    """What is malformed in an extractive ``answer`` (empty when well-formed): an unbalanced fence, a
+    code block that is not quoted whole from an excerpt (a citation marker inside one, a cut), a
+    table row without its header, and — given ``sections`` (:func:`section_citations`) — a section
+    cited under a second number. Parsed with markdown-it (CommonMark + tables)."""
+    from markdown_it import MarkdownIt
+
+    found = []
+    if sum(1 for line in answer.splitlines() if re.match(r"^\s*(```|~~~)", line)) % 2:
+        found.append("unbalanced fence")
+    for token in MarkdownIt("commonmark").enable("table").parse(answer):
+        body = token.content.rstrip("\n")
+        if token.type == "fence" and body and not any(body in text for text in excerpts):
+            found.append(f"code block not quoted whole: {body[:60]!r}")
+    lines = answer.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and not (i > 0 and lines[i - 1].startswith("|")):
+            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if not _TABLE_SEP.fullmatch(nxt):
+                found.append(f"table row without its header: {line[:60]!r}")
+    for n in sorted(set(cited_numbers(answer))):
+        if sections and sections.get(n, n) != n:
+            found.append(f"[{n}] cites a section already cited as [{sections[n]}]")
+    return found

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from flywheel.evaluation._dataset import GoldenItem
 from flywheel.evaluation._facts import FACTS_ALPHA, FACTS_THRESHOLD, FactMatcher
+from flywheel.knowledge import cited_numbers, has_citation, strip_citations
 
 __all__ = [
     "DEFAULT_SCORERS",
@@ -300,7 +301,7 @@ def abstention() -> Scorer:
         if item.kind != "out_of_scope":
             return Score(None, "not out of scope")
         says = out.abstained or bool(_ABSTAIN.search(out.answer))
-        invents = bool(re.search(r"\[\d+\]", out.answer))
+        invents = has_citation(out.answer)
         ok = says and not invents
         return Score(
             1.0 if ok else 0.0, "abstained" if ok else "invented an answer" if not says else "cited sources"
@@ -316,7 +317,7 @@ def citations() -> Scorer:
     def fn(item: GoldenItem, out: EvalOutput, ctx: ScorerContext) -> Score:
         if item.kind not in _ANSWERED:
             return Score(None, "not an answerable item")
-        cited = [int(n) for n in re.findall(r"\[(\d{1,2})\]", out.answer)]
+        cited = cited_numbers(out.answer)
         known = {s.get("n") for s in out.sources}
         valid = [n for n in cited if n in known]
         parts = []
@@ -412,7 +413,7 @@ def response_quality() -> Scorer:
         checks = {
             "no repetition": repeated <= max(1, len(lines) // 5),
             "complete sentence": text[-1] in ".!?)]`\"'。",
-            "cites sources": item.kind not in _ANSWERED or bool(re.search(r"\[\d+\]", text)),
+            "cites sources": item.kind not in _ANSWERED or has_citation(text),
         }
         return Score(
             sum(checks.values()) / len(checks), ", ".join(k for k, v in checks.items() if not v) or "ok"
@@ -461,7 +462,7 @@ def groundedness(threshold: float = 0.62) -> Scorer:
             return Score(None, "no retrieved excerpts recorded")
         if ctx.embed is None:
             return Score(None, "needs an embedder")
-        sentences = [re.sub(r"\s*\[\d+\]", "", s) for s in answer_sentences(out.answer)][:20]
+        sentences = [strip_citations(s) for s in answer_sentences(out.answer)][:20]
         if not sentences:
             return Score(None, "no sentence to check")
         # evidence: windows of 1-2 excerpt sentences; per answer sentence only the 4 windows that

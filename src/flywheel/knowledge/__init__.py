@@ -2,6 +2,7 @@
 
 from flywheel.knowledge._base import DEFAULT_TOP_K, KnowledgeBase, SearchResult
 from flywheel.knowledge._chunking import ChunkOptions, chunk_document, clean_mdx, split_frontmatter
+from flywheel.knowledge._citations import CITATION, cited_numbers, has_citation, strip_citations
 from flywheel.knowledge._documents import Chunk, Document, content_hash
 from flywheel.knowledge._embeddings import (
     MINILM_SHA256,
@@ -21,6 +22,7 @@ from flywheel.knowledge._terms import key_terms
 from flywheel.knowledge._units import Unit, is_item, split_units, unit_key
 
 __all__ = [
+    "CITATION",
     "DEFAULT_TOP_K",
     "MINILM_SHA256",
     "Chunk",
@@ -37,10 +39,12 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "Unit",
     "chunk_document",
+    "cited_numbers",
     "clean_mdx",
     "content_hash",
     "facts_embedder",
     "get_embedder",
+    "has_citation",
     "ingest",
     "is_item",
     "is_url",
@@ -53,5 +57,6 @@ __all__ = [
     "scoring_embedder",
     "split_frontmatter",
     "split_units",
+    "strip_citations",
     "unit_key",
 ]

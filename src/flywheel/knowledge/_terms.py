@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from flywheel.knowledge._citations import CITATION
+
 __all__ = ["STOPWORDS", "key_terms", "plain"]
 
 STOPWORDS = frozenset(
@@ -104,7 +106,7 @@ _WORD = re.compile(r"[A-Za-z0-9_./@:-]+|[\u3040-\u30ff\u4e00-\u9fff]+")
 
 def plain(text: str) -> str:
     """Code and emphasis markers removed: `x`, **x**, and citation marks [n]."""
-    return re.sub(r"\[\d{1,2}\]|[`*]+", "", text)
+    return re.sub(r"[`*]+", "", CITATION.sub("", text))
 
 
 def _stem(w: str) -> str:

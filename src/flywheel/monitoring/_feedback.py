@@ -17,6 +17,7 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.evaluation._dataset import Dataset, GoldenItem, load_dataset, register_dataset, save_dataset
+from flywheel.knowledge import strip_citations
 
 __all__ = ["DatasetAddition", "add_to_dataset", "item_from_trace"]
 
@@ -36,7 +37,7 @@ def item_from_trace(trace: Any, corrected: str | None = None, kind: str | None =
             if a.name == "expected_response" and expectation is not None:
                 corrected = str(expectation.value)
     reference = corrected if corrected is not None else out.answer
-    facts = [re.sub(r"\s*\[\d+\]", "", s).strip() for s in answer_sentences(reference)]
+    facts = [strip_citations(s).strip() for s in answer_sentences(reference)]
     if kind is None:  # a corrected answer says the question is answerable, even if the agent abstained
         kind = (
             "adversarial"
