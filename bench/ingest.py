@@ -21,6 +21,7 @@ Writes bench/results/ingest.json. ``BENCH_QUICK=1`` stops the curve at 10k chunk
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench._util import free_port, pct, print_table, write_result  # noqa: E402
 from flywheel.config import load_settings  # noqa: E402
 from flywheel.knowledge import (  # noqa: E402
+    Document,
     IngestOptions,
     KnowledgeBase,
     chunk_document,
@@ -147,16 +149,49 @@ def same_top5(a: dict, b: dict) -> dict:
     return {"same_set": sets, "same_order": order, "questions": len(a["top5"])}
 
 
-def write_copy(folder: Path, docs: list, copy: int) -> None:
-    """One perturbed copy of every page: paragraphs shuffled and ~10 % dropped (seeded by the copy
-    number), a title and an edition line of its own — new text, new vectors, same domain."""
+def write_copy(folder: Path, docs: list, copy: int) -> int:
+    """One perturbed copy of ``docs``: paragraphs shuffled and ~10 % dropped (seeded by the copy
+    number), a title and an edition line of its own — new text, new vectors, same domain. Returns
+    the chunks written."""
     rng = random.Random(copy)
+    chunks = 0
     for i, doc in enumerate(docs):
         paras = [p for p in doc.text.split("\n\n") if p.strip()]
         rng.shuffle(paras)
         keep = [p for p in paras if rng.random() > 0.1] or paras[:1]
         head = f"# {doc.title or doc.source} (edition {copy})\n\nEdition {copy} of this page.\n\n"
-        (folder / f"c{copy:05d}-{i:04d}.md").write_text(head + "\n\n".join(keep))
+        path = folder / f"c{copy:05d}-{i:04d}.md"
+        path.write_text(head + "\n\n".join(keep))
+        chunks += len(chunk_document(Document(path.name, path.read_text(), doc.title, "md")))
+    return chunks
+
+
+# the agent side of a query, in its own process (as the agent server holds it: ONNX MiniLM, USE,
+# the Milvus client): latencies of the golden questions and the process's memory
+_QUERY = """
+import json, sys, time, psutil
+from flywheel.config import load_settings
+from flywheel.knowledge import KnowledgeBase
+kb = KnowledgeBase(load_settings())
+qs = json.loads(sys.stdin.read())
+kb.search(qs[0])
+lat = []
+for q in qs * 2:
+    t = time.perf_counter(); kb.search(q); lat.append((time.perf_counter() - t) * 1000)
+print(json.dumps({"lat": lat, "rss_mb": psutil.Process().memory_info().rss / 2**20}))
+"""
+
+
+def query_probe(env: dict[str, str], questions: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _QUERY],
+        input=json.dumps(questions),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def scale_curve(questions: list[str]) -> list[dict]:
@@ -180,24 +215,21 @@ def scale_curve(questions: list[str]) -> list[dict]:
                 break
             except OSError:
                 time.sleep(0.1)
-        settings = load_settings(data_dir=tmp, milvus_uri=f"http://127.0.0.1:{port}")
+        uri = f"http://127.0.0.1:{port}"
+        settings = load_settings(data_dir=tmp, milvus_uri=uri)
+        env = {"FLYWHEEL_DATA_DIR": str(tmp), "MILVUS_URI": uri}
         kb = KnowledgeBase(settings)
         docs = [d for f in corpora() for d in read_documents([str(f)])]
-        chunks_per_copy = sum(len(chunk_document(d)) for d in docs)
-        copy, points, total_s = 0, [], 0.0
+        avg = max(1.0, sum(len(chunk_document(d)) for d in docs) / len(docs))  # chunks per page
+        copy, written, points, total_s = 0, 0, [], 0.0
         for size in SIZES:
-            while copy * chunks_per_copy < size:  # whole copies, ~size chunks in all
-                write_copy(corpus, docs, copy)
+            while written < size:  # perturbed copies (the last one partial) until ~size chunks
+                n = min(len(docs), max(1, math.ceil((size - written) / avg)))
+                written += write_copy(corpus, docs[:n], copy)
                 copy += 1
             report = ingest(settings, IngestOptions([str(corpus)]), kb=kb)
             total_s += report.seconds
-            kb = KnowledgeBase(settings)  # a fresh client, as a new agent process would open it
-            kb.search(questions[0])
-            lat = []
-            for q in questions * 2:
-                t = time.perf_counter()
-                kb.search(q)
-                lat.append((time.perf_counter() - t) * 1000)
+            probe = query_probe(env, questions)
             points.append(
                 {
                     "chunks": report.total_chunks_in_index,
@@ -205,10 +237,10 @@ def scale_curve(questions: list[str]) -> list[dict]:
                     "step_seconds": round(report.seconds, 1),
                     "step_chunks_per_s": round(report.embedded_chunks / max(report.seconds, 1e-9), 1),
                     "ingest_seconds_total": round(total_s, 1),
-                    "query_p50_ms": round(pct(lat, 50), 2),
-                    "query_p95_ms": round(pct(lat, 95), 2),
+                    "query_p50_ms": round(pct(probe["lat"], 50), 2),
+                    "query_p95_ms": round(pct(probe["lat"], 95), 2),
                     "milvus_rss_mb": round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1),
-                    "agent_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+                    "agent_rss_mb": round(probe["rss_mb"], 1),
                 }
             )
             print(points[-1], flush=True)
@@ -301,8 +333,10 @@ def main() -> None:
             min(v["top5_identical"] / max(1, v["questions"]) for v in agreeing), 4
         ),
         "query_p50_ms_2k": curve[0]["query_p50_ms"],
-        f"query_p50_ms_{curve[-1]['chunks'] // 1000}k": curve[-1]["query_p50_ms"],
+        f"query_p50_ms_{round(curve[-1]['chunks'] / 1000)}k": curve[-1]["query_p50_ms"],
         "query_p50_ratio_largest_vs_2k": round(curve[-1]["query_p50_ms"] / curve[0]["query_p50_ms"], 2),
+        "agent_rss_mb_largest": curve[-1]["agent_rss_mb"],
+        "milvus_rss_mb_largest": curve[-1]["milvus_rss_mb"],
         "largest_chunks": curve[-1]["chunks"],
     }
     print(json.dumps(summary, indent=2))

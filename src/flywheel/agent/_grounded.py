@@ -276,9 +276,12 @@ def compose(selected: list[Selected], lead: str = "", cite: dict[int, int] | Non
             current.clear()
         if table:
             header, rows, n = table
-            if not _cited_before(blocks, n):
-                rows[-1] = _cite_row(rows[-1], n)
-            blocks.append("\n".join([header, *rows]) if header else "\n".join(rows))
+            if header:
+                if not _cited_before(blocks, n):
+                    rows[-1] = _cite_row(rows[-1], n)
+                blocks.append("\n".join([header, *rows]))
+            else:  # rows whose header the excerpt lacks: a list, not a table without a head
+                blocks.extend(_cite(_row_as_item(r), n) for r in rows)
             table = None
 
     for sel in selected:
@@ -306,6 +309,11 @@ def compose(selected: list[Selected], lead: str = "", cite: dict[int, int] | Non
             current.append(_cite(u.text, n))
     flush()
     return "\n\n".join(b for b in blocks if b)
+
+
+def _row_as_item(row: str) -> str:
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    return "- " + " — ".join(c for c in cells if c)
 
 
 def _cite_row(row: str, n: int) -> str:

@@ -20,6 +20,7 @@ DEFAULT_MIN_CHARS = 80
 _FRONTMATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_TABLE_SEP = re.compile(r"\|?[\s:|-]*-[\s:|-]*\|?")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,10 @@ def _split_block(para: str, max_chars: int) -> list[str]:
     closes and reopens its fence; prose is cut by lines (:func:`_hard_split`)."""
     lines = para.splitlines()
     m = _FENCE.match(lines[0]) if lines else None
+    if not m and len(lines) > 2 and lines[0].lstrip().startswith("|") and _TABLE_SEP.fullmatch(lines[1].strip()):
+        head = "\n".join(lines[:2])  # a long table: every piece repeats its header
+        budget = max(40, max_chars - len(head) - 1)
+        return [f"{head}\n{piece}" for piece in _hard_split("\n".join(lines[2:]), budget)]
     if not m:
         return _hard_split(para, max_chars)
     opening, fence = lines[0], m.group(1)
