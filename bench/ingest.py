@@ -175,11 +175,29 @@ from flywheel.knowledge import KnowledgeBase
 kb = KnowledgeBase(load_settings())
 qs = json.loads(sys.stdin.read())
 kb.search(qs[0])
-lat = []
+lat, top = [], []
 for q in qs * 2:
-    t = time.perf_counter(); kb.search(q); lat.append((time.perf_counter() - t) * 1000)
-print(json.dumps({"lat": lat, "rss_mb": psutil.Process().memory_info().rss / 2**20}))
+    t = time.perf_counter(); hits = kb.search(q); lat.append((time.perf_counter() - t) * 1000)
+    top.append([h.id for h in hits])
+print(json.dumps({"lat": lat, "top5": top[: len(qs)], "rss_mb": psutil.Process().memory_info().rss / 2**20,
+                  "nlist": kb.index.dense_nlist}))
 """
+
+
+def exact_index(uri: str, collection: str) -> None:
+    """Rebuild a collection's dense index as FLAT (exact), to compare the IVF index's answers with."""
+    from flywheel.knowledge import DocIndex
+
+    index = DocIndex(uri, collection, 384)
+    c = index._client
+    c.release_collection(collection)
+    c.drop_index(collection, "dense")
+    params = c.prepare_index_params()
+    params.add_index("dense", index_type="FLAT", metric_type="COSINE")
+    c.create_index(collection, params)
+    c.alter_collection_properties(collection, properties={"flywheel.dense_nlist": "0"})
+    c.load_collection(collection)
+    index.close()
 
 
 def query_probe(env: dict[str, str], questions: list[str]) -> dict:
@@ -241,8 +259,16 @@ def scale_curve(questions: list[str]) -> list[dict]:
                     "query_p95_ms": round(pct(probe["lat"], 95), 2),
                     "milvus_rss_mb": round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1),
                     "agent_rss_mb": round(probe["rss_mb"], 1),
+                    "dense_index": f"IVF_FLAT nlist={probe['nlist']}" if probe["nlist"] else "FLAT",
                 }
             )
+            print(points[-1], flush=True)
+        if probe["nlist"]:  # the approximate index against exact search on the same collection
+            exact_index(uri, settings.collection)
+            flat = query_probe(env, questions)
+            same = sum(set(a) == set(b) for a, b in zip(probe["top5"], flat["top5"], strict=True))
+            points[-1]["flat_query_p50_ms"] = round(pct(flat["lat"], 50), 2)
+            points[-1]["ivf_top5_same_as_flat"] = f"{same}/{len(questions)}"
             print(points[-1], flush=True)
         return points
     finally:
@@ -336,6 +362,8 @@ def main() -> None:
         f"query_p50_ms_{round(curve[-1]['chunks'] / 1000)}k": curve[-1]["query_p50_ms"],
         "query_p50_ratio_largest_vs_2k": round(curve[-1]["query_p50_ms"] / curve[0]["query_p50_ms"], 2),
         "agent_rss_mb_largest": curve[-1]["agent_rss_mb"],
+        "query_p50_ms_largest_exact_flat": curve[-1].get("flat_query_p50_ms"),
+        "ivf_top5_same_as_flat_largest": curve[-1].get("ivf_top5_same_as_flat"),
         "milvus_rss_mb_largest": curve[-1]["milvus_rss_mb"],
         "largest_chunks": curve[-1]["chunks"],
     }
