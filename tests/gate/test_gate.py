@@ -109,3 +109,72 @@ def test_the_red_team_rule_fails_a_candidate_whose_attacks_worked(tmp_path: Path
     assert failed and not failed[0]["passed"] and "exfil_image: 1/1" in failed[0]["detail"]
     passed = [c for c in decide({}, ok, th, False, redteam=good) if "red team" in c["name"]]
     assert passed[0]["passed"]
+
+
+def _fake_stack(monkeypatch: pytest.MonkeyPatch, champion_version: tuple[str, str] | None) -> list[str]:
+    """run_gate with its runtimes and the registry replaced: the champion (when registered) scores
+    0.8 on every item, a config candidate 0.4. Returns the arms deployed, in order."""
+    import flywheel.evaluation as evaluation
+    import flywheel.runtime as runtime
+    from flywheel.gate import _gate
+
+    deployed: list[str] = []
+
+    def deploy_and_evaluate(settings, runtimes, *, name, model_uri, **kw):  # type: ignore[no-untyped-def]
+        deployed.append(model_uri or "config")
+        result = (
+            CHAMP
+            if model_uri
+            else _result(
+                {"response_facts": [0.4] * 16 + [None] * 4, "refusal": [None] * 16 + [1.0] * 4}, KINDS
+            )
+        )
+        vid = SimpleNamespace(compact=lambda: {"arm": name}, digest=lambda: "d")
+        return SimpleNamespace(items=result.items, run_id=name), vid
+
+    monkeypatch.setattr(runtime, "deploy_and_evaluate", deploy_and_evaluate)
+    monkeypatch.setattr(runtime, "runtimes_for", lambda s: SimpleNamespace(gc=lambda: []))
+    monkeypatch.setattr(evaluation, "scorer_context", lambda s: None)
+    monkeypatch.setattr(_gate, "try_resolve_model", lambda s, uri: champion_version)
+    monkeypatch.setattr(_gate, "dataset_freshness", lambda *a: None)
+    return deployed
+
+
+def test_a_config_candidate_is_compared_with_the_registered_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flywheel gate --candidate config` must beat docs-qa-agent@champion when one exists."""
+    from flywheel.config import load_settings
+    from flywheel.gate import run_gate
+
+    deployed = _fake_stack(monkeypatch, ("docs-qa-agent", "3"))
+    settings = load_settings(data_dir=tmp_path / "data", mlflow_port=1)
+    th = Thresholds(scorers=["response_facts"], floors={}, max_regression={"response_facts": 0.05})
+    decision = run_gate(
+        settings, SimpleNamespace(items=[], name="d", digest="x"), "config", {"top_k": 3}, None, th
+    )
+    assert deployed == ["models:/docs-qa-agent@champion", "config"]
+    assert decision.champion == "models:/docs-qa-agent@champion"
+    assert [c["name"] for c in decision.checks if not c["passed"]] == ["regression response_facts ≤ 0.05"]
+    report = (decision.report_dir / "gate.md").read_text()
+    assert "| metric | n | champion | candidate |" in report and "| 0.800 | 0.400 |" in report
+
+
+def test_a_first_release_report_has_no_champion_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.config import load_settings
+    from flywheel.gate import run_gate
+
+    deployed = _fake_stack(monkeypatch, None)
+    settings = load_settings(data_dir=tmp_path / "data", mlflow_port=1)
+    th = Thresholds(
+        scorers=["response_facts"], floors={"response_facts": 0.3}, max_regression={"response_facts": 0}
+    )
+    decision = run_gate(
+        settings, SimpleNamespace(items=[], name="d", digest="x"), "config", {"top_k": 3}, None, th
+    )
+    assert deployed == ["config"] and decision.champion is None and decision.passed
+    report = (decision.report_dir / "gate.md").read_text()
+    assert "first release" in report and "| champion |" not in report
+    assert "| response_facts | 16 | 0.400 |" in report

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import load_settings
-from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
-from flywheel.knowledge import _index
+from flywheel.knowledge import IngestOptions, KnowledgeBase, _index, ingest
 from tests.fakes import HashEmbedder
 
 
@@ -19,7 +18,9 @@ def test_a_large_collection_switches_to_ivf_and_still_finds_its_chunks(
     folder.mkdir()
     for i in range(12):
         (folder / f"p{i}.md").write_text(f"# Page {i}\n\nPage {i} explains setting number {i} in detail.\n")
-    settings = load_settings(data_dir=tmp_path / "data", collection="ivf_test", companion_embedding_model="off")
+    settings = load_settings(
+        data_dir=tmp_path / "data", collection="ivf_test", companion_embedding_model="off"
+    )
     kb = KnowledgeBase(settings, embedder=HashEmbedder())
     ingest(settings, IngestOptions([str(folder)]), kb=kb)
     assert kb.index.dense_nlist == 0  # small: exact search

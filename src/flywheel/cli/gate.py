@@ -33,7 +33,10 @@ def gate(
         list[str] | None, typer.Option("--set", help="AgentConfig KEY=VALUE for --candidate config.")
     ] = None,
     champion: Annotated[
-        str | None, typer.Option(help="What to beat (default: models:/NAME@champion of the candidate).")
+        str | None,
+        typer.Option(
+            help="What to beat (default: the champion of the candidate's model; for --candidate config, models:/docs-qa-agent@champion)."
+        ),
     ] = None,
     dataset: Annotated[Path, typer.Option(help="Golden dataset.")] = Path(
         "datasets/flywheel-docs-golden.json"

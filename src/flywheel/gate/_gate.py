@@ -207,14 +207,18 @@ def _markdown(d: GateDecision) -> str:
         "|---|---|---|",
         *[f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |" for c in d.checks],
         "",
-        "| metric | n | champion | candidate | Δ | 95 % CI |",
-        "|---|---|---|---|---|---|",
     ]
-    for metric, c in d.comparison.items():
-        lines.append(
-            f"| {metric} | {c['n']} | {c['champion']:.3f} | {c['candidate']:.3f} | {c['diff']:+.3f} | "
-            f"{c['ci_low']:+.3f} … {c['ci_high']:+.3f} |"
-        )
+    if d.champion:
+        lines += ["| metric | n | champion | candidate | Δ | 95 % CI |", "|---|---|---|---|---|---|"]
+        for metric, c in d.comparison.items():
+            lines.append(
+                f"| {metric} | {c['n']} | {c['champion']:.3f} | {c['candidate']:.3f} | {c['diff']:+.3f} | "
+                f"{c['ci_low']:+.3f} … {c['ci_high']:+.3f} |"
+            )
+    else:  # a first release: nothing to compare with, so no champion column
+        lines += ["| metric | n | candidate |", "|---|---|---|"]
+        for metric, c in d.comparison.items():
+            lines.append(f"| {metric} | {c['n']} | {c['candidate_all']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -285,6 +289,16 @@ def dataset_freshness(settings: Settings, dataset: Any, th: Thresholds) -> dict[
     }
 
 
+def default_champion(settings: Settings, cand_uri: str | None) -> str:
+    """What a candidate must beat when none is named: the champion alias of the candidate's own
+    registered model, or — for a local ``config`` candidate, which has no model of its own — of the
+    agent's registered model (``docs-qa-agent``), the one a passing config change would replace."""
+    from flywheel.registry import DEFAULT_MODEL_NAME
+
+    name = cand_uri.removeprefix("models:/").split("@")[0].split("/")[0] if cand_uri else DEFAULT_MODEL_NAME
+    return f"models:/{name}@{settings.alias('champion')}"
+
+
 def run_gate(
     settings: Settings,
     dataset: Any,
@@ -297,8 +311,9 @@ def run_gate(
     on_event: Any = lambda msg: None,
 ) -> GateDecision:
     """``candidate``: models:/NAME/VERSION, models:/NAME@ALIAS, or ``config`` (a local AgentConfig
-    with ``candidate_config`` overrides). ``champion``: models:/NAME@champion by default for a
-    registered candidate; None when there is no champion yet."""
+    with ``candidate_config`` overrides). ``champion``: by default
+    :func:`default_champion`, for a registered candidate and a config alike; a champion that does
+    not resolve yet (a first release) leaves floors and hard rules only."""
     from flywheel.evaluation import make_scorer, scorer_context
     from flywheel.runtime import deploy_and_evaluate, runtimes_for
 
@@ -328,9 +343,8 @@ def run_gate(
     t0 = time.monotonic()
     cand_uri = None if candidate == "config" else candidate
     champ_version = None
-    if champion is None and cand_uri:
-        name = cand_uri.removeprefix("models:/").split("@")[0].split("/")[0]
-        champion = f"models:/{name}@{settings.alias('champion')}"
+    if champion is None:
+        champion = default_champion(settings, cand_uri)
     if champion:
         champ_version = try_resolve_model(settings, champion)
         if champ_version is None:

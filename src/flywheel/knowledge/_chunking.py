@@ -157,7 +157,12 @@ def _split_block(para: str, max_chars: int) -> list[str]:
     closes and reopens its fence; prose is cut by lines (:func:`_hard_split`)."""
     lines = para.splitlines()
     m = _FENCE.match(lines[0]) if lines else None
-    if not m and len(lines) > 2 and lines[0].lstrip().startswith("|") and _TABLE_SEP.fullmatch(lines[1].strip()):
+    if (
+        not m
+        and len(lines) > 2
+        and lines[0].lstrip().startswith("|")
+        and _TABLE_SEP.fullmatch(lines[1].strip())
+    ):
         head = "\n".join(lines[:2])  # a long table: every piece repeats its header
         budget = max(40, max_chars - len(head) - 1)
         return [f"{head}\n{piece}" for piece in _hard_split("\n".join(lines[2:]), budget)]
