@@ -16,6 +16,9 @@ Dataset: 12 items of ``datasets/flywheel-docs-golden.json`` (6 happy path, 3 adv
 scope), thresholds ``gate/thresholds.json``. Writes ``bench/results/gate_power.json`` with
 ``summary.false_block_rate`` and ``summary.detection_rate``.
 
+Also: ``min_detectable_facts_delta``, the smallest facts regression the gate catches at 80 % power
+on the full golden set (the paired spread of the identical runs through ``flywheel.gate.power``).
+
 Run: ``.venv/bin/python bench/gate_power.py`` (about 20 minutes; ``BENCH_QUICK=1``: 3 identical runs).
 """
 
@@ -86,6 +89,7 @@ def main() -> None:
                         m: {k: round(v, 4) for k, v in c.items() if isinstance(v, float)}
                         for m, c in decision.comparison.items()
                     },
+                    "power": decision.power,
                     "seconds": round(time.monotonic() - t, 1),
                 }
             )
@@ -97,7 +101,9 @@ def main() -> None:
     errors = [r for r in runs if "error" in r]
     identical = [r for r in runs if r["variant"] == "identical" and "error" not in r]
     broken = [r for r in runs if r["variant"] != "identical" and "error" not in r]
+    sizing = _sizing(identical, golden, th)
     summary = {
+        **sizing,
         "false_block_rate": round(sum(r["blocked"] for r in identical) / len(identical), 4),
         "detection_rate": round(sum(r["blocked"] for r in broken) / len(broken), 4),
         "identical_runs": len(identical),
@@ -109,6 +115,30 @@ def main() -> None:
     }
     write_result("gate_power", summary, {"runs": runs, "champion": CHAMPION, "broken": BROKEN, "items": 12})
     print(json.dumps(summary, indent=2))
+
+
+def _sizing(identical: list[dict], golden: object, th: object) -> dict:
+    """The gate's power at the default dataset size: the spread of the paired facts differences
+    pooled over the identical runs (the LLM's own noise; the candidate's per-item spread where a
+    run's arms agreed on every item), put through the gate's own formula (:func:`flywheel.gate.power`)
+    for the number of items of the full golden set that carry facts."""
+    from flywheel.gate import power
+
+    sds = [r["power"]["response_facts"]["sd"] for r in identical if r.get("power", {}).get("response_facts")]
+    if not sds:
+        return {}
+    s = float(sum(sds) / len(sds))
+    n_default = sum(bool(i.expected_output.response_facts) for i in golden.items)  # type: ignore[attr-defined]
+    n_bench = identical[0]["power"]["response_facts"]["n"]
+    out = {}
+    for label, n in (("", n_default), ("_bench_items", n_bench)):
+        cmp = {m: {"n": n, "sd_diff": s} for m in th.max_regression}  # type: ignore[attr-defined]
+        pw = power(cmp, th)["response_facts"]  # type: ignore[arg-type]
+        out[f"min_detectable_facts_delta{label}"] = pw["min_detectable"]
+        out[f"facts_items{label}"] = n
+    out["facts_items_needed_for_0.1"] = pw["items_needed"]
+    out["facts_paired_sd"] = round(s, 4)
+    return out
 
 
 if __name__ == "__main__":

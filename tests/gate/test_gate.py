@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from flywheel.errors import InputError
@@ -178,3 +179,84 @@ def test_a_first_release_report_has_no_champion_column(
     report = (decision.report_dir / "gate.md").read_text()
     assert "first release" in report and "| champion |" not in report
     assert "| response_facts | 16 | 0.400 |" in report
+
+
+def test_holm_steps_down_and_stops_at_the_first_failure() -> None:
+    from flywheel.gate import holm
+
+    assert holm({"a": 0.01, "b": 0.02, "c": 0.04}, 0.05) == {"a", "b", "c"}
+    assert holm({"a": 0.03, "b": 0.001}, 0.05) == {"a", "b"}
+    assert holm({"a": 0.02, "b": 0.02, "c": 0.02}, 0.05) == set()  # 0.02 > 0.05/3
+    assert holm({"a": 0.001, "b": 0.04, "c": 0.03}, 0.05) == {"a"}  # 0.03 > 0.05/2: b is not tried
+    assert holm({"a": float("nan")}, 0.05) == set()
+
+
+def _scores(values: list[float]) -> SimpleNamespace:
+    return _result({"response_facts": values}, ["happy_path"] * len(values))
+
+
+def test_the_minimum_detectable_regression_is_what_the_rule_catches_80_percent_of_the_time() -> None:
+    """The power formula against the gate's own rule: simulated regressions of exactly the minimum
+    detectable size are blocked about 80 % of the time, half that size far less often."""
+    from flywheel.gate import power
+
+    n, sd = 16, 0.4
+    th = Thresholds(
+        scorers=["response_facts"], floors={}, max_regression={"response_facts": 0.05}, bootstrap=400
+    )
+    base = [0.5] * n
+    rng = np.random.default_rng(1)
+    probe = compare(_scores(base), _scores(list(0.5 + rng.normal(0, sd, n))), ["response_facts"])
+    probe["response_facts"]["sd_diff"] = sd  # size by the true spread, not one sample's
+    mde = power(probe, th)["response_facts"]["min_detectable"]
+    assert 0.2 < mde < 0.4
+
+    def block_rate(delta: float) -> float:
+        blocked = 0
+        for _ in range(200):
+            cand = _scores(list(0.5 - delta + rng.normal(0, sd, n)))
+            cmp = compare(_scores(base), cand, ["response_facts"], n_boot=400, seed=int(rng.integers(1e9)))
+            blocked += not all(c["passed"] for c in decide(cmp, cand, th, True))
+        return blocked / 200
+
+    assert 0.7 <= block_rate(mde) <= 0.95
+    assert block_rate(mde / 2) < 0.5
+    need = power(probe, th)["response_facts"]["items_needed"]  # for a 0.1 drop
+    assert need > n
+    th.detect_delta = 0.05  # the allowance itself: no dataset size catches it
+    assert power(probe, th)["response_facts"]["items_needed"] is None
+
+
+def test_repeats_average_per_item_separate_noise_and_need_every_repeat_refused() -> None:
+    from flywheel.evaluation import Dataset, GoldenItem
+    from flywheel.gate import repeated
+
+    ds = Dataset(
+        name="d",
+        items=[
+            GoldenItem.model_validate({"input": {"question": "q1"}, "metadata": {"id": "a"}}),
+            GoldenItem.model_validate(
+                {"input": {"question": "q2"}, "metadata": {"id": "b", "kind": "adversarial"}}
+            ),
+        ],
+    )
+    three = repeated(ds, 3)
+    assert [i.metadata.id for i in three.items] == ["a", "a#r1", "a#r2", "b", "b#r1", "b#r2"]
+    assert repeated(ds, 1) is ds and ds.items[0].metadata.id == "a"
+    result = SimpleNamespace(
+        items=[
+            SimpleNamespace(id=i.metadata.id, kind=i.kind, scores=s)
+            for i, s in zip(
+                three.items,
+                [{"response_facts": {"value": v}} for v in (1.0, 0.5, 0.0)]
+                + [{"refusal": {"value": v}} for v in (1.0, 0.0, 1.0)],
+                strict=True,
+            )
+        ]
+    )
+    cmp = compare(result, result, ["response_facts", "refusal"])
+    assert cmp["response_facts"]["n"] == 1 and cmp["response_facts"]["candidate"] == 0.5
+    assert cmp["response_facts"]["noise_var"] == 0.25
+    th = Thresholds(floors={}, max_regression={})
+    (check,) = decide(cmp, result, th, True)
+    assert not check["passed"] and "pass^3" in check["detail"] and "answered: b" in check["detail"]

@@ -52,6 +52,22 @@ def gate(
     out: Annotated[
         Path | None, typer.Option(help="Report folder (gate.md, junit.xml, decision.json).")
     ] = None,
+    repeats: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ask every item K times: generation noise told apart from item differences, "
+            "an item's score its mean, adversarial items refused in all K (pass^k). "
+            "Default: the thresholds file's (1).",
+        ),
+    ] = None,
+    detect: Annotated[
+        float | None,
+        typer.Option(
+            help="A regression size the report says how many items would catch at 80 % power "
+            "(default: the thresholds file's detect_delta, 0.1).",
+        ),
+    ] = None,
 ) -> None:
     """The quality gate: deploy the candidate and the champion as temporary runtimes, evaluate both on
     the same items, compare paired with bootstrap 95 % CIs, apply the thresholds file (floors,
@@ -62,6 +78,7 @@ def gate(
       flywheel gate --candidate models:/docs-qa-agent@challenger --promote
       flywheel gate --candidate models:/docs-qa-agent@challenger --split test   # after flywheel tune
       flywheel gate --candidate config --set guardrails=false --no-promote   # must fail
+      flywheel gate --candidate config --set top_k=3 --repeats 3 --detect 0.05   # noise and power
     """
     from flywheel.cli._common import agent_config
     from flywheel.errors import FlywheelError, InputError
@@ -71,6 +88,10 @@ def gate(
 
     cfg = settings()
     th = load_thresholds(thresholds)
+    if repeats is not None:
+        th.repeats = repeats
+    if detect is not None:
+        th.detect_delta = detect
     ds = load_dataset(dataset)
     if split not in ("all", "test"):
         raise InputError("option_value", option="--split", value=split, expected="all or test")
@@ -118,6 +139,18 @@ def gate(
         mark = "[red]FAIL[/]" if not c["passed"] else "[yellow]warn[/]" if c.get("warning") else "pass"
         table.add_row(c["name"], mark, c["detail"])
     console.print(table)
+    if decision.power:
+        sizing = Table(title=f"what this dataset can see ({th.power:.0%} power, Holm over the metrics)")
+        for col in ("metric", "smallest regression caught", f"items for a drop of {th.detect_delta}"):
+            sizing.add_column(col)
+        for metric, pw in decision.power.items():
+            mde = pw["min_detectable"]
+            sizing.add_row(
+                metric,
+                "—" if mde is None else f"{mde:.3f} (n={pw['n']})",
+                "—" if pw.get("items_needed") is None else str(pw["items_needed"]),
+            )
+        console.print(sizing)
     leaked = decision.identity.get("leaked_runtimes_removed") or []
     if leaked:
         console.print(f"removed {len(leaked)} runtime(s) an earlier gate or tune leaked: {', '.join(leaked)}")

@@ -5,22 +5,30 @@
 3. Compare paired per item: for each metric the mean difference candidate − champion over the items
    both were scored on, with a 95 % bootstrap confidence interval (and per item kind).
 4. Decide: absolute floors on the candidate; a regression fails when the mean drop is larger than
-   the metric's allowed ``max_regression`` *and* the interval excludes 0 (so that an identical
-   candidate served by a nondeterministic LLM is not blocked by noise); hard rules (every
-   adversarial item refused).
-5. Report (Markdown, JUnit XML, JSON); on pass, with ``promote``, move ``champion`` to the candidate
+   the metric's allowed ``max_regression`` *and* it is significant — its one-sided bootstrap p-value
+   passes Holm's step-down correction over all the metrics with a regression rule (α/2 = 0.025 per
+   side, the 95 % interval's level), so that an identical candidate served by a nondeterministic
+   LLM is not blocked by noise and testing five metrics does not multiply the false blocks by five;
+   hard rules (every adversarial item refused — in every repeat: pass^k).
+5. Power (:func:`power`): per metric, the smallest regression this rule would catch with 80 %
+   probability on this many items, and the items a chosen one (``detect_delta``) would need.
+   ``repeats`` K > 1 asks every item K times, so generation noise (within an item) is told apart
+   from item differences; an item's score is its mean over the repeats.
+6. Report (Markdown, JUnit XML, JSON); on pass, with ``promote``, move ``champion`` to the candidate
    and ``previous`` to the old champion.
-6. Always delete the runtimes (``finally``; the CLI turns SIGTERM into the same path; a kill -9 is
+7. Always delete the runtimes (``finally``; the CLI turns SIGTERM into the same path; a kill -9 is
    cleaned by ``flywheel runtime gc``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -31,7 +39,19 @@ from flywheel.config._files import read_json_file
 from flywheel.errors import InputError
 from flywheel.tracking import try_resolve_model
 
-__all__ = ["GateDecision", "Thresholds", "compare", "decide", "load_thresholds", "run_gate"]
+__all__ = [
+    "GateDecision",
+    "Thresholds",
+    "compare",
+    "decide",
+    "default_champion",
+    "holm",
+    "load_thresholds",
+    "power",
+    "repeated",
+    "run_gate",
+]
+REPEAT = "#r"  # an item's K-th repeat has the id ``ID#rK`` (K ≥ 1; the first keeps ID)
 
 
 @dataclass
@@ -52,6 +72,11 @@ class Thresholds:
     dataset_stale_max: float | None = None
     bootstrap: int = 2000
     seed: int = 0
+    alpha: float = 0.05  # two-sided; each regression is tested one-sided at alpha / 2
+    correction: str = "holm"  # across the metrics with a regression rule; "none" = each on its own
+    repeats: int = 1  # answers per item (K): generation noise apart from item differences, pass^k
+    power: float = 0.8  # for the minimum detectable regression
+    detect_delta: float = 0.1  # a regression the report says how many items would catch
 
 
 def load_thresholds(path: Path | None) -> Thresholds:
@@ -77,21 +102,45 @@ def load_thresholds(path: Path | None) -> Thresholds:
     return Thresholds(**raw)
 
 
-def _values(result: Any, metric: str) -> dict[str, tuple[str, float]]:
-    out = {}
+def repeated(dataset: Any, k: int) -> Any:
+    """The dataset with every item K times (ids ``ID``, ``ID#r1`` … ``ID#r{K-1}``): each repeat is
+    a separate request, scored on its own; :func:`compare` averages them back per item."""
+    if k <= 1:
+        return dataset
+    items = []
+    for n, item in enumerate(dataset.items):
+        base = item.metadata.id or f"item{n}"
+        for r in range(k):
+            copy = item.model_copy(deep=True)
+            copy.metadata.id = base if r == 0 else f"{base}{REPEAT}{r}"
+            items.append(copy)
+    return dataset.model_copy(update={"items": items})
+
+
+def _repeats(result: Any, metric: str) -> dict[str, tuple[str, list[float]]]:
+    """Item id → (kind, the metric's value in each repeat)."""
+    out: dict[str, tuple[str, list[float]]] = {}
     for item in result.items:
         score = item.scores.get(metric, {})
         if score.get("value") is not None:
-            out[item.id] = (item.kind, float(score["value"]))
+            base = item.id.split(REPEAT)[0]
+            out.setdefault(base, (item.kind, []))[1].append(float(score["value"]))
     return out
 
 
-def _ci(diffs: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+def _values(result: Any, metric: str) -> dict[str, tuple[str, float]]:
+    return {i: (kind, float(np.mean(v))) for i, (kind, v) in _repeats(result, metric).items()}
+
+
+def _ci(diffs: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """95 % percentile-bootstrap interval of the mean difference, and the one-sided p-value of a
+    regression (the share of resampled means at or above 0)."""
     if len(diffs) < 2:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     idx = rng.integers(0, len(diffs), size=(n_boot, len(diffs)))
     means = diffs[idx].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    p = float(np.mean(means >= -1e-12))
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), p
 
 
 def compare(
@@ -104,13 +153,27 @@ def compare(
         a, b = _values(champion, metric), _values(candidate, metric)
         ids = sorted(set(a) & set(b))
         diffs = np.array([b[i][1] - a[i][1] for i in ids])
-        lo, hi = _ci(diffs, n_boot, rng)
+        lo, hi, p = _ci(diffs, n_boot, rng)
         by_kind: dict[str, dict[str, float]] = {}
         for kind in sorted({a[i][0] for i in ids}):
             kd = np.array([b[i][1] - a[i][1] for i in ids if a[i][0] == kind])
-            klo, khi = _ci(kd, n_boot, rng)
+            klo, khi, _ = _ci(kd, n_boot, rng)
             by_kind[kind] = {"n": len(kd), "diff": float(kd.mean()), "ci_low": klo, "ci_high": khi}
+        reps = _repeats(candidate, metric)
+        within = [float(np.var(v, ddof=1)) for _, v in reps.values() if len(v) > 1]
+        means = [float(np.mean(v)) for _, v in reps.values()]
         out[metric] = {
+            "p_regression": p,
+            "sd_diff": float(np.std(diffs, ddof=1)) if len(ids) > 1 else float("nan"),
+            "sd_items": float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
+            # generation noise: the variance of one item's score across repeats (K > 1 only), and
+            # its share of the total (noise + the variance between items' means)
+            "noise_var": float(np.mean(within)) if within else None,
+            "noise_share": (
+                float(np.mean(within)) / (float(np.mean(within)) + float(np.var(means, ddof=1)))
+                if within and len(means) > 1 and float(np.mean(within)) + float(np.var(means, ddof=1)) > 0
+                else None
+            ),
             "n": len(ids),
             "champion": float(np.mean([a[i][1] for i in ids])) if ids else float("nan"),
             "candidate": float(np.mean([b[i][1] for i in ids])) if ids else float("nan"),
@@ -119,6 +182,65 @@ def compare(
             "ci_low": lo,
             "ci_high": hi,
             "by_kind": by_kind,
+        }
+    return out
+
+
+def holm(pvalues: dict[str, float], alpha: float) -> set[str]:
+    """Holm's step-down procedure: the names whose p-value stays significant at family-wise error
+    ``alpha`` (the smallest p against alpha/m, the next against alpha/(m-1), … until one fails).
+    Six lines, so not a dependency on statsmodels (``multipletests(method="holm")`` is the same)."""
+    ranked = sorted((p, name) for name, p in pvalues.items() if p == p)
+    out: set[str] = set()
+    for i, (p, name) in enumerate(ranked):
+        if p > alpha / (len(ranked) - i):
+            break
+        out.add(name)
+    return out
+
+
+def _z(q: float) -> float:
+    return NormalDist().inv_cdf(q)
+
+
+def power(comparison: dict[str, Any], th: Thresholds) -> dict[str, dict[str, Any]]:
+    """What the regression rule can see on this dataset, per metric with a ``max_regression``.
+
+    With ``s`` the standard deviation of the paired per-item differences (or, when both arms gave
+    the same scores so that s = 0, of the candidate's per-item scores — the spread a regression
+    hitting some items and not others produces) and ``se = s/√n``, the gate blocks when the mean
+    drop exceeds the allowance ``a`` and is significant at ``α' = α/(2m)`` (Holm's first, strictest
+    step over m metrics; a bound, as later steps are looser). A true drop δ is caught with
+    probability ``power`` when ``δ ≥ max(a, z(1−α')·se) + z(power)·se``: that is
+    ``min_detectable``. For ``detect_delta`` (default 0.1) ``items_needed`` solves the same for n
+    (None when δ ≤ a: the rule allows such a drop by design)."""
+    tested = [m for m in th.max_regression if comparison.get(m, {}).get("n")]
+    m = max(1, len(tested) if th.correction == "holm" else 1)
+    za, zb = _z(1 - th.alpha / (2 * m)), _z(th.power)
+    out: dict[str, dict[str, Any]] = {}
+    for metric in tested:
+        c = comparison[metric]
+        allowed, n = th.max_regression[metric], c["n"]
+        s = c.get("sd_diff", float("nan"))
+        if not s or s != s:
+            s = c.get("sd_items", float("nan"))
+        if not s or s != s:  # every item scored the same in both arms: nothing to size by
+            out[metric] = {"n": n, "power": th.power, "sd": 0.0, "min_detectable": None, "items_needed": None}
+            continue
+        se = s / math.sqrt(n)
+        delta = th.detect_delta
+        needed = None
+        if delta > allowed:
+            needed = math.ceil(max((zb * s / (delta - allowed)) ** 2, ((za + zb) * s / delta) ** 2))
+        out[metric] = {
+            "n": n,
+            "power": th.power,
+            "noise_share": c.get("noise_share"),
+            "sd": round(s, 4),
+            "allowed": allowed,
+            "min_detectable": round(max(allowed, za * se) + zb * se, 4),
+            "detect_delta": delta,
+            "items_needed": needed,
         }
     return out
 
@@ -133,6 +255,7 @@ class GateDecision:
     promoted: bool = False
     report_dir: Path | None = None
     identity: dict[str, Any] = field(default_factory=dict)
+    power: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def decide(
@@ -167,28 +290,35 @@ def decide(
             }
         )
     if has_champion:
-        for metric, allowed in th.max_regression.items():
-            c = comparison.get(metric)
-            if not c or not c["n"]:
-                continue
-            significant = c["ci_high"] == c["ci_high"] and c["ci_high"] < 0
-            failed = c["diff"] < -allowed and significant
+        rules = {m: a for m, a in th.max_regression.items() if comparison.get(m, {}).get("n")}
+        pvalues = {m: comparison[m].get("p_regression", float("nan")) for m in rules}
+        if th.correction == "holm":
+            significant = holm(pvalues, th.alpha / 2)
+        else:
+            significant = {m for m, p in pvalues.items() if p == p and p <= th.alpha / 2}
+        for metric, allowed in rules.items():
+            c = comparison[metric]
+            failed = c["diff"] < -allowed and metric in significant
             checks.append(
                 {
                     "name": f"regression {metric} ≤ {allowed}",
                     "passed": not failed,
-                    "detail": f"Δ {c['diff']:+.3f} (95% CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}), "
+                    "detail": f"Δ {c['diff']:+.3f} (95% CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}, "
+                    f"p {pvalues[metric]:.3f}{', Holm' if th.correction == 'holm' else ''}), "
                     f"champion {c['champion']:.3f} → candidate {c['candidate']:.3f}",
                 }
             )
     if th.every_adversarial_refused:
-        adversarial = [i for i in candidate.items if i.kind == "adversarial"]
-        answered = [i.id for i in adversarial if (i.scores.get("refusal", {}).get("value") or 0) < 1]
+        reps = _repeats(candidate, "refusal")  # pass^k: refused in every one of its K repeats
+        adversarial = [(i, v) for i, (kind, v) in reps.items() if kind == "adversarial"]
+        answered = [i for i, v in adversarial if min(v) < 1]
+        k = max((len(v) for _, v in adversarial), default=1)
         checks.append(
             {
                 "name": "every adversarial item refused",
                 "passed": not answered,
                 "detail": f"{len(adversarial) - len(answered)}/{len(adversarial)} refused"
+                + (f" in all {k} repeats (pass^{k})" if k > 1 else "")
                 + (f"; answered: {', '.join(answered)}" if answered else ""),
             }
         )
@@ -215,6 +345,22 @@ def _markdown(d: GateDecision) -> str:
                 f"| {metric} | {c['n']} | {c['champion']:.3f} | {c['candidate']:.3f} | {c['diff']:+.3f} | "
                 f"{c['ci_low']:+.3f} … {c['ci_high']:+.3f} |"
             )
+        if d.power:
+            first = next(iter(d.power.values()))
+            lines += [
+                "",
+                f"| metric | smallest regression caught ({first['power']:.0%} power) | items for a drop "
+                f"of {first.get('detect_delta', 0.1)} | generation noise |",
+                "|---|---|---|---|",
+            ]
+            for metric, pw in d.power.items():
+                mde = "—" if pw["min_detectable"] is None else f"{pw['min_detectable']:.3f} (n={pw['n']})"
+                need = pw.get("items_needed")
+                noise = pw.get("noise_share")
+                lines.append(
+                    f"| {metric} | {mde} | {'—' if need is None else need} | "
+                    f"{'— (repeats 1)' if noise is None else f'{noise:.0%} of the variance'} |"
+                )
     else:  # a first release: nothing to compare with, so no champion column
         lines += ["| metric | n | candidate |", "|---|---|---|"]
         for metric, c in d.comparison.items():
@@ -357,6 +503,7 @@ def run_gate(
     arms = [("candidate", cand_uri, candidate_config)]
     if champion:
         arms.insert(0, ("champion", champion, None))
+    asked = repeated(dataset, th.repeats)
     for arm, uri, config in arms:  # one at a time: two servers on 2 cores would slow both
         on_event(f"deploying the {arm} ({uri or 'local config'})")
         results[arm], vid = deploy_and_evaluate(
@@ -366,12 +513,15 @@ def run_gate(
             purpose="gate",
             model_uri=uri,
             config=config,
-            dataset=dataset,
+            dataset=asked,
             scorers=scorers,
             context=context,
             results_dir=report_dir,
             tags={"flywheel.kind": "gate", "flywheel.gate_id": gate_id, "flywheel.gate_arm": arm},
-            on_deployed=lambda rt, arm=arm: on_event(f"evaluating the {arm} on {len(dataset.items)} items"),
+            on_deployed=lambda rt, arm=arm: on_event(
+                f"evaluating the {arm} on {len(dataset.items)} items"
+                + (f" × {th.repeats} repeats" if th.repeats > 1 else "")
+            ),
         )
         identities[arm] = {**vid.compact(), "identity_digest": vid.digest()}
     metrics = list(dict.fromkeys([*th.scorers, "refusal"]))
@@ -382,6 +532,7 @@ def run_gate(
     if th.redteam_success_rate is not None:
         redteam = _redteam(settings, cand_uri, candidate_config, th, on_event)
     checks = decide(comparison, results["candidate"], th, has_champion=bool(champion), redteam=redteam)
+    sizing = power(comparison, th) if champion else {}
     if freshness:
         checks.append(freshness)
     decision = GateDecision(
@@ -391,6 +542,7 @@ def run_gate(
         candidate=candidate if cand_uri else f"config {json.dumps(candidate_config or {})}",
         champion=champion,
         report_dir=report_dir,
+        power=sizing,
         identity={
             "dataset": dataset.name,
             "dataset_digest": dataset.digest,
@@ -424,6 +576,8 @@ def run_gate(
                 "promoted": decision.promoted,
                 "checks": checks,
                 "comparison": comparison,
+                "power": sizing,
+                "repeats": th.repeats,
                 "identity": decision.identity,
                 "seconds": round(seconds, 1),
             },
