@@ -260,3 +260,49 @@ def test_repeats_average_per_item_separate_noise_and_need_every_repeat_refused()
     th = Thresholds(floors={}, max_regression={})
     (check,) = decide(cmp, result, th, True)
     assert not check["passed"] and "pass^3" in check["detail"] and "answered: b" in check["detail"]
+
+
+def test_the_regressions_set_is_judged_paired_and_corrected_items_must_pass() -> None:
+    from flywheel.evaluation import GoldenItem
+    from flywheel.gate._gate import regression_checks
+
+    reg = [
+        GoldenItem.model_validate(
+            {
+                "input": {"question": f"q{n}"},
+                "expected_output": {"response_facts": ["fact"]} if n == 0 else {},
+                "metadata": {
+                    "id": f"reg-{n}",
+                    "regression": True,
+                    "corrected": n == 0,
+                    "failing": {"groundedness": 0.1},
+                },
+            }
+        )
+        for n in range(8)
+    ]
+
+    def result(ground: float, facts: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            items=[
+                SimpleNamespace(
+                    id=i.metadata.id,
+                    kind="happy_path",
+                    scores={
+                        "groundedness": {"value": ground},
+                        "answer_relevance": {"value": 0.0},  # not what flagged them: not counted
+                        **({"response_facts": {"value": facts}} if i.metadata.corrected else {}),
+                    },
+                )
+                for i in reg
+            ]
+        )
+
+    th = Thresholds()
+    ds = SimpleNamespace(items=reg)
+    same = regression_checks(result(0.6, 1.0), result(0.6, 1.0), ds, th)
+    assert [c["passed"] for c in same] == [True, True] and "8 production failures" in same[0]["detail"]
+    worse = regression_checks(result(0.6, 1.0), result(0.2, 1.0), ds, th)
+    assert [c["passed"] for c in worse] == [False, True]
+    missed = regression_checks(None, result(0.9, 0.0), ds, th)  # a first release: the correction rule only
+    assert len(missed) == 1 and not missed[0]["passed"] and "reg-0" in missed[0]["detail"]

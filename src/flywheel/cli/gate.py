@@ -61,6 +61,14 @@ def gate(
             "Default: the thresholds file's (1).",
         ),
     ] = None,
+    regressions: Annotated[
+        str | None,
+        typer.Option(
+            help="The regressions set from `flywheel monitor curate`, asked beside the dataset: the "
+            "candidate no worse than the champion on it, every corrected item answered. Default: "
+            "DATA_DIR/datasets/regressions.json when it exists; 'none' to leave it out.",
+        ),
+    ] = None,
     detect: Annotated[
         float | None,
         typer.Option(
@@ -79,6 +87,7 @@ def gate(
       flywheel gate --candidate models:/docs-qa-agent@challenger --split test   # after flywheel tune
       flywheel gate --candidate config --set guardrails=false --no-promote   # must fail
       flywheel gate --candidate config --set top_k=3 --repeats 3 --detect 0.05   # noise and power
+      flywheel gate --regressions datasets/regressions.json   # production failures (monitor curate)
     """
     from flywheel.cli._common import agent_config
     from flywheel.errors import FlywheelError, InputError
@@ -97,6 +106,18 @@ def gate(
         raise InputError("option_value", option="--split", value=split, expected="all or test")
     if split == "test":
         ds = ds.split("test")
+    reg_path = (
+        None
+        if regressions == "none"
+        else Path(regressions)
+        if regressions
+        else cfg.data_path / "datasets" / "regressions.json"
+    )
+    if regressions and regressions != "none" and not Path(regressions).exists():
+        raise InputError(
+            "option_value", option="--regressions", value=regressions, expected="an existing file"
+        )
+    reg_ds = load_dataset(reg_path) if reg_path is not None and reg_path.exists() else None
     config = None
     if candidate == "config":
         config = agent_config(set_).model_dump(exclude_defaults=True)
@@ -124,6 +145,7 @@ def gate(
                 promote,
                 out,
                 on_event=lambda msg: status.update(msg),
+                regressions=reg_ds,
             )
     except FlywheelError:
         raise

@@ -316,6 +316,97 @@ def to_dataset(
     )
 
 
+@app.command("curate")
+def curate_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The regressions dataset (default: DATA_DIR/datasets/regressions.json)."),
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="An online score below this marks a failure (every content scorer)."
+        ),
+    ] = 0.5,
+    distance: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="Cosine distance under which two questions are one regression."),
+    ] = 0.2,
+    since: Annotated[
+        float | None,
+        typer.Option(help="Hours to look back (default: since the last curate, from its cursor)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=50000, help="Most traces to read.")] = 5000,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be added; write nothing.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Regressions from production, without a person in the middle: traces with a low online score,
+    a thumbs-down or a human correction, personal data scrubbed, rephrasings grouped and what the
+    dataset has skipped, written as a new version of the regressions dataset — which the gate
+    checks the candidate on (`flywheel gate --regressions …`).
+
+    Examples:
+      flywheel monitor curate --dry-run
+      flywheel monitor curate                      # since the last run (a cron job or CronJob)
+      flywheel monitor curate --since 168 --out datasets/regressions.json
+    """
+    import mlflow
+    from rich.table import Table
+
+    from flywheel import tracking
+    from flywheel.errors import InputError
+    from flywheel.monitoring import CurateOptions, curate
+    from flywheel.monitoring._curate import CONTENT_SCORERS
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    tracking.use(cfg)
+    exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
+    if exp is None:
+        raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
+    path = out or cfg.data_path / "datasets" / "regressions.json"
+    opts = CurateOptions(
+        thresholds={k: threshold for k in CONTENT_SCORERS},
+        distance=distance,
+        limit=limit,
+        since_ms=int((time.time() - since * 3600) * 1000) if since is not None else None,
+        dry_run=dry_run,
+    )
+    with console.status("Curating failing traces…") as status:
+        report = curate(cfg, exp.experiment_id, path, opts, on_event=lambda m: status.update(m))
+    if json_out:
+        console.print_json(json.dumps(report.to_json()))
+        return
+    table = Table(
+        title=f"{len(report.items)} new regression(s) from {report.failures} failing trace(s)", box=None
+    )
+    for col in ("item", "question", "why", "traces"):
+        table.add_column(col)
+    for item in report.items:
+        m = item.metadata
+        why = ", ".join(
+            [f"{k} {v:.2f}" for k, v in (getattr(m, "failing", None) or {}).items()]
+            + (["thumbs-down"] if getattr(m, "thumbs_down", False) else [])
+            + (["corrected"] if getattr(m, "corrected", False) else [])
+        )
+        table.add_row(m.id or "", item.question[:60], why, str(len(getattr(m, "traces", None) or [])))
+    console.print(table)
+    pii = ", ".join(f"{n} {k.lower()}" for k, n in sorted(report.pii_found.items())) or "none"
+    console.print(
+        f"read {report.read} trace(s) · {report.failures} failing · {report.groups} group(s) · "
+        f"{report.duplicates} already in the set · personal data scrubbed: {pii}"
+    )
+    if dry_run:
+        console.print("dry run: nothing written")
+    elif report.version:
+        console.print(f"→ {report.path} · dataset version {report.version}")
+
+
 @app.command("dashboard")
 def dashboard(
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("reports/dashboard.html"),

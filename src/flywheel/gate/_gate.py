@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
+from types import SimpleNamespace
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -77,6 +78,10 @@ class Thresholds:
     repeats: int = 1  # answers per item (K): generation noise apart from item differences, pass^k
     power: float = 0.8  # for the minimum detectable regression
     detect_delta: float = 0.1  # a regression the report says how many items would catch
+    # the regressions set (flywheel monitor curate): the candidate no worse than the champion on
+    # it (paired), and every item a person corrected answered with at least this facts score
+    regressions_no_worse: bool = True
+    regressions_corrected_min: float = 0.5
 
 
 def load_thresholds(path: Path | None) -> Thresholds:
@@ -325,6 +330,76 @@ def decide(
     return checks
 
 
+REGRESSION_SCORERS = ["groundedness", "answer_relevance"]  # reference-free: any regression item
+
+
+def _is_regression(item: Any) -> bool:
+    return bool(getattr(item, "metadata", None) and getattr(item.metadata, "regression", False))
+
+
+def _only(result: Any, ids: set[str], keep: bool) -> Any:
+    """The result with only (keep) or without (not keep) the items whose base id is in ``ids``."""
+    return SimpleNamespace(
+        items=[i for i in result.items if (i.id.split(REPEAT)[0] in ids) == keep], run_id=result.run_id
+    )
+
+
+def regression_checks(
+    champion: Any, candidate: Any, regressions: Any, th: Thresholds, n_boot: int = 2000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The gate's rules on the regressions set: no worse than the champion, paired over its items
+    (each item's score the mean of the scorers that flagged it in production, else the
+    reference-free ones, plus the facts of a correction), and every corrected item passing."""
+    failing = {
+        i.metadata.id: [m for m in (getattr(i.metadata, "failing", None) or {}) if m in REGRESSION_SCORERS]
+        or REGRESSION_SCORERS
+        for i in regressions.items
+    }
+    corrected = {i.metadata.id for i in regressions.items if getattr(i.metadata, "corrected", False)}
+
+    def per_item(result: Any) -> dict[str, float]:
+        values = {m: _values(result, m) for m in [*REGRESSION_SCORERS, "response_facts"]}
+        out = {}
+        for item_id, metrics in failing.items():
+            got = [values[m][item_id][1] for m in metrics if item_id in values[m]]
+            if item_id in corrected and item_id in values["response_facts"]:
+                got.append(values["response_facts"][item_id][1])
+            if got:
+                out[item_id] = float(np.mean(got))
+        return out
+
+    checks = []
+    cand = per_item(candidate)
+    if champion is not None and th.regressions_no_worse:
+        champ = per_item(champion)
+        ids = sorted(set(cand) & set(champ))
+        diffs = np.array([cand[i] - champ[i] for i in ids])
+        lo, hi, p = _ci(diffs, n_boot, np.random.default_rng(seed))
+        mean = float(diffs.mean()) if len(ids) else float("nan")
+        worse = len(ids) > 1 and mean < 0 and p <= th.alpha / 2
+        checks.append(
+            {
+                "name": "regressions no worse than the champion",
+                "passed": not worse,
+                "detail": f"{len(ids)} production failures: Δ {mean:+.3f} (95% CI {lo:+.3f} … {hi:+.3f}, p {p:.3f})"
+                if ids
+                else "no regression item scored in both arms",
+            }
+        )
+    if corrected:
+        facts = _values(candidate, "response_facts")
+        missed = sorted(i for i in corrected if facts.get(i, ("", 0.0))[1] < th.regressions_corrected_min)
+        checks.append(
+            {
+                "name": f"every corrected regression answered (facts ≥ {th.regressions_corrected_min})",
+                "passed": not missed,
+                "detail": f"{len(corrected) - len(missed)}/{len(corrected)} corrected items answered"
+                + (f"; missed: {', '.join(missed)}" if missed else ""),
+            }
+        )
+    return checks
+
+
 def _markdown(d: GateDecision) -> str:
     lines = [
         f"# Quality gate: {'PASS' if d.passed else 'FAIL'}",
@@ -455,11 +530,14 @@ def run_gate(
     promote: bool = False,
     report_dir: Path | None = None,
     on_event: Any = lambda msg: None,
+    regressions: Any = None,
 ) -> GateDecision:
     """``candidate``: models:/NAME/VERSION, models:/NAME@ALIAS, or ``config`` (a local AgentConfig
     with ``candidate_config`` overrides). ``champion``: by default
     :func:`default_champion`, for a registered candidate and a config alike; a champion that does
-    not resolve yet (a first release) leaves floors and hard rules only."""
+    not resolve yet (a first release) leaves floors and hard rules only. ``regressions``: the
+    curated regressions set (:func:`flywheel.monitoring.curate`), asked beside ``dataset`` and
+    judged by :func:`regression_checks` only."""
     from flywheel.evaluation import make_scorer, scorer_context
     from flywheel.runtime import deploy_and_evaluate, runtimes_for
 
@@ -496,14 +574,22 @@ def run_gate(
         if champ_version is None:
             on_event(f"no {champion} yet: floors and hard rules only")
             champion = None
-    scorers = [make_scorer(n) for n in dict.fromkeys([*th.scorers, "refusal"])]
+    reg_items = [i for i in (regressions.items if regressions is not None else []) if _is_regression(i)]
+    reg_ids = {i.metadata.id or "" for i in reg_items}
+    names = [*th.scorers, "refusal", *([*REGRESSION_SCORERS, "response_facts"] if reg_items else [])]
+    scorers = [make_scorer(n) for n in dict.fromkeys(names)]
     context = scorer_context(settings)
     results: dict[str, Any] = {}
     identities: dict[str, dict[str, str]] = {}
     arms = [("candidate", cand_uri, candidate_config)]
     if champion:
         arms.insert(0, ("champion", champion, None))
-    asked = repeated(dataset, th.repeats)
+    asked = repeated(
+        dataset.model_copy(update={"items": [*dataset.items, *reg_items]}) if reg_items else dataset,
+        th.repeats,
+    )
+    if reg_items:
+        on_event(f"with {len(reg_items)} regression item(s) from production")
     for arm, uri, config in arms:  # one at a time: two servers on 2 cores would slow both
         on_event(f"deploying the {arm} ({uri or 'local config'})")
         results[arm], vid = deploy_and_evaluate(
@@ -525,6 +611,8 @@ def run_gate(
         )
         identities[arm] = {**vid.compact(), "identity_digest": vid.digest()}
     metrics = list(dict.fromkeys([*th.scorers, "refusal"]))
+    full = results
+    results = {arm: _only(r, reg_ids, keep=False) for arm, r in full.items()} if reg_items else full
     comparison = compare(
         results.get("champion", results["candidate"]), results["candidate"], metrics, th.bootstrap, th.seed
     )
@@ -533,6 +621,15 @@ def run_gate(
         redteam = _redteam(settings, cand_uri, candidate_config, th, on_event)
     checks = decide(comparison, results["candidate"], th, has_champion=bool(champion), redteam=redteam)
     sizing = power(comparison, th) if champion else {}
+    if reg_items:
+        checks += regression_checks(
+            _only(full["champion"], reg_ids, keep=True) if champion else None,
+            _only(full["candidate"], reg_ids, keep=True),
+            SimpleNamespace(items=reg_items),
+            th,
+            th.bootstrap,
+            th.seed,
+        )
     if freshness:
         checks.append(freshness)
     decision = GateDecision(
@@ -546,6 +643,7 @@ def run_gate(
         identity={
             "dataset": dataset.name,
             "dataset_digest": dataset.digest,
+            "regressions": len(reg_items),
             "thresholds": th.__dict__,
             "champion_version": champ_version,
             "candidate_version": try_resolve_model(settings, cand_uri) if cand_uri else None,
