@@ -218,6 +218,92 @@ def agreement_cmd(
     console.print(table if rows else "no trace carries both a human and an automated assessment yet")
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    scorers: Annotated[
+        str, typer.Option(help="Comma-separated local online scorers to fit.")
+    ] = "groundedness,answer_relevance,response_quality",
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
+    limit: Annotated[int, typer.Option(help="Most recent traces to read.")] = 5000,
+    min_labels: Annotated[int, typer.Option(min=4, help="Fewest labelled traces to fit on.")] = 20,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report; write no new scorer version.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Fit the local online scorers to the people who review: on half of the labelled traces
+    (review/correct, else thumbs), the scorer's own threshold and its pass mark by Cohen's kappa;
+    on the other half, agreement and kappa with 95 % intervals before and after. Writes a new
+    scorer version (data/monitor/scorers.json) that `monitor run`, `monitor curate` and the
+    review queue then use; its spec differs, so no old score is reused.
+
+    Examples:
+      flywheel monitor calibrate --dry-run
+      flywheel monitor calibrate --scorers groundedness
+    """
+    from rich.table import Table
+
+    from flywheel.errors import InputError
+    from flywheel.evaluation import scorer_context
+    from flywheel.evaluation._scorers import ONLINE_SCORERS
+    from flywheel.monitoring._calibrate import calibrate_scorer, labelled_traces, save_calibration
+
+    names = [s.strip() for s in scorers.split(",") if s.strip()]
+    unknown = [n for n in names if n not in ONLINE_SCORERS or n in ("latency", "judge_groundedness")]
+    if unknown:
+        raise InputError(
+            "option_value",
+            option="--scorers",
+            value=", ".join(unknown),
+            expected="groundedness, answer_relevance, response_quality, safety",
+        )
+    cfg = settings()
+    with console.status("Reading labelled traces…"):
+        labelled = labelled_traces(_experiment_traces(experiment, limit))
+    if len(labelled) < min_labels:
+        console.print(
+            f"only {len(labelled)} labelled trace(s) (need {min_labels}): label more in `flywheel monitor review`"
+        )
+        raise typer.Exit(1)
+    context = scorer_context(cfg)
+    results = []
+    with console.status("Fitting…") as status:
+        for name in names:
+            status.update(f"fitting {name} on {len(labelled)} labelled traces")
+            results.append(calibrate_scorer(name, labelled, context))
+    if json_out:
+        console.print_json(json.dumps([r.to_json() for r in results]))
+    else:
+        table = Table(title=f"calibration on {len(labelled)} labelled traces (fit on train, shown on test)")
+        for col in (
+            "scorer",
+            "version",
+            "pass at",
+            "agreement before → after",
+            "kappa before → after (95 % CI)",
+        ):
+            table.add_column(col)
+
+        def k(f: dict) -> str:
+            if f.get("kappa") is None:
+                return "–"
+            ci = f.get("kappa_ci") or [None, None]
+            return f"{f['kappa']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None else "")
+
+        for r in results:
+            a0, a1 = r.before.get("agreement"), r.after.get("agreement")
+            table.add_row(
+                r.scorer,
+                r.spec,
+                f"{r.pass_at:.2f}",
+                f"{a0 if a0 is None else f'{a0:.0%}'} → {a1 if a1 is None else f'{a1:.0%}'}",
+                f"{k(r.before)} → {k(r.after)}",
+            )
+        console.print(table)
+    if dry_run:
+        console.print("dry run: no new scorer version written")
+    else:
+        console.print(f"new scorer versions → {save_calibration(cfg, results)}")
+
+
 @app.command("review")
 def review(
     port: Annotated[int, typer.Option(help="Port of the review page.")] = 5020,
@@ -324,11 +410,14 @@ def curate_cmd(
     ] = None,
     experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
     threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
-            min=0.0, max=1.0, help="An online score below this marks a failure (every content scorer)."
+            min=0.0,
+            max=1.0,
+            help="An online score below this marks a failure (default: each scorer's calibrated "
+            "pass mark from `monitor calibrate`, else 0.5).",
         ),
-    ] = 0.5,
+    ] = None,
     distance: Annotated[
         float,
         typer.Option(min=0.01, max=1.0, help="Cosine distance under which two questions are one regression."),
@@ -359,6 +448,7 @@ def curate_cmd(
     from flywheel import tracking
     from flywheel.errors import InputError
     from flywheel.monitoring import CurateOptions, curate
+    from flywheel.monitoring._calibrate import pass_marks
     from flywheel.monitoring._curate import CONTENT_SCORERS
     from flywheel.stack import require
 
@@ -370,8 +460,11 @@ def curate_cmd(
     if exp is None:
         raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
     path = out or cfg.data_path / "datasets" / "regressions.json"
+    marks = pass_marks(cfg)
     opts = CurateOptions(
-        thresholds={k: threshold for k in CONTENT_SCORERS},
+        thresholds={
+            k: threshold if threshold is not None else marks.get(k, v) for k, v in CONTENT_SCORERS.items()
+        },
         distance=distance,
         limit=limit,
         since_ms=int((time.time() - since * 3600) * 1000) if since is not None else None,

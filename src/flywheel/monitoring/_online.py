@@ -133,10 +133,24 @@ class OnlineMonitor:
         if context.embed is not None:
             context = ScorerContext(embed=cached_embed(context.embed), judge=context.judge)
         self.opts, self.context = opts, context
-        self.scorers: list[Scorer] = [make_scorer(n) for n in opts.scorers]
+        from flywheel.evaluation._scorers import scorer_spec
+        from flywheel.monitoring._calibrate import calibrated_scorers
+
+        # a scorer calibrated by `monitor calibrate` is a new version (its spec differs)
+        self.scorers: list[Scorer] = calibrated_scorers(settings, opts.scorers)
+        versions = sorted(
+            scorer_spec(s) for s in self.scorers if scorer_spec(s) != scorer_spec(make_scorer(s.name))
+        )
         # one cursor per selection: a filtered monitor must not mark the traces it skips as done
-        # for an unfiltered one
-        selection = json.dumps([sorted(opts.filters.items()), opts.exclude_simulated, opts.sample_rate])
+        # for an unfiltered one; a new scorer version scores the traces again, under its own cursor
+        selection = json.dumps(
+            [
+                sorted(opts.filters.items()),
+                opts.exclude_simulated,
+                opts.sample_rate,
+                *([versions] if versions else []),
+            ]
+        )
         default = json.dumps([[], False, 1.0])
         suffix = "" if selection == default else "-" + hashlib.sha256(selection.encode()).hexdigest()[:8]
         self.path = settings.data_path / "monitor" / f"{self.experiment_id}{suffix}.json"
