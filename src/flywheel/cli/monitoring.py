@@ -304,6 +304,112 @@ def calibrate_cmd(
         console.print(f"new scorer versions → {save_calibration(cfg, results)}")
 
 
+@app.command("ab")
+def ab_cmd(
+    name: Annotated[
+        str, typer.Option("--name", help="The A/B experiment (as started by serve --challenger).")
+    ] = "default",
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment of the traces (default: FLYWHEEL_EXPERIMENT).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report the decision; do not act on it.")
+    ] = False,
+    watch: Annotated[
+        float | None,
+        typer.Option(help="Decide again every this many seconds until a decision (the test stays valid)."),
+    ] = None,
+    max_minutes: Annotated[float, typer.Option(help="With --watch: stop after this long.")] = 60.0,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Decide an online A/B by evidence: guards (error rate, refusal rate, latency p95) first, then
+    an always-valid sequential test (mSPRT) on the arms' online quality. A clear win promotes the
+    challenger (aliases moved, all traffic to it), a clear loss or a guard breach sends traffic back
+    to the champion; each decision is recorded with its evidence (data/ab/). Run `flywheel monitor
+    run` beside it so that both arms' traces are scored.
+
+    Examples:
+      flywheel monitor ab --dry-run
+      flywheel monitor ab --watch 60 --max-minutes 120
+    """
+    from rich.table import Table
+
+    from flywheel import tracking
+    from flywheel.errors import InputError
+    from flywheel.monitoring._ab import apply_decision, arm_observations, decide
+    from flywheel.serving._ab import load_experiment
+    from flywheel.stack import require
+
+    cfg = settings()
+    require(cfg, "tracking")
+    quiet_mlflow()
+    exp = load_experiment(cfg, name)
+    if exp is None:
+        raise InputError(
+            "option_value",
+            option="--name",
+            value=name,
+            expected="an A/B experiment started by `flywheel serve --challenger …`",
+        )
+    deadline = time.monotonic() + max_minutes * 60
+    while True:
+        tracking.use(cfg)
+        c = tracking.client(cfg)
+        mexp = c.get_experiment_by_name(experiment or cfg.experiment)
+        if mexp is None:
+            raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
+        traces = c.search_traces(
+            locations=[mexp.experiment_id],
+            filter_string=f"trace.timestamp_ms >= {exp.started_ms}",
+            max_results=20000,
+            include_spans=True,
+        )
+        decision = decide(exp, arm_observations(list(traces), exp.started_ms))
+        apply_decision(cfg, exp, decision, dry_run=dry_run)
+        if decision.action != "continue" or watch is None or time.monotonic() > deadline:
+            break
+        time.sleep(watch)
+    if json_out:
+        console.print_json(
+            json.dumps(
+                {"action": decision.action, "reason": decision.reason, "evidence": decision.evidence},
+                default=str,
+            )
+        )
+        return
+    ev = decision.evidence
+    table = Table(
+        title=f"A/B {exp.name}: {exp.champion} vs {exp.challenger} ({exp.share:.0%} → challenger)", box=None
+    )
+    for col in ("", "champion", "challenger"):
+        table.add_column(col)
+    table.add_row("traces", *(str(ev["n"][a]) for a in ("champion", "challenger")))
+    table.add_row("scored", *(str(ev["scored"][a]) for a in ("champion", "challenger")))
+    q = ev.get("quality")
+    if q:
+        table.add_row(
+            "quality", *(f"{q[a]:.3f}" if q[a] == q[a] else "–" for a in ("champion", "challenger"))
+        )
+    for g in ("error_rate", "refused_rate"):
+        if g in ev:
+            table.add_row(
+                g.replace("_", " "),
+                *(f"{ev[g][a]:.1%}" if ev[g][a] == ev[g][a] else "–" for a in ("champion", "challenger")),
+            )
+    if "latency_p95_ms" in ev:
+        table.add_row(
+            "latency p95", *(f"{ev['latency_p95_ms'][a]:.0f} ms" for a in ("champion", "challenger"))
+        )
+    console.print(table)
+    verb = {"promote": "[green]PROMOTE[/]", "rollback": "[red]ROLL BACK[/]", "continue": "continue"}[
+        decision.action
+    ]
+    console.print(
+        f"{verb}: {decision.reason}"
+        + (" (dry run: nothing changed)" if dry_run and decision.action != "continue" else "")
+    )
+
+
 @app.command("review")
 def review(
     port: Annotated[int, typer.Option(help="Port of the review page.")] = 5020,

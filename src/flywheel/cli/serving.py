@@ -25,6 +25,19 @@ def serve(
         int | None,
         typer.Option(help="Server processes; conversations are shared through FLYWHEEL_CONVERSATION_STORE."),
     ] = None,
+    challenger: Annotated[
+        str | None,
+        typer.Option(
+            help="Online A/B: serve this version beside --model (default models:/docs-qa-agent@champion) "
+            "behind one port, a sticky share of users to it; `flywheel monitor ab` decides."
+        ),
+    ] = None,
+    share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With --challenger: the share of users sent to it.")
+    ] = 0.1,
+    experiment: Annotated[
+        str, typer.Option(help="With --challenger: the A/B experiment's name (its state in data/ab/).")
+    ] = "default",
 ) -> None:
     """Serve the agent: OpenAI Responses API (invoke + streaming), /health, /ready, chat page at /.
 
@@ -35,6 +48,7 @@ def serve(
       flywheel serve --model models:/docs-qa-agent@champion
       flywheel serve --detach && curl -s localhost:5005/health
       flywheel serve --workers 2   # two processes, one conversation store (data/conversations.db)
+      flywheel serve --challenger models:/docs-qa-agent@challenger --share 0.1   # online A/B
     """
     if model:
         os.environ["FLYWHEEL_SERVE_MODEL"] = model
@@ -57,6 +71,17 @@ def serve(
         from flywheel.stack import require
 
         require(cfg, "tracking")  # fail now, not after "agent server on …" and minutes of retries
+    if challenger:
+        if detach:
+            from flywheel.errors import InputError
+
+            raise InputError(
+                "option_value", option="--detach", value="with --challenger", expected="in the foreground"
+            )
+        _serve_ab(
+            cfg, model or cfg.serve_model or "models:/docs-qa-agent@champion", challenger, share, experiment
+        )
+        return
     if detach:
         from flywheel.stack import Stack
 
@@ -71,3 +96,60 @@ def serve(
 
     console.print(f"agent server on http://{cfg.host}:{cfg.agent_port} (chat page at /) — Ctrl+C to stop")
     main()
+
+
+def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Both versions as runtimes (each an agent server of its own), the A/B router on the agent port."""
+    import time
+
+    import uvicorn
+
+    from flywheel.errors import InputError
+    from flywheel.runtime import runtimes_for
+    from flywheel.serving._ab import ABExperiment, build_ab_app, load_experiment, save_experiment
+    from flywheel.stack import require
+    from flywheel.tracking import try_resolve_model
+
+    require(cfg, "tracking")
+    versions = {}
+    for arm, uri in (("champion", champion), ("challenger", challenger)):
+        resolved = try_resolve_model(cfg, uri)
+        if resolved is None:
+            raise InputError(
+                "option_value",
+                option=f"--{'model' if arm == 'champion' else arm}",
+                value=uri,
+                expected="a registered model version or alias",
+            )
+        versions[arm] = resolved[1]
+    exp = load_experiment(cfg, name)
+    if exp is None or exp.challenger_version != versions["challenger"] or exp.status != "running":
+        exp = ABExperiment(
+            name,
+            champion,
+            challenger,
+            share,
+            started_ms=int(time.time() * 1000),
+            champion_version=versions["champion"],
+            challenger_version=versions["challenger"],
+        )
+    exp.share = share if exp.status == "running" else exp.share
+    save_experiment(cfg, exp)
+    runtimes = runtimes_for(cfg)
+    started = []
+    try:
+        urls = {}
+        for arm, uri in (("champion", champion), ("challenger", challenger)):
+            with console.status(f"Starting the {arm} ({uri})…"):
+                rt = runtimes.deploy(uri, None, purpose="ab", name=f"ab-{exp.path_name}-{arm}")
+            started.append(rt.name)
+            urls[arm] = rt.url
+        console.print(
+            f"A/B router on http://{cfg.host}:{cfg.agent_port}: {share:.0%} of users → {challenger} "
+            f"(v{versions['challenger']}), the rest → {champion} (v{versions['champion']}) — "
+            "decide with `flywheel monitor ab`; Ctrl+C to stop"
+        )
+        uvicorn.run(build_ab_app(cfg, urls, name), host=cfg.host, port=cfg.agent_port, log_level="warning")
+    finally:
+        for rt_name in started:
+            runtimes.delete(rt_name)
