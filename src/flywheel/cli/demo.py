@@ -246,6 +246,9 @@ def demo() -> None:
     _step("the docs change: edit a page (of a copy), re-ingest, see the stale items, refresh them")
     _refresh(cfg, docs)
 
+    _step("online A/B: a worse challenger beside the champion, decided by evidence; its failures curated")
+    _ab_and_curate(cfg, ScorerContext(embed=scoring_embedder(cfg).embed_documents))
+
     _summary(stack)
 
 
@@ -441,6 +444,114 @@ def _tune(cfg: Settings, dataset: Path) -> None:
             f"  chosen: the fastest within {spec.tolerance:g} of the best quality → registered "
             f"{result.registered['model_uri']} as @challenger · report {result.folder}/tune.md"
         )
+
+
+def _ab_and_curate(cfg: Settings, context: ScorerContext) -> None:
+    """A short online A/B on real processes: the champion and a challenger that abstains on every
+    question (min_relevance 1.0) as two runtimes behind the A/B router, 40 users who thumb an
+    abstention down, the monitor scoring both arms, the sequential rule deciding; then the thumbed
+    -down traces curated into the regressions set."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from flywheel.agent import AgentConfig
+    from flywheel.evaluation import load_dataset
+    from flywheel.monitoring import CurateOptions, MonitorOptions, OnlineMonitor, curate
+    from flywheel.monitoring._ab import apply_decision, arm_observations, decide
+    from flywheel.registry import log_agent
+    from flywheel.runtime import runtimes_for
+    from flywheel.serving._ab import ABExperiment, build_ab_app, save_experiment
+    from flywheel.stack import free_port
+    from flywheel.tracking import client as tracking_client
+
+    worse = log_agent(cfg, AgentConfig(policy="grounded", min_relevance=1.0), alias=None)
+    champion, challenger = "models:/docs-qa-agent@champion", f"models:/docs-qa-agent/{worse.version}"
+    exp = ABExperiment("demo", champion, challenger, 0.5, started_ms=int(time.time() * 1000), min_n=15)
+    save_experiment(cfg, exp)
+    runtimes = runtimes_for(cfg)
+    names: list[str] = []
+    port = free_port(cfg.host)
+    server = None
+    try:
+        urls = {}
+        for arm, uri in (("champion", champion), ("challenger", challenger)):
+            with console.status(f"Starting the {arm} ({uri})…"):
+                rt = runtimes.deploy(uri, None, purpose="ab", name=f"ab-demo-{arm}")
+            names.append(rt.name)
+            urls[arm] = rt.url
+        server = uvicorn.Server(
+            uvicorn.Config(build_ab_app(cfg, urls, "demo"), host=cfg.host, port=port, log_level="warning")
+        )
+        threading.Thread(target=server.run, daemon=True).start()
+        url = f"http://{cfg.host}:{port}"
+        while not server.started:
+            time.sleep(0.1)
+        questions = [
+            i.question
+            for i in load_dataset("datasets/flywheel-docs-golden.json").items
+            if i.kind == "happy_path"
+        ]
+        arms = {"champion": 0, "challenger": 0}
+        with (
+            console.status("40 users, half to each arm; each thumbs an abstention down…"),
+            httpx.Client() as http,
+        ):
+            for n in range(40):
+                r = http.post(
+                    f"{url}/v1/responses",
+                    json={"input": questions[n % len(questions)], "user": f"ab-{n}"},
+                    timeout=120,
+                )
+                data = r.json()
+                arms[r.headers["X-Flywheel-Arm"]] += 1
+                good = not (data.get("custom_outputs") or {}).get("abstained")
+                tid = (data.get("metadata") or {}).get("trace_id", "")
+                for _ in range(20):
+                    if http.post(
+                        f"{url}/feedback", json={"trace_id": tid, "value": good, "user": f"ab-{n}"}
+                    ).status_code in (200, 202):
+                        break
+                    time.sleep(0.5)
+        monitor = OnlineMonitor(cfg, MonitorOptions(settle_s=1.0), context)
+        with console.status("Scoring both arms online…"):
+            for _ in range(5):
+                monitor.poll_once()
+                time.sleep(1)
+        mexp = tracking_client(cfg).get_experiment_by_name(cfg.experiment)
+        traces = list(
+            tracking_client(cfg).search_traces(
+                locations=[mexp.experiment_id],
+                filter_string=f"trace.timestamp_ms >= {exp.started_ms}",
+                max_results=2000,
+                include_spans=True,
+            )
+        )
+        decision = decide(exp, arm_observations(traces, exp.started_ms))
+        apply_decision(cfg, exp, decision)
+        q = decision.evidence.get("quality", {})
+        console.print(
+            f"  {arms['champion']} users → champion, {arms['challenger']} → challenger (v{worse.version}, abstains) · "
+            f"quality {q.get('champion', float('nan')):.2f} vs {q.get('challenger', float('nan')):.2f}"
+        )
+        verb = {"promote": "PROMOTE", "rollback": "ROLL BACK", "continue": "continue"}[decision.action]
+        console.print(
+            f"  decision: [bold]{verb}[/] — {decision.reason} · share now {exp.share:.0%} (data/ab/demo.json)"
+        )
+        report = curate(
+            cfg, mexp.experiment_id, cfg.data_path / "datasets" / "regressions.json", CurateOptions()
+        )
+        console.print(
+            f"  monitor curate: {report.failures} failing trace(s) → {len(report.items)} regression item(s) "
+            f"({report.duplicates} already there) → {report.path or '-'} · the gate asks them next time"
+        )
+    finally:
+        if server is not None:
+            server.should_exit = True
+        for name in names:
+            runtimes.delete(name)
 
 
 def _summary(stack: Stack) -> None:

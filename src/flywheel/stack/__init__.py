@@ -1,7 +1,7 @@
 """Start, stop and check the embedded services: MLflow tracking server and the local LLM."""
 
 from flywheel.stack._manager import ServiceStatus, Stack, check_health
-from flywheel.stack._ports import port_holder, port_is_free
+from flywheel.stack._ports import free_port, port_holder, port_is_free
 from flywheel.stack._require import reachable, require
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, find_gguf, register_service
 
@@ -12,6 +12,7 @@ __all__ = [
     "Stack",
     "check_health",
     "find_gguf",
+    "free_port",
     "port_holder",
     "port_is_free",
     "reachable",
