@@ -159,7 +159,8 @@ def build_ab_app(
                 key = None
             arm = arm_for(current(), key)
         meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-        body["metadata"] = {**meta, "arm": arm}
+        # first: the agent server keeps a request's first 8 metadata keys as trace tags
+        body["metadata"] = {"arm": arm, **{k: v for k, v in meta.items() if k != "arm"}}
         url = f"{urls[arm]}{path}"
         headers = {**headers_of(request), "content-type": "application/json"}
         if body.get("stream"):
