@@ -307,7 +307,7 @@ def main() -> None:
             sources, companion_embedding_model="off", unit_vectors="question_time"
         ),
         "minilm_sentence_transformers": ingest_arm(
-            sources, companion_embedding_model="off", embedding_runtime="torch"
+            sources, questions, companion_embedding_model="off", embedding_runtime="torch"
         ),
     }
     print_table(
