@@ -162,6 +162,7 @@ def curation(settings: Any, url: str, context: Any) -> tuple[dict[str, Any], lis
     from flywheel.knowledge import KnowledgeBase
     from flywheel.monitoring import CurateOptions, curate
     from flywheel.tracking import client as tracking_client
+    from flywheel.tracking import search_traces
 
     golden = load_dataset(ROOT / "datasets" / "flywheel-docs-golden.json")
     generated, _ = generate(
@@ -210,9 +211,7 @@ def curation(settings: Any, url: str, context: Any) -> tuple[dict[str, Any], lis
             per_planted[k] = per_planted.get(k, 0) + 1
     dupes = sum(c - 1 for c in per_planted.values())
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    traces = tracking_client(settings).search_traces(
-        locations=[exp.experiment_id], max_results=1000, include_spans=True
-    )
+    traces = search_traces(settings, exp.experiment_id, "", 1000)
     return (
         {
             "curation_recall": round(len(per_planted) / len(PLANTED), 4),
@@ -277,7 +276,7 @@ def ab_end_to_end(settings: Any, context: Any) -> dict[str, Any]:
     from flywheel.registry import log_agent
     from flywheel.serving._ab import load_experiment
     from flywheel.tracking import client as tracking_client
-    from flywheel.tracking import try_resolve_model
+    from flywheel.tracking import search_traces, try_resolve_model
 
     name = "docs-qa-agent"
     champ = log_agent(settings, AgentConfig(policy="grounded"), name=name, alias="champion")
@@ -335,11 +334,8 @@ def ab_end_to_end(settings: Any, context: Any) -> dict[str, Any]:
                 for _ in range(4):  # the round's traces settle and are scored
                     _score_all(settings, context, 0)
                     time.sleep(1.5)
-                traces = tracking_client(settings).search_traces(
-                    locations=[ex.experiment_id],
-                    filter_string=f"trace.timestamp_ms >= {exp.started_ms}",
-                    max_results=5000,
-                    include_spans=True,
+                traces = search_traces(
+                    settings, ex.experiment_id, f"trace.timestamp_ms >= {exp.started_ms}", 5000
                 )
                 decision = decide(exp, arm_observations(list(traces), exp.started_ms))
                 apply_decision(settings, exp, decision)

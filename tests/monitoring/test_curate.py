@@ -101,11 +101,11 @@ def fake_tracking(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     traces = _traces()
 
-    def search_traces(locations: list[str], filter_string: str, **kw: Any) -> list[Any]:
+    def search_traces(settings: Any, experiment_id: str, filter_string: str, limit: int = 5000) -> list[Any]:
         since = int(filter_string.split(">=")[1])
         return [t for t in traces if t.info.request_time >= since]
 
-    monkeypatch.setattr(tracking, "client", lambda s: SimpleNamespace(search_traces=search_traces))
+    monkeypatch.setattr(tracking, "search_traces", search_traces)
     real = feedback.add_to_dataset
     monkeypatch.setattr(feedback, "add_to_dataset", lambda *a, **kw: real(*a, **{**kw, "register": False}))
     return traces

@@ -466,6 +466,7 @@ def _ab_and_curate(cfg: Settings, context: ScorerContext) -> None:
     from flywheel.serving._ab import ABExperiment, build_ab_app, save_experiment
     from flywheel.stack import free_port
     from flywheel.tracking import client as tracking_client
+    from flywheel.tracking import search_traces
 
     worse = log_agent(cfg, AgentConfig(policy="grounded", min_relevance=1.0), alias=None)
     champion, challenger = "models:/docs-qa-agent@champion", f"models:/docs-qa-agent/{worse.version}"
@@ -521,14 +522,7 @@ def _ab_and_curate(cfg: Settings, context: ScorerContext) -> None:
                 monitor.poll_once()
                 time.sleep(1)
         mexp = tracking_client(cfg).get_experiment_by_name(cfg.experiment)
-        traces = list(
-            tracking_client(cfg).search_traces(
-                locations=[mexp.experiment_id],
-                filter_string=f"trace.timestamp_ms >= {exp.started_ms}",
-                max_results=2000,
-                include_spans=True,
-            )
-        )
+        traces = search_traces(cfg, mexp.experiment_id, f"trace.timestamp_ms >= {exp.started_ms}", 2000)
         decision = decide(exp, arm_observations(traces, exp.started_ms))
         apply_decision(cfg, exp, decision)
         q = decision.evidence.get("quality", {})

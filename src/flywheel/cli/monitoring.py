@@ -358,11 +358,8 @@ def ab_cmd(
         mexp = c.get_experiment_by_name(experiment or cfg.experiment)
         if mexp is None:
             raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
-        traces = c.search_traces(
-            locations=[mexp.experiment_id],
-            filter_string=f"trace.timestamp_ms >= {exp.started_ms}",
-            max_results=20000,
-            include_spans=True,
+        traces = tracking.search_traces(
+            cfg, mexp.experiment_id, f"trace.timestamp_ms >= {exp.started_ms}", 20000
         )
         decision = decide(exp, arm_observations(list(traces), exp.started_ms))
         apply_decision(cfg, exp, decision, dry_run=dry_run)

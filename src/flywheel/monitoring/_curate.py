@@ -237,7 +237,7 @@ def curate(
 
     from flywheel.evaluation import load_dataset
     from flywheel.monitoring._feedback import add_to_dataset
-    from flywheel.tracking import client
+    from flywheel.tracking import search_traces
 
     opts = options or CurateOptions()
     cursor_file = _cursor_path(settings, experiment_id)
@@ -246,13 +246,7 @@ def curate(
     since = (
         opts.since_ms if opts.since_ms is not None else max(0, int(cursor.get("newest_ms", 0)) - LOOKBACK_MS)
     )
-    traces = client(settings).search_traces(
-        locations=[experiment_id],
-        filter_string=f"trace.timestamp_ms >= {since}",
-        order_by=["timestamp_ms ASC"],
-        max_results=opts.limit,
-        include_spans=True,
-    )
+    traces = search_traces(settings, experiment_id, f"trace.timestamp_ms >= {since}", opts.limit)
     on_event(f"read {len(traces)} trace(s)")
     failures = [
         f for t in traces if t.info.trace_id not in done and (f := failure_of(t, opts.thresholds)) is not None

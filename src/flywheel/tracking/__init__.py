@@ -5,7 +5,7 @@ reachability), tracing and its export (OTLP with an on-disk spool; also to Langf
 from flywheel.tracking._export import export_stats, export_target
 from flywheel.tracking._identity import VersionIdentity, git_commit
 from flywheel.tracking._models import load_pyfunc, resolve_model, try_resolve_model
-from flywheel.tracking._session import client, tracking_reachable, use
+from flywheel.tracking._session import client, search_traces, tracking_reachable, use
 from flywheel.tracking._tracing import flush_traces, set_trace_identity, setup_tracing, span, tracing_enabled
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "git_commit",
     "load_pyfunc",
     "resolve_model",
+    "search_traces",
     "set_trace_identity",
     "setup_tracing",
     "span",

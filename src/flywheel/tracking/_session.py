@@ -49,3 +49,31 @@ def tracking_reachable(settings: Settings, timeout: float = 2.0) -> bool:
         return httpx.get(uri.rstrip("/") + "/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def search_traces(
+    settings: Settings,
+    experiment_id: str,
+    filter_string: str = "",
+    limit: int = 5000,
+    order_by: list[str] | None = None,
+    include_spans: bool = True,
+) -> list[Any]:
+    """Up to ``limit`` traces of an experiment, page by page (the client caps one page at 500)."""
+    c = client(settings)
+    out: list[Any] = []
+    token = None
+    while len(out) < limit:
+        page = c.search_traces(
+            locations=[experiment_id],
+            filter_string=filter_string or None,
+            order_by=order_by or ["timestamp_ms ASC"],
+            max_results=min(500, limit - len(out)),
+            page_token=token,
+            include_spans=include_spans,
+        )
+        out += list(page)
+        token = getattr(page, "token", None)
+        if not token or not page:
+            break
+    return out
