@@ -17,7 +17,6 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.knowledge._embeddings import Embedder, USEEmbedder, get_embedder, relevance_threshold
 from flywheel.knowledge._index import DocIndex, Hit, fuse
-from flywheel.knowledge._terms import bm25_query
 from flywheel.knowledge._units import decode_unit_vectors
 
 __all__ = ["AUTO_COMPANION", "KnowledgeBase", "SearchResult"]
@@ -205,7 +204,7 @@ class KnowledgeBase:
         english_only = getattr(self.embedder, "english_only", False)
         english = self.translate(query)  # None unless the question has Japanese in it
         # BM25 needs no vector: it runs in the Milvus process while the query is being embedded
-        keywords = bm25_query(english or query)
+        keywords = english or query
         sparse = self._pool.submit(self.index.sparse_hits, keywords, limit) if mode == "hybrid" else None
         vector = self.query_vector(english if english and english_only else query)
         companion = None

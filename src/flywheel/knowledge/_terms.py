@@ -140,15 +140,3 @@ def key_terms(text: str) -> set[str]:
             if part and part not in STOPWORDS and part != w:
                 out.add(_stem(part))
     return out
-
-
-def bm25_query(text: str) -> str:
-    """The question as BM25 reads it, with the function words taken out (:data:`STOPWORDS`, not
-    stemmed: the index's analyzer does not stem). Their postings are most of the index, so a
-    question that keeps them costs Milvus a scan of nearly every chunk — measured with Milvus Lite
-    here: 103 ms at 50k chunks with them, 30 ms without — while their IDF is near zero, so the ranking
-    hardly moves (bench/ingest.py compares the agent's top 5 both ways on the golden questions). A
-    question of function words only keeps them all."""
-    words = _WORD.findall(text)
-    kept = [w for w in words if w.lower().strip(".:-/@") not in STOPWORDS]
-    return " ".join(kept) if kept else text
