@@ -158,7 +158,8 @@ def build_ab_app(
             except Exception:  # invalid: the arm answers 400 with the reason
                 key = None
             arm = arm_for(current(), key)
-        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        raw = body.get("metadata")
+        meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
         # first: the agent server keeps a request's first 8 metadata keys as trace tags
         body["metadata"] = {"arm": arm, **{k: v for k, v in meta.items() if k != "arm"}}
         url = f"{urls[arm]}{path}"
