@@ -43,3 +43,19 @@ def test_buckets_and_the_page(tmp_path: Path) -> None:
     page = build_dashboard(TRACES, tmp_path / "d.html").read_text()
     assert page.count("data:image/png;base64,") == 4  # volume, latency, scores, arms
     assert "arm a" in page and "0.500 ± 0.225" in page
+
+
+def test_the_online_ab_over_time_narrows_towards_the_decision(tmp_path: Path) -> None:
+    from flywheel.monitoring._dashboard import ab_over_time
+
+    traces = [_trace(1_000 * i, "champion", 0.8 if i % 5 else 0.6, 100) for i in range(300)] + [
+        _trace(1_000 * i + 500, "challenger", 0.4 if i % 5 else 0.6, 100) for i in range(300)
+    ]
+    rows = ab_over_time(traces, n=6)
+    assert len(rows) == 6 and rows[-1]["n"] == [300, 300]
+    widths = [r["ci"][1] - r["ci"][0] for r in rows]
+    assert widths == sorted(widths, reverse=True)  # more evidence, a narrower interval
+    assert rows[-1]["ci"][1] < 0  # the challenger is worse, and the interval says so
+    assert ab_over_time(TRACES) == []  # arms a/b of the gateway are not an agent A/B
+    page = build_dashboard(traces, tmp_path / "d.html").read_text()
+    assert "Online A/B over time" in page

@@ -53,7 +53,7 @@ ARMS = ("champion", "challenger")
 def _quality(trace: Any) -> float | None:
     """The trace's primary metric: its online content scores' mean, a person's thumbs counting."""
     scores: list[float] = []
-    for a in sorted(trace.info.assessments or [], key=lambda a: a.create_time_ms or 0):
+    for a in sorted(trace.info.assessments or [], key=lambda a: getattr(a, "create_time_ms", 0) or 0):
         fb = getattr(a, "feedback", None)
         if fb is None:
             continue

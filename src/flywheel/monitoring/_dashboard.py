@@ -96,13 +96,58 @@ def arm_table(traces: list[Any]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+def ab_over_time(traces: list[Any], n: int = 24) -> list[dict[str, Any]]:
+    """The online A/B as ``flywheel monitor ab`` sees it, at the end of each time bucket: both arms'
+    cumulative quality and the always-valid 95 % interval of challenger − champion (mSPRT)."""
+    from flywheel.monitoring._ab import _quality
+    from flywheel.monitoring._sequential import ArmStats, msprt
+
+    ab = sorted(
+        (t for t in traces if (t.info.tags or {}).get("client.arm") in ("champion", "challenger")),
+        key=lambda t: t.info.request_time,
+    )
+    if not ab:
+        return []
+    lo, hi = ab[0].info.request_time, ab[-1].info.request_time + 1
+    width = max(1, math.ceil((hi - lo) / n))
+    values: dict[str, list[float]] = {"champion": [], "challenger": []}
+    rows = []
+    i = 0
+    for k in range(n):
+        end = lo + (k + 1) * width
+        while i < len(ab) and ab[i].info.request_time < end:
+            q = None if _refused(ab[i]) else _quality(ab[i])
+            if q is not None:
+                values[ab[i].info.tags["client.arm"]].append(q)
+            i += 1
+        a, b = ArmStats.of(values["champion"]), ArmStats.of(values["challenger"])
+        r = msprt(a, b)
+        rows.append(
+            {
+                "end_ms": end,
+                "champion": a.mean,
+                "challenger": b.mean,
+                "n": [a.n, b.n],
+                "diff": r.diff,
+                "ci": [r.ci_low, r.ci_high],
+            }
+        )
+        if i >= len(ab):
+            break
+    return rows
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(rows: list[dict[str, Any]], arms: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str]]:
+def _plots(
+    rows: list[dict[str, Any]],
+    arms: dict[str, dict[str, dict[str, float]]],
+    ab: list[dict[str, Any]] | None = None,
+) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,6 +195,25 @@ def _plots(rows: list[dict[str, Any]], arms: dict[str, dict[str, dict[str, float
         ax.legend(fontsize=8)
         out.append(("A/B arms", _png(fig)))
         plt.close(fig)
+    if ab and len(ab) > 1:
+        t = [datetime.fromtimestamp(r["end_ms"] / 1000, tz=UTC) for r in ab]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 2.8))
+        ax1.plot(t, [r["champion"] for r in ab], marker="o", label="champion")
+        ax1.plot(t, [r["challenger"] for r in ab], marker="o", label="challenger")
+        ax1.set_title("online A/B: cumulative quality per arm")
+        ax1.legend(fontsize=8)
+        diff = [r["diff"] for r in ab]
+        low = [max(-1.0, r["ci"][0]) for r in ab]
+        high = [min(1.0, r["ci"][1]) for r in ab]
+        ax2.plot(t, diff, color="black", label="challenger − champion")
+        ax2.fill_between(t, low, high, alpha=0.25, label="always-valid 95 % CI")
+        ax2.axhline(0, color="grey", linestyle="--")
+        ax2.set_title("the decision: promote above 0, roll back below")
+        ax2.legend(fontsize=7)
+        for ax in (ax1, ax2):
+            ax.tick_params(axis="x", labelsize=7, rotation=20)
+        out.append(("Online A/B over time", _png(fig)))
+        plt.close(fig)
     return out
 
 
@@ -160,7 +224,7 @@ def build_dashboard(
     is appended as its own section."""
     rows = buckets(traces)
     arms = arm_table(traces)
-    plots = _plots(rows, arms) if rows else []
+    plots = _plots(rows, arms, ab_over_time(traces)) if rows else []
     table = ["<table><tr><th>arm</th><th>metric</th><th>n</th><th>mean ± 95 % CI</th></tr>"]
     for arm, scores in arms.items():
         for name, s in scores.items():
