@@ -165,4 +165,5 @@ def test_scrub_replaces_personal_data_and_secrets() -> None:
     assert PLANTED[0] not in text and "sk-live-123456" not in text and "10.1.2.3" not in text
     assert "mail" in text and found == {"EMAIL": 1, "IP_ADDRESS": 1}
     assert scrub("How do I set port 5010 in version 3.1?") == "How do I set port 5010 in version 3.1?"
+    assert scrub("Why does 127.0.0.1:5005 refuse?") == "Why does 127.0.0.1:5005 refuse?"  # not personal
     assert json.dumps(found)
