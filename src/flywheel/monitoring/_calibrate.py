@@ -180,6 +180,12 @@ def calibrate_scorer(
         return scorer(item, t.output, context).value
 
     scorers: dict[str, Any] = {}
+    if context is not None and getattr(context, "embed", None) is not None:
+        from flywheel.evaluation import ScorerContext
+        from flywheel.monitoring._online import cached_embed
+
+        # every candidate parameter re-reads the same sentences: embed each once
+        context = ScorerContext(embed=cached_embed(context.embed), judge=context.judge)
     train = [t for t in labelled if not _is_test(t.trace_id)]
     test = [t for t in labelled if _is_test(t.trace_id)]
     grid = GRIDS.get(name, {})
