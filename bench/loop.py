@@ -23,9 +23,12 @@ policy, tracing on), nothing stubbed but the users:
    question the docs answer; the monitor scores both arms; ``flywheel monitor ab`` decides.
    ``ab_e2e_decision`` (rollback expected) and what the aliases and share are after it.
 4. **Calibration** on the real answered traces of step 1 with simulated reviewers whose verdict
-   follows a known rule (groundedness at similarity 0.75 reaching 0.5, 10 % of verdicts flipped):
-   :func:`flywheel.monitoring._calibrate.calibrate_scorer` from the default (0.62):
-   ``calibration_kappa_before`` / ``calibration_kappa_after`` on the held-out half.
+   follows a known rule — an answer is good when its relevance to the question (``answer_relevance``,
+   the cosine of question and answer) reaches 0.6, 10 % of verdicts flipped — while the scorer's
+   default pass mark is 0.5: :func:`flywheel.monitoring._calibrate.calibrate_scorer` fits the mark on
+   one half, ``calibration_kappa_before`` / ``calibration_kappa_after`` are on the other. (A rule on
+   ``groundedness`` gives no signal here: the grounded policy quotes its excerpts, so nearly every
+   answer is fully grounded at any similarity — a first run measured kappa 0 → −0.1 on such labels.)
 
 Writes bench/results/loop.json. Run: ``.venv/bin/python bench/loop.py`` (about 10 minutes).
 """
@@ -110,6 +113,7 @@ PLANTED = [
     ),
 ]
 PII = ["ana.lopez@example.org", "+1 (415) 555-0199"]
+TRUE_MARK = 0.6  # the simulated reviewers' bar on answer_relevance (the scorer's default mark: 0.5)
 
 
 def _ask(client: httpx.Client, url: str, question: str, user: str) -> dict[str, Any]:
@@ -366,7 +370,7 @@ def calibration(traces: list[Any], context: Any) -> dict[str, Any]:
     from flywheel.monitoring._online import trace_to_output
 
     rng = np.random.default_rng(5)
-    true = make_scorer("groundedness", threshold=0.75)
+    true = make_scorer("answer_relevance")
     labelled = []
     for t in traces:
         question, out = trace_to_output(t)
@@ -375,16 +379,18 @@ def calibration(traces: list[Any], context: Any) -> dict[str, Any]:
         v = true(GoldenItem.model_validate({"input": {"question": question or "?"}}), out, context).value
         if v is None:
             continue
-        label = (v >= 0.5) != (rng.uniform() < 0.1)
+        label = (v >= TRUE_MARK) != (rng.uniform() < 0.1)
         labelled.append(LabelledTrace(t.info.trace_id, bool(label), question, out))
-    cal = calibrate_scorer("groundedness", labelled, context)
+    cal = calibrate_scorer("answer_relevance", labelled, context)
     return {
         "calibration_kappa_before": cal.before.get("kappa"),
         "calibration_kappa_after": cal.after.get("kappa"),
         "calibration_kappa_before_ci": cal.before.get("kappa_ci"),
         "calibration_kappa_after_ci": cal.after.get("kappa_ci"),
         "calibration_fitted": {**cal.params, "pass_at": cal.pass_at},
-        "calibration_true_threshold": 0.75,
+        "calibration_scorer": "answer_relevance",
+        "calibration_true_pass_mark": TRUE_MARK,
+        "calibration_label_pass_rate": round(sum(t.label for t in labelled) / max(1, len(labelled)), 3),
         "calibration_labels": {"train": cal.n_train, "test": cal.n_test},
     }
 
