@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,6 +100,7 @@ def serve(
 
 def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> None:  # type: ignore[no-untyped-def]
     """Both versions as runtimes (each an agent server of its own), the A/B router on the agent port."""
+    import signal
     import time
 
     import uvicorn
@@ -135,6 +136,10 @@ def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> N
         )
     exp.share = share if exp.status == "running" else exp.share
     save_experiment(cfg, exp)
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(0)  # uvicorn re-raises SIGTERM after its shutdown: unwind through finally
+
+    signal.signal(signal.SIGTERM, on_term)
     runtimes = runtimes_for(cfg)
     started = []
     try:
