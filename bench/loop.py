@@ -113,6 +113,7 @@ PLANTED = [
     ),
 ]
 PII = ["ana.lopez@example.org", "+1 (415) 555-0199"]
+LEFT: list[str] = []  # runtimes the A/B server left behind (must be none)
 TRUE_MARK = 0.6  # the simulated reviewers' bar on answer_relevance (the scorer's default mark: 0.5)
 
 
@@ -361,6 +362,9 @@ def ab_end_to_end(settings: Any, context: Any) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        from flywheel.runtime import LocalRuntimes
+
+        LEFT.extend(rt.name for rt in LocalRuntimes(settings).all())  # what SIGTERM left running
 
 
 def calibration(traces: list[Any], context: Any) -> dict[str, Any]:
@@ -416,6 +420,7 @@ def main() -> None:
             summary.update(ab_end_to_end(settings, context))
         except Exception as exc:  # recorded, not hidden
             summary["ab_e2e_error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+    summary["ab_e2e_runtimes_left"] = len(LEFT)
     summary["wall_s"] = round(time.monotonic() - t0, 1)
     write_result("loop", summary, {"planted": PLANTED, "pii": "planted e-mail and phone (not in the file)"})
     print(json.dumps(summary, indent=2, default=str))
