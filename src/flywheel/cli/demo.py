@@ -458,6 +458,7 @@ def _ab_and_curate(cfg: Settings, context: ScorerContext) -> None:
     import uvicorn
 
     from flywheel.agent import AgentConfig
+    from flywheel.cli.serving import deploy_arms
     from flywheel.evaluation import load_dataset
     from flywheel.monitoring import CurateOptions, MonitorOptions, OnlineMonitor, curate
     from flywheel.monitoring._ab import apply_decision, arm_observations, decide
@@ -477,12 +478,7 @@ def _ab_and_curate(cfg: Settings, context: ScorerContext) -> None:
     port = free_port(cfg.host)
     server = None
     try:
-        urls = {}
-        for arm, uri in (("champion", champion), ("challenger", challenger)):
-            with console.status(f"Starting the {arm} ({uri})…"):
-                rt = runtimes.deploy(uri, None, purpose="ab", name=f"ab-demo-{arm}")
-            names.append(rt.name)
-            urls[arm] = rt.url
+        urls = deploy_arms(runtimes, exp, names)
         server = uvicorn.Server(
             uvicorn.Config(build_ab_app(cfg, urls, "demo"), host=cfg.host, port=port, log_level="warning")
         )

@@ -136,6 +136,7 @@ def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> N
         )
     exp.share = share if exp.status == "running" else exp.share
     save_experiment(cfg, exp)
+
     def on_term(signum: int, frame: Any) -> None:
         raise SystemExit(0)  # uvicorn re-raises SIGTERM after its shutdown: unwind through finally
 
@@ -143,12 +144,7 @@ def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> N
     runtimes = runtimes_for(cfg)
     started = []
     try:
-        urls = {}
-        for arm, uri in (("champion", champion), ("challenger", challenger)):
-            with console.status(f"Starting the {arm} ({uri})…"):
-                rt = runtimes.deploy(uri, None, purpose="ab", name=f"ab-{exp.path_name}-{arm}")
-            started.append(rt.name)
-            urls[arm] = rt.url
+        urls = deploy_arms(runtimes, exp, started)
         console.print(
             f"A/B router on http://{cfg.host}:{cfg.agent_port}: {share:.0%} of users → {challenger} "
             f"(v{versions['challenger']}), the rest → {champion} (v{versions['champion']}) — "
@@ -158,3 +154,15 @@ def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> N
     finally:
         for rt_name in started:
             runtimes.delete(rt_name)
+
+
+def deploy_arms(runtimes: Any, exp: Any, started: list[str]) -> dict[str, str]:
+    """Both arms of the A/B experiment ``exp`` as runtimes; their names go to ``started`` as they
+    start (the caller removes them), their URLs are returned."""
+    urls = {}
+    for arm, uri in (("champion", exp.champion), ("challenger", exp.challenger)):
+        with console.status(f"Starting the {arm} ({uri})…"):
+            rt = runtimes.deploy(uri, None, purpose="ab", name=f"ab-{exp.path_name}-{arm}")
+        started.append(rt.name)
+        urls[arm] = rt.url
+    return urls
