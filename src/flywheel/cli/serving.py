@@ -142,7 +142,7 @@ def _serve_ab(cfg, champion: str, challenger: str, share: float, name: str) -> N
 
     signal.signal(signal.SIGTERM, on_term)
     runtimes = runtimes_for(cfg)
-    started = []
+    started: list[str] = []
     try:
         urls = deploy_arms(runtimes, exp, started)
         console.print(
