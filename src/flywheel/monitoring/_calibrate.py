@@ -74,22 +74,9 @@ class Calibration:
         return {k: v for k, v in self.__dict__.items() if k != "history"}
 
 
-def _label(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return float(value) >= 0.5
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("yes", "true", "pass", "good", "helpful", "correct"):
-            return True
-        if v in ("no", "false", "fail", "bad", "not helpful", "wrong"):
-            return False
-    return None
-
-
 def labelled_traces(traces: Iterable[Any]) -> list[LabelledTrace]:
     """Traces a person judged: the latest ``review/correct``, else the latest ``user_feedback``."""
+    from flywheel.monitoring._agreement import _passes
     from flywheel.monitoring._online import trace_to_output
 
     out = []
@@ -105,7 +92,7 @@ def labelled_traces(traces: Iterable[Any]) -> list[LabelledTrace]:
             if a.name not in found or t >= found[a.name][0]:
                 found[a.name] = (t, fb.value)
         value = next((found[n][1] for n in HUMAN_LABELS if n in found), None)
-        label = _label(value)
+        label = _passes(value, 0.5)  # the agreement report's reading of a label
         if label is None:
             continue
         question, output = trace_to_output(trace)

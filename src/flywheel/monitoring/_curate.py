@@ -132,29 +132,23 @@ def scrub(text: str, secrets: list[str] | None = None, found: dict[str, int] | N
 
 def failure_of(trace: Any, thresholds: dict[str, float]) -> Failure | None:
     """The trace as a failure, or None when nothing says it failed."""
+    from flywheel.monitoring._feedback import correction_of
     from flywheel.monitoring._online import ASSESSMENT_PREFIX, trace_to_output
+    from flywheel.monitoring._review import _values
 
-    failing: dict[str, float] = {}
-    thumbs_down = False
-    correction = None
-    for a in sorted(trace.info.assessments or [], key=lambda a: a.create_time_ms or 0):
-        expectation = getattr(a, "expectation", None)
-        if a.name == "expected_response" and expectation is not None:
-            correction = str(expectation.value)
-            continue
-        fb = getattr(a, "feedback", None)
-        if fb is None:
-            continue
-        if a.name == "user_feedback":
-            thumbs_down = fb.value is False or fb.value == 0
-        elif a.name.startswith(ASSESSMENT_PREFIX):
-            scorer = a.name.removeprefix(ASSESSMENT_PREFIX)
-            v = fb.value
-            if scorer in thresholds and isinstance(v, int | float) and not isinstance(v, bool):
-                if v < thresholds[scorer]:
-                    failing[scorer] = float(v)
-                else:
-                    failing.pop(scorer, None)  # a later, passing score of the same scorer wins
+    human, auto = _values(trace)  # by name, the latest wins (a later passing score clears a failure)
+    thumbs = human.get("user_feedback")
+    thumbs_down = thumbs is False or (thumbs == 0 and thumbs is not None)
+    failing = {
+        name.removeprefix(ASSESSMENT_PREFIX): float(v)
+        for name, v in auto.items()
+        if name.startswith(ASSESSMENT_PREFIX)
+        and name.removeprefix(ASSESSMENT_PREFIX) in thresholds
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and v < thresholds[name.removeprefix(ASSESSMENT_PREFIX)]
+    }
+    correction = correction_of(trace)
     question, out = trace_to_output(trace)
     if not question.strip():
         return None

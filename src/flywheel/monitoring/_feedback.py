@@ -19,11 +19,21 @@ from flywheel.config import Settings
 from flywheel.evaluation._dataset import Dataset, GoldenItem, load_dataset, register_dataset, save_dataset
 from flywheel.knowledge import strip_citations
 
-__all__ = ["DatasetAddition", "add_to_dataset", "item_from_trace"]
+__all__ = ["DatasetAddition", "add_to_dataset", "correction_of", "item_from_trace"]
 
 
 def _norm(question: str) -> str:
     return re.sub(r"\W+", " ", question.lower()).strip()
+
+
+def correction_of(trace: Any) -> str | None:
+    """A reviewer's corrected answer stored on the trace (the expectation ``expected_response``)."""
+    corrected = None
+    for a in trace.info.assessments or []:
+        expectation = getattr(a, "expectation", None)
+        if a.name == "expected_response" and expectation is not None:
+            corrected = str(expectation.value)
+    return corrected
 
 
 def item_from_trace(trace: Any, corrected: str | None = None, kind: str | None = None) -> GoldenItem:
@@ -32,10 +42,7 @@ def item_from_trace(trace: Any, corrected: str | None = None, kind: str | None =
 
     question, out = trace_to_output(trace)
     if corrected is None:  # the reviewer's correction stored on the trace, if any
-        for a in trace.info.assessments or []:
-            expectation = getattr(a, "expectation", None)
-            if a.name == "expected_response" and expectation is not None:
-                corrected = str(expectation.value)
+        corrected = correction_of(trace)
     reference = corrected if corrected is not None else out.answer
     facts = [strip_citations(s).strip() for s in answer_sentences(reference)]
     if kind is None:  # a corrected answer says the question is answerable, even if the agent abstained
