@@ -654,6 +654,42 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "それを用意するか、local バックエンドを使ってください(--backend local、または FLYWHEEL_RUNTIME_BACKEND を未設定に)。",
         ),
     },
+    "tune_storage": {
+        "en": (
+            "The tune's study storage {url} cannot be opened: {error}",
+            "Shared tuning keeps its Optuna study in this database; every worker must reach it.",
+            "Check the URL (postgresql://user:password@host:5432/db, FLYWHEEL_TUNE_STORAGE or --storage), that the database exists and accepts connections from here, and run the command again.",
+        ),
+        "ja": (
+            "チューニングのスタディ保存先 {url} を開けません: {error}",
+            "共有チューニングは Optuna のスタディをこのデータベースに保存します。すべてのワーカーが接続できる必要があります。",
+            "URL(postgresql://user:password@host:5432/db、FLYWHEEL_TUNE_STORAGE または --storage)、データベースの存在と接続可否を確認して、再実行してください。",
+        ),
+    },
+    "tune_no_study": {
+        "en": (
+            "No tune named {name} is ready in {url}.",
+            "A worker joins a study its coordinator created (flywheel tune --config FILE --storage URL --name NAME).",
+            "Start the coordinator first (in a Kubernetes Indexed Job, index 0 is the coordinator), or check --name and --storage.",
+        ),
+        "ja": (
+            "{url} に準備済みのチューニング {name} がありません。",
+            "ワーカーはコーディネーター(flywheel tune --config FILE --storage URL --name NAME)が作成したスタディに参加します。",
+            "先にコーディネーターを起動するか(Kubernetes の Indexed Job ではインデックス 0)、--name と --storage を確認してください。",
+        ),
+    },
+    "tune_context_mismatch": {
+        "en": (
+            "This worker cannot join tune {name}: its context {ours} differs from the study's {theirs}.",
+            "Results are comparable only when every trial runs the same code, LLM, embedder, dataset and scorers.",
+            "Run the workers from the same image and settings as the coordinator (same commit, FLYWHEEL_LLM_*, embedding model and dataset file).",
+        ),
+        "ja": (
+            "このワーカーはチューニング {name} に参加できません: コンテキスト {ours} がスタディの {theirs} と異なります。",
+            "すべての試行が同じコード・LLM・埋め込み・データセット・スコアラーで実行されたときだけ結果を比較できます。",
+            "コーディネーターと同じイメージと設定(同じコミット、FLYWHEEL_LLM_*、埋め込みモデル、データセット)でワーカーを実行してください。",
+        ),
+    },
     "tune_failed": {
         "en": (
             "Every trial of the tune failed ({n}); the first, {trial}: {error}",

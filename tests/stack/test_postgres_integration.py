@@ -4,88 +4,29 @@ deploy/k8s/tracking). Skipped with a reason when PostgreSQL is not installed."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from flywheel.config import Settings
 from tests.conftest import free_port
+from tests.engines import postgres_missing, postgres_server
 
 pytestmark = pytest.mark.integration
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """initdb refuses to run as root: run the server as the postgres user then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL is not installed (scripts/ensure-postgres.sh installs it as root)")
-    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode:
-        pytest.skip("running as root without a postgres user to run the server as")
-    # not under pytest's temporary folder: it is private to root, and the server runs as postgres
-    root = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-    port = free_port()
-    subprocess.run(
-        _as_postgres([initdb, "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8"]),
-        check=True,
-        capture_output=True,
-    )
-    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        _as_postgres([pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w", "start"]),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(
-            _as_postgres(
-                [
-                    _pg_bin("createdb") or "createdb",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "mlflow",
-                    "mlflow",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(
-            _as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True
-        )
+def postgres() -> Iterator[str]:
+    missing = postgres_missing()
+    if missing:
+        pytest.skip(missing)
+    with postgres_server(("mlflow",)) as base:
+        yield base + "/mlflow"
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ def _monitor(
     sample_rate: float = 1.0,
     filters: list[str] | None = None,
     exclude_simulated: bool = False,
+    replica: str | None = None,
 ):  # type: ignore[no-untyped-def]
     from flywheel.errors import InputError
     from flywheel.evaluation import ScorerContext
@@ -40,9 +41,44 @@ def _monitor(
     cfg = settings()
     require(cfg, "tracking")
     quiet_mlflow()
-    opts = MonitorOptions(sample_rate=sample_rate, filters=pairs, exclude_simulated=exclude_simulated)
+    index, count = _replica(replica)
+    opts = MonitorOptions(
+        sample_rate=sample_rate,
+        filters=pairs,
+        exclude_simulated=exclude_simulated,
+        replica=index,
+        replicas=count,
+    )
     ctx = ScorerContext(embed=scoring_embedder(cfg).embed_documents, judge=make_judge(cfg))
     return OnlineMonitor(cfg, opts, ctx, experiment)
+
+
+def _replica(value: str | None) -> tuple[int, int]:
+    """``I/N`` from --replica, else FLYWHEEL_MONITOR_REPLICA, else a StatefulSet pod's ordinal (the
+    hostname's ``-I`` suffix) with FLYWHEEL_MONITOR_REPLICAS=N; (0, 1) when none is set."""
+    import os
+    import re
+
+    from flywheel.errors import InputError
+
+    value = value or os.environ.get("FLYWHEEL_MONITOR_REPLICA")
+    if not value and os.environ.get("FLYWHEEL_MONITOR_REPLICAS"):
+        ordinal = re.search(r"-(\d+)$", os.environ.get("HOSTNAME", ""))
+        value = f"{ordinal.group(1) if ordinal else 0}/{os.environ['FLYWHEEL_MONITOR_REPLICAS']}"
+    if not value:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise InputError(
+            "option_value", option="--replica", value=value, expected="I/N with 0 <= I < N, e.g. 0/3"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+REPLICA_HELP = (
+    "I/N: score only the traces whose id hashes to I of N (run N replicas, I = 0…N-1; "
+    "default FLYWHEEL_MONITOR_REPLICA, or the StatefulSet ordinal with FLYWHEEL_MONITOR_REPLICAS)."
+)
 
 
 @app.command("run")
@@ -64,6 +100,7 @@ def run(
     max_traces: Annotated[int | None, typer.Option(help="Stop after scoring this many traces.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Score what has arrived, then stop.")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
+    replica: Annotated[str | None, typer.Option(help=REPLICA_HELP)] = None,
 ) -> None:
     """Follow new traces, sample them, score them with reference-free scorers (safety, groundedness,
     answer relevance, latency, response quality) and record `online/<scorer>` assessments on them.
@@ -72,9 +109,10 @@ def run(
     Examples:
       flywheel monitor run --once
       flywheel monitor run --sample-rate 0.2 --filter client.arm=b --duration 600
+      flywheel monitor run --replica 1/3     # one of three replicas; none scores a trace twice
       flywheel monitor status
     """
-    mon = _monitor(experiment, sample_rate, filter_, exclude_simulated)
+    mon = _monitor(experiment, sample_rate, filter_, exclude_simulated, replica)
     until = time.monotonic() + duration if duration else None
     if once:
         n = mon.poll_once()
@@ -110,16 +148,64 @@ def status(
 ) -> None:
     """Counters of the online evaluation: traces seen, scored, sampled out; failures per scorer; lag
     from trace to assessment; mean online scores. Each combination of --sample-rate / --filter /
-    --exclude-simulated has its own cursor and counters: pass the same options as the run.
+    --exclude-simulated has its own cursor and counters: pass the same options as the run. With
+    several replicas (`monitor run --replica I/N`, on any machines) their counters are added up
+    from what each publishes to the experiment, one row per replica.
 
     Example:
       flywheel monitor status --json
     """
-    s = _monitor(experiment, sample_rate, filter_, exclude_simulated).status()
+    mon = _monitor(experiment, sample_rate, filter_, exclude_simulated)
+    s = mon.status()
+    replicas = mon.replica_statuses()
+    if len(replicas) > 1:
+        s = {**s, **_aggregate(replicas), "replicas": replicas}
     if json_out:
         console.print_json(json.dumps(s))
     else:
         _print_status(s)
+        if len(replicas) > 1:
+            _print_replicas(replicas)
+
+
+def _aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The replicas' counters added up; means weighted by how many traces each scored; the lag
+    figures are the worst replica's."""
+    total: dict[str, Any] = {
+        k: sum(r.get(k, 0) for r in replicas) for k in ("seen", "scored", "sampled_out", "filtered_out")
+    }
+    means: dict[str, list[float]] = {}
+    for r in replicas:
+        for name, (n, mean) in r.get("means", {}).items():
+            acc = means.setdefault(name, [0, 0.0])
+            acc[0] += n
+            acc[1] += n * mean
+    total["means"] = {k: round(v[1] / v[0], 4) for k, v in means.items() if v[0]}
+    for key in ("lag_p50_s", "lag_p95_s"):
+        values = [r[key] for r in replicas if r.get(key) is not None]
+        total[key] = max(values) if values else None
+    total["cursor"] = min(r.get("cursor", 0) for r in replicas)  # everything before it is scored
+    return total
+
+
+def _print_replicas(replicas: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{len(replicas)} replicas", title_justify="left")
+    for col in ("replica", "seen", "scored", "failures", "lag p95", "last poll"):
+        t.add_column(col)
+    now = time.time()
+    for r in replicas:
+        lag = "–" if r.get("lag_p95_s") is None else f"{r['lag_p95_s']:.1f} s"
+        t.add_row(
+            f"{r['replica']}/{r['replicas']}",
+            str(r.get("seen", 0)),
+            str(r.get("scored", 0)),
+            str(r.get("failures", 0)),
+            lag,
+            f"{now - r.get('updated', now):.0f} s ago",
+        )
+    console.print(t)
 
 
 def _experiment_traces(experiment: str | None, limit: int) -> list[Any]:

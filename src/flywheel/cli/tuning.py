@@ -27,6 +27,19 @@ def tune(
     register: Annotated[
         bool, typer.Option("--register/--no-register", help="Register the chosen configuration.")
     ] = True,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Share the study through this database (postgresql://…; default FLYWHEEL_TUNE_STORAGE): "
+            "this process coordinates, `flywheel tune --worker` processes on any machine join."
+        ),
+    ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker", help="Join the shared study --name in --storage (its tuning file comes from there)."
+        ),
+    ] = False,
 ) -> None:
     """Hyperparameter search: every trial is deployed as a temporary runtime, evaluated on the
     golden dataset (a child MLflow run of the tune's run) and deleted. The report has the Pareto
@@ -41,13 +54,28 @@ def tune(
       flywheel tune --config tuning/tuning.json
       flywheel tune --config tuning/tuning.json --strategy optuna --n-trials 6
       flywheel tune --config my-tuning.json --no-register --fresh
+
+    On several machines (one Optuna study in PostgreSQL; trials claimed once; a killed worker's
+    trial is retried by another; the last worker to finish writes the report and registers):
+      flywheel tune --config tuning/tuning.json --storage postgresql://u:p@db/optuna --name sweep1
+      flywheel tune --worker --storage postgresql://u:p@db/optuna --name sweep1   # × N, anywhere
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from flywheel.stack import require
     from flywheel.tuning import load_spec, run_tune
 
+    cfg = settings()
+    url = storage or (cfg.tune_storage.get_secret_value() if cfg.tune_storage else None)
+    if worker:
+        if not url or not name:
+            from flywheel.errors import InputError
+
+            raise InputError(
+                "option_value", option="--worker", value="(without --storage or --name)", expected="both"
+            )
+        _tune_worker(cfg, url, name, register)
+        return
     spec = load_spec(config)
     if strategy:
         if strategy not in ("grid", "optuna"):
@@ -57,15 +85,10 @@ def tune(
         spec = spec.model_copy(update={"strategy": strategy})
     if n_trials:
         spec = spec.model_copy(update={"n_trials": n_trials})
-    cfg = settings()
     require(cfg, "tracking")
     require(cfg, "index")
     quiet_mlflow()
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(2)  # unwinds through every trial's finally: its runtime is removed
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, _on_term)
     grid_n = len(spec.grid())  # already capped by n_trials
     total = grid_n if spec.strategy == "grid" else (spec.n_trials or min(grid_n, 10))
     with Progress(
@@ -98,7 +121,50 @@ def tune(
             register=register,
             on_event=lambda msg: progress.update(task, msg=msg[:70]),
             on_trial=on_trial,
+            storage=url,
         )
+    _print_result(result)
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(2)  # unwinds through every trial's finally: its runtime is removed
+
+
+def _tune_worker(cfg: Any, url: str, name: str, register: bool) -> None:
+    """One worker of a shared study: plain lines (it runs in a Job's log, not a terminal)."""
+    from flywheel.stack import require
+    from flywheel.tuning import run_tune_worker
+
+    require(cfg, "tracking")
+    require(cfg, "index")
+    quiet_mlflow()
+    signal.signal(signal.SIGTERM, _on_term)
+
+    def on_trial(done: int, total: int, trial: Any) -> None:
+        q = "error" if trial.error else f"quality {trial.quality:.3f}" if trial.quality is not None else "—"
+        console.print(f"  {done}/{total}  {trial.label()}  → {q}", highlight=False)
+
+    result = run_tune_worker(
+        cfg,
+        url,
+        name,
+        register=register,
+        on_event=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+        on_trial=on_trial,
+    )
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    from rich.table import Table
+
+    if not result.finalized:
+        console.print(
+            f"worker done: ran {result.ran} trial(s) of {result.study}; the last worker to finish "
+            "writes the report and registers the choice"
+        )
+        return
+
     table = Table(title=f"{result.study}: {len(result.trials)} trials", title_justify="left")
     for col in ("", "trial", "quality", "p50", "feasible"):
         table.add_column(col)

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     runtime_namespace: str = "flywheel"
     runtime_ttl_s: float = Field(7200, gt=0, description="remote gate/tune runtimes expire after this")
     agentcore_role_arn: str | None = None
+    # -- tune: where the Optuna study lives when several workers share it (an SQLAlchemy URL, e.g.
+    # postgresql://user:pass@host/optuna; unset: a local SQLite file per study) and how often a
+    # running trial proves its worker alive (a trial silent for 3 intervals is retried elsewhere)
+    tune_storage: SecretStr | None = None
+    tune_heartbeat_s: float = Field(30.0, gt=0)
     langfuse_public_key: SecretStr | None = _alias("LANGFUSE_PUBLIC_KEY")
     langfuse_secret_key: SecretStr | None = _alias("LANGFUSE_SECRET_KEY")
     langfuse_host: str = Field(

@@ -1,5 +1,5 @@
 """The gateway's server: OpenAI-compatible ``/v1/chat/completions`` (streaming and not),
-``/v1/embeddings``, ``/v1/models``, ``/health`` and ``/stats``.
+``/v1/embeddings``, ``/v1/models``, ``/health``, ``/stats`` and ``/metrics`` (Prometheus).
 
 A raw ASGI application rather than a framework: the hot path — read the body, pick the route and
 arm, check the limits, one pooled upstream request, pass the answer back — is a few dozen
@@ -7,8 +7,8 @@ microseconds of Python, and a framework's routing, validation and middleware wou
 that (bench/gateway.py measures it against a minimal proxy, LiteLLM and MLflow's gateway).
 
 Per request: client key check; route lookup (route name, endpoint name, ``gateway.default_route``,
-then an endpoint serving that model name); the route's and the endpoint's rate limits (token buckets → 429
-with Retry-After); the A/B arm (weighted; sticky per session or user by hash); destinations in order
+then an endpoint serving that model name); the route's and the endpoint's rate limits (token buckets per replica,
+or one moving window in a shared store such as Redis for all replicas → 429 with Retry-After); the A/B arm (weighted; sticky per session or user by hash); destinations in order
 — the arm, then the route's ``fallbacks`` — each with ``retries`` and backoff, skipping destinations
 cooling down after a failure. The arm and the endpoint that answered are returned in
 ``x-flywheel-arm`` and ``x-flywheel-endpoint`` (the agent records them on its trace). A stream that
@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import math
+import os
 import random
 import time
 import zlib
@@ -41,6 +43,8 @@ from flywheel.gateway._config import (
 from flywheel.gateway._providers import Provider, Reply, Retryable, StreamBroken, make_provider
 
 __all__ = ["Gateway"]
+
+log = logging.getLogger("flywheel.gateway")
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -65,6 +69,54 @@ class _Bucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+
+class _SharedLimits:
+    """Rate limits counted in a shared store through the `limits` library (a moving window per route
+    or endpoint, keyed by name), so every replica of the gateway draws from the same allowance.
+
+    The in-memory default stays a token bucket of our own (``_Bucket``): it costs nothing on the hot
+    path; a shared store costs one round trip per request (~0.2 ms to a local Redis). When the store
+    cannot be reached the request is admitted (the limit protects a provider's quota; refusing all
+    traffic because Redis blinked would be worse) and ``/stats`` counts it."""
+
+    def __init__(self, uri: str, limits: dict[str, Limit]) -> None:
+        from limits import (
+            RateLimitItemPerDay,
+            RateLimitItemPerHour,
+            RateLimitItemPerMinute,
+            RateLimitItemPerSecond,
+        )
+        from limits.storage import storage_from_string
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        kinds = {
+            "second": RateLimitItemPerSecond,
+            "minute": RateLimitItemPerMinute,
+            "hour": RateLimitItemPerHour,
+            "day": RateLimitItemPerDay,
+        }
+        scheme = uri if uri.startswith("async+") else "async+" + uri
+        options = {"implementation": "redispy"} if "redis" in scheme else {}
+        self.storage = storage_from_string(scheme, key_prefix="flywheel-gateway", **options)
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.items = {key: kinds[lim.renewal_period](lim.calls) for key, lim in limits.items()}
+        self.errors = 0
+
+    async def take(self, key: str) -> float:
+        item = self.items.get(key)
+        if item is None:
+            return 0.0
+        try:
+            if await self.limiter.hit(item, key):
+                return 0.0
+            stats = await self.limiter.get_window_stats(item, key)
+        except Exception as exc:  # the store is away: admit, count, say so once in a while
+            self.errors += 1
+            if self.errors in (1, 10, 100) or self.errors % 1000 == 0:
+                log.warning("shared rate-limit store unreachable (%s); admitting", str(exc)[:200])
+            return 0.0
+        return max(0.05, stats.reset_time - time.time())
 
 
 @dataclass
@@ -104,13 +156,16 @@ class Gateway:
         self.by_model: dict[str, str] = {}
         for e in config.endpoints:
             self.by_model.setdefault(e.model.name, e.name)
+        limits = {"endpoint:" + e.name: e.limit for e in config.endpoints if e.limit}
+        limits |= {"route:" + r.name: r.limit for r in config.routes if r.limit}
         self.buckets: dict[str, _Bucket] = {}
-        for e in config.endpoints:
-            if e.limit:
-                self.buckets["endpoint:" + e.name] = _Bucket(e.limit)
-        for r in config.routes:
-            if r.limit:
-                self.buckets["route:" + r.name] = _Bucket(r.limit)
+        self.shared: _SharedLimits | None = None
+        shared_uri = os.environ.get("FLYWHEEL_GATEWAY_LIMITS_STORAGE") or config.gateway.limits_storage
+        if shared_uri and limits:
+            self.shared = _SharedLimits(shared_uri, limits)
+        else:
+            self.buckets = {key: _Bucket(lim) for key, lim in limits.items()}
+        self.rejected: dict[str, int] = {}
         self.cooldown_until: dict[str, float] = {}
         self.arm_stats: dict[tuple[str, str], _ArmStats] = {}
         self.endpoint_stats: dict[str, _ArmStats] = {e.name: _ArmStats() for e in config.endpoints}
@@ -158,6 +213,16 @@ class Gateway:
             await _json(send, 200, self._models())
         elif method == "GET" and path == "/stats":
             await _json(send, 200, self.stats())
+        elif method == "GET" and path == "/metrics":
+            body = self.metrics()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
         else:
             await _json(send, 404, _err(f"no such path: {method} {path}", "not_found"))
 
@@ -193,7 +258,7 @@ class Gateway:
                 send, 404, _err(f"no route or endpoint serves model {body.get('model')!r}", "model_not_found")
             )
             return
-        wait = self._limited(route, endpoints[0])
+        wait = await self._limited(route, endpoints[0])
         if wait:
             await _json(
                 send,
@@ -255,13 +320,16 @@ class Gateway:
                 return d.name
         return dests[-1].name
 
-    def _limited(self, route: str, endpoint: str) -> float:
+    async def _limited(self, route: str, endpoint: str) -> float:
         for key in (f"route:{route}", f"endpoint:{endpoint}"):
-            bucket = self.buckets.get(key)
-            if bucket is not None:
-                wait = bucket.take()
-                if wait:
-                    return wait
+            if self.shared is not None:
+                wait = await self.shared.take(key)
+            else:
+                bucket = self.buckets.get(key)
+                wait = bucket.take() if bucket is not None else 0.0
+            if wait:
+                self.rejected[key] = self.rejected.get(key, 0) + 1
+                return wait
         return 0.0
 
     async def _forward(
@@ -365,11 +433,56 @@ class Gateway:
         ]
         return {"object": "list", "data": data}
 
+    def metrics(self) -> bytes:
+        """This replica's counters in Prometheus' text format: with N replicas, Prometheus sums them
+        (``sum by (route, arm) (rate(flywheel_gateway_requests_total[5m]))``)."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        gateway = self
+
+        class _Collector:
+            def collect(self) -> Any:
+                kinds = ("requests", "errors", "fallbacks")
+                arm = {
+                    k: CounterMetricFamily(
+                        f"flywheel_gateway_{k}", f"{k} per route and arm", labels=["route", "arm"]
+                    )
+                    for k in kinds
+                }
+                for (r, a), s in gateway.arm_stats.items():
+                    for k in kinds:
+                        arm[k].add_metric([r or "(direct)", a], getattr(s, k))
+                ep = CounterMetricFamily(
+                    "flywheel_gateway_endpoint_requests", "requests per endpoint", labels=["endpoint"]
+                )
+                ep_err = CounterMetricFamily(
+                    "flywheel_gateway_endpoint_errors", "errors per endpoint", labels=["endpoint"]
+                )
+                for name, s in gateway.endpoint_stats.items():
+                    ep.add_metric([name], s.requests)
+                    ep_err.add_metric([name], s.errors)
+                limited = CounterMetricFamily(
+                    "flywheel_gateway_rate_limited", "requests answered 429", labels=["limit"]
+                )
+                for key, n in gateway.rejected.items():
+                    limited.add_metric([key], n)
+                inflight = GaugeMetricFamily("flywheel_gateway_inflight", "requests in flight")
+                inflight.add_metric([], gateway.inflight)
+                yield from (*arm.values(), ep, ep_err, limited, inflight)
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector())  # type: ignore[arg-type]
+        return generate_latest(registry)
+
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "inflight": self.inflight,
+            "rate_limited": dict(self.rejected),
+            "limits": "shared" if self.shared is not None else "per replica",
+            "limit_store_errors": self.shared.errors if self.shared is not None else 0,
             "arms": [
                 {"route": r or "(direct)", "arm": a, **s.summary()}
                 for (r, a), s in sorted(self.arm_stats.items())

@@ -124,6 +124,11 @@ class GatewaySection(BaseModel):
     max_inflight: int = Field(512, ge=1)
     retry_backoff_s: float = Field(0.2, ge=0)
     default_route: str | None = None  # for a model name nothing else matches (e.g. the agent's LLM_MODEL)
+    # where the rate limits are counted: unset, each replica keeps its own token buckets in memory;
+    # a `limits` storage URI (redis://host:6379, rediss://…, redis+sentinel://…) is shared by every
+    # replica, so N replicas together admit the configured rate (FLYWHEEL_GATEWAY_LIMITS_STORAGE
+    # overrides it, e.g. to keep a password out of the file)
+    limits_storage: str | None = None
 
 
 class GatewayConfig(BaseModel):

@@ -30,11 +30,14 @@ from flywheel.config import Settings
 from flywheel.evaluation._dataset import GoldenItem
 from flywheel.evaluation._scorers import ONLINE_SCORERS, EvalOutput, Scorer, ScorerContext, make_scorer
 
-__all__ = ["MonitorOptions", "OnlineMonitor", "trace_to_output"]
+__all__ = ["MonitorOptions", "OnlineMonitor", "partition_of", "trace_to_output"]
 
 log = logging.getLogger("flywheel.monitor")
 LOOKBACK_MS = 10 * 60 * 1000
 ASSESSMENT_PREFIX = "online/"
+MONITOR_SOURCE = "flywheel-monitor"
+SPEC_KEY = "flywheel.scorer"  # assessment metadata: the scorer version that wrote it
+STATUS_TAG = "flywheel.monitor"
 
 
 @dataclass
@@ -45,6 +48,15 @@ class MonitorOptions:
     exclude_simulated: bool = False
     settle_s: float = 2.0  # a trace younger than this may still be arriving: wait
     batch: int = 200
+    replica: int = 0  # this replica's share of the traces: those whose id hashes to `replica`
+    replicas: int = 1  # … modulo `replicas` (each replica its own cursor; none scores another's)
+
+
+def partition_of(trace_id: str, replicas: int) -> int:
+    """Which of ``replicas`` monitors scores this trace (a hash of the id, independent of sampling)."""
+    if replicas <= 1:
+        return 0
+    return int(hashlib.sha256(b"replica:" + trace_id.encode()).hexdigest()[:8], 16) % replicas
 
 
 def sampled(trace_id: str, rate: float) -> bool:
@@ -117,7 +129,7 @@ class OnlineMonitor:
         opts: MonitorOptions,
         context: ScorerContext,
         experiment: str | None = None,
-        log_assessment: Callable[[str, str, float, str], None] | None = None,
+        log_assessment: Callable[[str, str, float, str, dict[str, str]], None] | None = None,
     ) -> None:
 
         from flywheel.tracking import client, use
@@ -153,7 +165,20 @@ class OnlineMonitor:
         )
         default = json.dumps([[], False, 1.0])
         suffix = "" if selection == default else "-" + hashlib.sha256(selection.encode()).hexdigest()[:8]
-        self.path = settings.data_path / "monitor" / f"{self.experiment_id}{suffix}.json"
+        self.selection = suffix.lstrip("-") or "all"
+        self.part = f"r{opts.replica}of{opts.replicas}" if opts.replicas > 1 else ""
+        if not 0 <= opts.replica < max(1, opts.replicas):
+            from flywheel.errors import InputError
+
+            raise InputError(
+                "option_value",
+                option="--replica",
+                value=f"{opts.replica}/{opts.replicas}",
+                expected="I/N with 0 <= I < N",
+            )
+        part = f"-{self.part}" if self.part else ""
+        self.path = settings.data_path / "monitor" / f"{self.experiment_id}{suffix}{part}.json"
+        self.specs = {s.name: scorer_spec(s) for s in self.scorers}
         self.state = self._load()
         self._log = log_assessment or self._log_feedback
         self.settings = settings
@@ -186,7 +211,9 @@ class OnlineMonitor:
 
     # -- work
     @staticmethod
-    def _log_feedback(trace_id: str, name: str, value: float, rationale: str) -> None:
+    def _log_feedback(
+        trace_id: str, name: str, value: float, rationale: str, metadata: dict[str, str]
+    ) -> None:
         import mlflow
         from mlflow.entities import AssessmentSource
 
@@ -195,8 +222,23 @@ class OnlineMonitor:
             name=name,
             value=value,
             rationale=rationale,
-            source=AssessmentSource(source_type="CODE", source_id="flywheel-monitor"),
+            source=AssessmentSource(source_type="CODE", source_id=MONITOR_SOURCE),
+            metadata=metadata,
         )
+
+    def _already(self, trace: Any) -> set[str]:
+        """Scorers whose current version already scored this trace (a replica killed between the
+        write and its cursor save rescoring nothing on restart)."""
+        done = set()
+        for a in getattr(trace.info, "assessments", None) or []:
+            source = getattr(getattr(a, "source", None), "source_id", None)
+            name = str(getattr(a, "name", ""))
+            if source != MONITOR_SOURCE or not name.startswith(ASSESSMENT_PREFIX):
+                continue
+            scorer = name[len(ASSESSMENT_PREFIX) :]
+            if (getattr(a, "metadata", None) or {}).get(SPEC_KEY) == self.specs.get(scorer):
+                done.add(scorer)
+        return done
 
     def _wanted(self, trace: Any) -> bool:
         tags = trace.info.tags or {}
@@ -208,7 +250,10 @@ class OnlineMonitor:
         question, out = trace_to_output(trace)
         item = GoldenItem.model_validate({"input": {"question": question or "(no question recorded)"}})
         values: dict[str, float | None] = {}
+        already = self._already(trace)
         for scorer in self.scorers:
+            if scorer.name in already:
+                continue
             try:
                 score = scorer(item, out, self.context)
             except Exception as exc:  # counted and shown by `monitor status`, never silent
@@ -227,7 +272,11 @@ class OnlineMonitor:
                 )
             try:
                 self._log(
-                    out.trace_id or "", ASSESSMENT_PREFIX + scorer.name, float(score.value), score.rationale
+                    out.trace_id or "",
+                    ASSESSMENT_PREFIX + scorer.name,
+                    float(score.value),
+                    score.rationale,
+                    {SPEC_KEY: self.specs[scorer.name]},
                 )
             except Exception as exc:
                 self._fail(f"{scorer.name} (write)", exc)
@@ -255,8 +304,8 @@ class OnlineMonitor:
         for trace in traces:
             info = trace.info
             tid = info.trace_id
-            if tid in state["done"]:
-                continue
+            if tid in state["done"] or partition_of(tid, self.opts.replicas) != self.opts.replica:
+                continue  # handled, or another replica's
             end_ms = info.request_time + (info.execution_duration or 0)
             if str(getattr(info.state, "value", info.state)) == "IN_PROGRESS" or (
                 now_ms - end_ms < self.opts.settle_s * 1000
@@ -277,10 +326,12 @@ class OnlineMonitor:
                     if v is not None:
                         n, mean = state["means"].get(name, [0, 0.0])
                         state["means"][name] = [n + 1, mean + (v - mean) / (n + 1)]
+                self._save()  # a kill now loses nothing: this trace is done, the next is not begun
             state["cursor_ms"] = max(state["cursor_ms"], info.request_time)
         cutoff = state["cursor_ms"] - LOOKBACK_MS
         state["done"] = {k: v for k, v in state["done"].items() if v >= cutoff}
         self._save()
+        self._publish()
         if self._langfuse:
             batch, self._langfuse = self._langfuse, []
             try:
@@ -309,6 +360,43 @@ class OnlineMonitor:
             if until is not None and time.monotonic() >= until:
                 return
             time.sleep(poll_s)
+
+    def _publish(self) -> None:
+        """This replica's counters as an experiment tag, so `monitor status` can add up replicas
+        that run on other machines (each with its own cursor on its own volume)."""
+        s = self.status()
+        record = {
+            k: s[k]
+            for k in ("cursor", "seen", "scored", "sampled_out", "filtered_out", "lag_p50_s", "lag_p95_s")
+        }
+        record.update(
+            replica=self.opts.replica,
+            replicas=self.opts.replicas,
+            failures=sum(s["failures"].values()),
+            means={k: [v[0], round(v[1], 4)] for k, v in self.state["means"].items()},
+            updated=round(time.time(), 1),
+        )
+        key = f"{STATUS_TAG}.{self.selection}.{self.part or 'r0of1'}"
+        try:
+            self.client.set_experiment_tag(self.experiment_id, key, json.dumps(record)[:4900])
+        except Exception as exc:  # counted, never fatal: the local status still has everything
+            self._fail("status (write)", exc)
+
+    def replica_statuses(self) -> list[dict[str, Any]]:
+        """The published status of every replica of this selection (the newest replica count)."""
+        exp = self.client.get_experiment(self.experiment_id)
+        prefix = f"{STATUS_TAG}.{self.selection}."
+        found = []
+        for key, value in (exp.tags or {}).items():
+            if key.startswith(prefix):
+                try:
+                    found.append(json.loads(value))
+                except ValueError:
+                    continue
+        if not found:
+            return []
+        current = max(found, key=lambda r: r.get("updated", 0)).get("replicas", 1)
+        return sorted((r for r in found if r.get("replicas") == current), key=lambda r: r["replica"])
 
     def status(self) -> dict[str, Any]:
         lags = sorted(self.state["lags_s"])

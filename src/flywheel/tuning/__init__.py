@@ -2,7 +2,7 @@
 trial deployed, evaluated and deleted; a Pareto front; the best registered as ``challenger``."""
 
 from flywheel.tuning._spec import Trial, TuneSpec, load_spec
-from flywheel.tuning._tune import TrialResult, TuneResult, choose, pareto_front, run_tune
+from flywheel.tuning._tune import TrialResult, TuneResult, choose, pareto_front, run_tune, run_tune_worker
 
 __all__ = [
     "Trial",
@@ -13,4 +13,5 @@ __all__ = [
     "load_spec",
     "pareto_front",
     "run_tune",
+    "run_tune_worker",
 ]

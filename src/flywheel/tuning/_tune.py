@@ -33,7 +33,7 @@ from flywheel.config import Settings
 from flywheel.errors import InputError
 from flywheel.tuning._spec import Trial, TuneSpec
 
-__all__ = ["TrialResult", "TuneResult", "choose", "pareto_front", "run_tune"]
+__all__ = ["TrialResult", "TuneResult", "choose", "pareto_front", "run_tune", "run_tune_worker"]
 
 
 @dataclass
@@ -71,6 +71,8 @@ class TuneResult:
     registered: dict[str, Any] | None = None
     seconds: float = 0.0
     failed: list[TrialResult] = field(default_factory=list)  # trials of this run that errored
+    finalized: bool = True  # False: a shared study's worker that left the report to another
+    ran: int = 0  # trials this process ran (a shared study's worker)
 
 
 def _dominates(a: TrialResult, b: TrialResult) -> bool:
@@ -161,21 +163,27 @@ class _Store:
                 self.failed.append(t)
 
 
-def run_tune(
-    settings: Settings,
-    spec: TuneSpec,
-    *,
-    name: str | None = None,
-    fresh: bool = False,
-    register: bool = True,
-    on_event: Any = lambda msg: None,
-    on_trial: Any = lambda done, total, trial: None,
-) -> TuneResult:
+@dataclass
+class _Prepared:
+    """What every trial of one tune shares, in this process."""
+
+    settings: Settings
+    spec: TuneSpec
+    study: str
+    folder: Path
+    dataset: Any
+    scorers: list[Any]
+    context: str
+    scoring: Any
+    runtimes: Any
+    leaked: list[str]
+
+
+def _prepare(settings: Settings, spec: TuneSpec, name: str | None, fresh: bool, on_event: Any) -> _Prepared:
     from flywheel.agent import default_config
     from flywheel.evaluation import load_dataset, make_scorer, scorer_context
     from flywheel.runtime import runtimes_for
 
-    t0 = time.monotonic()
     dataset = load_dataset(spec.dataset)
     if spec.split == "train":
         dataset = dataset.split("train")
@@ -190,49 +198,52 @@ def run_tune(
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
-
-    grid = spec.grid()
-    for trial in grid:  # an invalid value fails here, naming the trial, before any runtime starts
+    for trial in spec.grid():  # an invalid value fails here, naming the trial, before any runtime starts
         _validate(settings, trial, default_config)
-    scoring = scorer_context(settings)
     runtimes = runtimes_for(settings)
     leaked = runtimes.gc()
     if leaked:
         on_event(f"removed {len(leaked)} leaked runtime(s): {', '.join(leaked)}")
-    store = _Store(folder, context)
-    resumed = len(store.done)
-    parent = _parent_run(settings, folder, study, spec, dataset)
+    return _Prepared(
+        settings, spec, study, folder, dataset, scorers, context, scorer_context(settings), runtimes, leaked
+    )
+
+
+def _trial_runner(
+    prep: _Prepared, parent: str | None, done: dict[str, TrialResult], store: Any, on_event: Any
+) -> Any:
+    """run_trial(trial) → TrialResult: deploy, evaluate, delete; a finished key is not run again."""
 
     def run_trial(trial: Trial) -> TrialResult:
-        if trial.key in store.done:
-            return store.done[trial.key]
+        if trial.key in done:
+            return done[trial.key]
         from flywheel.runtime import deploy_and_evaluate
 
         t_start = time.monotonic()
         on_event(f"trial {trial.label()}: deploying")
         try:
             result, vid = deploy_and_evaluate(
-                settings,
-                runtimes,
-                name=f"tune-{study[-6:]}-{trial.key[:8]}-{uuid.uuid4().hex[:4]}",
+                prep.settings,
+                prep.runtimes,
+                name=f"tune-{prep.study[-6:]}-{trial.key[:8]}-{uuid.uuid4().hex[:4]}",
                 purpose="tune",
                 model_uri=None,
                 config=trial.overrides,
-                dataset=dataset,
-                scorers=scorers,
-                context=scoring,
-                results_dir=folder / "evals",
+                dataset=prep.dataset,
+                scorers=prep.scorers,
+                context=prep.scoring,
+                results_dir=prep.folder / "evals",
                 parent_run_id=parent,
                 tags={
                     "flywheel.kind": "tune-trial",
-                    "flywheel.tune": study,
+                    "flywheel.tune": prep.study,
                     **{f"tune.{k}": str(v)[:250] for k, v in trial.labels.items()},
                 },
                 on_deployed=lambda rt: on_event(
-                    f"trial {trial.label()}: evaluating {len(dataset.items)} items"
+                    f"trial {trial.label()}: evaluating {len(prep.dataset.items)} items"
                 ),
             )
-            out = _measure(spec, trial, result)
+            out = _measure(prep.spec, trial, result)
             out.identity = {**vid.compact(), "identity_digest": vid.digest()}
         except Exception as exc:  # one failed trial is recorded, the search goes on
             out = TrialResult(
@@ -242,9 +253,45 @@ def run_tune(
                 error=f"{type(exc).__name__}: {exc}"[:500],
                 seconds=round(time.monotonic() - t_start, 1),
             )
-        store.add(out)
+        out.context = prep.context
+        if store is not None:
+            store.add(out)
         return out
 
+    return run_trial
+
+
+def run_tune(
+    settings: Settings,
+    spec: TuneSpec,
+    *,
+    name: str | None = None,
+    fresh: bool = False,
+    register: bool = True,
+    on_event: Any = lambda msg: None,
+    on_trial: Any = lambda done, total, trial: None,
+    storage: str | None = None,
+) -> TuneResult:
+    """Run the tune in this process; with ``storage`` (an RDB URL) the study is shared and this
+    process is its coordinator and first worker (more join with :func:`run_tune_worker`)."""
+    t0 = time.monotonic()
+    prep = _prepare(settings, spec, name, fresh, on_event)
+    if storage:
+        from flywheel.tuning._distributed import SharedStudy
+
+        shared = SharedStudy(storage, prep.study, settings.tune_heartbeat_s)
+        if fresh:
+            shared.delete()
+        parent = _parent_run(settings, prep.folder, prep.study, spec, prep.dataset)
+        shared.create(spec, prep.context, parent)
+        on_event(f"study {prep.study} ready: workers may join (flywheel tune --worker --name {prep.study})")
+        return _work_shared(prep, shared, parent, register, on_event, on_trial, t0)
+
+    store = _Store(prep.folder, prep.context)
+    resumed = len(store.done)
+    parent = _parent_run(settings, prep.folder, prep.study, spec, prep.dataset)
+    run_trial = _trial_runner(prep, parent, store.done, store, on_event)
+    grid = spec.grid()
     if spec.strategy == "grid":
         total = len(grid)
         todo = [t for t in grid if t.key not in store.done]
@@ -259,41 +306,137 @@ def run_tune(
     else:
         _optuna(
             spec,
-            folder,
-            f"{study}-{context}",
+            prep.folder,
+            f"{prep.study}-{prep.context}",
             run_trial,
             on_trial,
             on_event,
             total=spec.n_trials or min(len(grid), 10),
         )
+    return _finish(prep, store.done, store.failed, parent, resumed, register, on_event, t0)
 
-    trials = _trials_in_order(spec, store)
-    if store.failed and not trials:
-        first = store.failed[0]
+
+def run_tune_worker(
+    settings: Settings,
+    storage: str,
+    name: str,
+    *,
+    register: bool = True,
+    on_event: Any = lambda msg: None,
+    on_trial: Any = lambda done, total, trial: None,
+    join_timeout_s: float = 600.0,
+) -> TuneResult:
+    """Join the shared study ``name`` (waiting for its coordinator), run trials until none is left;
+    the worker that finishes last writes the report and registers the choice."""
+    from flywheel.tuning._distributed import SharedStudy
+
+    t0 = time.monotonic()
+    shared = SharedStudy(storage, name, settings.tune_heartbeat_s)
+    on_event(f"waiting for study {name}")
+    spec, context, parent = shared.join(join_timeout_s)
+    prep = _prepare(settings, spec, name, False, on_event)
+    shared.check_context({"flywheel.context": context}, prep.context)
+    return _work_shared(prep, shared, parent, register, on_event, on_trial, t0)
+
+
+def _work_shared(
+    prep: _Prepared,
+    shared: Any,
+    parent: str | None,
+    register: bool,
+    on_event: Any,
+    on_trial: Any,
+    t0: float,
+) -> TuneResult:
+    spec = prep.spec
+    total = len(spec.grid()) if spec.strategy == "grid" else (spec.n_trials or min(len(spec.grid()), 10))
+    failed: list[TrialResult] = []
+    lock = threading.Lock()
+    counter = {"n": 0}
+
+    def done_one(res: TrialResult) -> None:
+        with lock:
+            counter["n"] = sum(1 for r in shared.results() if not r.get("error"))
+            if res.error:
+                failed.append(res)
+            on_trial(counter["n"], total, res)
+
+    def stale() -> None:
+        gone = prep.runtimes.gc()  # the dead worker's runtime: its owner process is gone
+        on_event(f"a worker died: its trial is queued again; removed {len(gone)} runtime(s)")
+
+    run_trial = _trial_runner(prep, parent, {}, None, on_event)
+    with cf.ThreadPoolExecutor(max_workers=spec.parallel, thread_name_prefix="tune") as pool:
+        futures = [
+            pool.submit(shared.work, spec, run_trial, done_one, stale, total) for _ in range(spec.parallel)
+        ]
+        ran = sum(f.result() for f in futures)
+    with shared.finalizing() as mine:
+        done: dict[str, TrialResult] = {}
+        for raw in shared.results():
+            if not raw.get("error"):
+                done[raw["key"]] = TrialResult(**raw)
+        if not mine:
+            return TuneResult(
+                prep.study,
+                prep.folder,
+                list(done.values()),
+                [],
+                None,
+                parent,
+                0,
+                prep.leaked,
+                failed=failed,
+                seconds=round(time.monotonic() - t0, 1),
+                finalized=False,
+                ran=ran,
+            )
+        prep.leaked += prep.runtimes.gc()
+        result = _finish(prep, done, failed, parent, 0, register, on_event, t0)
+        result.ran = ran
+        return result
+
+
+def _finish(
+    prep: _Prepared,
+    done: dict[str, TrialResult],
+    failed: list[TrialResult],
+    parent: str | None,
+    resumed: int,
+    register: bool,
+    on_event: Any,
+    t0: float,
+) -> TuneResult:
+    from flywheel.agent import default_config
+
+    spec = prep.spec
+    trials = _trials_in_order(spec, done)
+    if failed and not trials:
+        first = failed[0]
         raise InputError(
-            "tune_failed", n=len(store.failed), trial=first.label(), error=first.error, folder=folder
+            "tune_failed", n=len(failed), trial=first.label(), error=first.error, folder=prep.folder
         )
     front = pareto_front(trials)
     best = choose(front, spec.tolerance)
     result = TuneResult(
-        study,
-        folder,
+        prep.study,
+        prep.folder,
         trials,
         [t.key for t in front],
         best,
         parent,
         resumed,
-        leaked,
-        failed=store.failed,
+        prep.leaked,
+        failed=failed,
     )
     if best and register and spec.register_as:
         on_event(f"registering the best configuration ({best.label()})")
-        result.registered = _register(settings, spec, best, study, default_config)
+        result.registered = _register(prep.settings, spec, best, prep.study, default_config)
     result.seconds = round(time.monotonic() - t0, 1)
     from flywheel.tuning._report import write_report
 
     paths = write_report(result, spec)
-    _close_parent(settings, result, paths)
+    _close_parent(prep.settings, result, paths)
     return result
 
 
@@ -330,11 +473,11 @@ def _validate(settings: Settings, trial: Trial, default_config: Any) -> None:
         ) from exc
 
 
-def _trials_in_order(spec: TuneSpec, store: _Store) -> list[TrialResult]:
+def _trials_in_order(spec: TuneSpec, done: dict[str, TrialResult]) -> list[TrialResult]:
     """Finished trials of this spec: grid order first, then any others (optuna) by quality."""
     keys = [t.key for t in spec.grid()]
-    seen = [store.done[k] for k in keys if k in store.done]
-    rest = [t for k, t in store.done.items() if k not in keys]
+    seen = [done[k] for k in keys if k in done]
+    rest = [t for k, t in done.items() if k not in keys]
     return seen + sorted(rest, key=lambda t: -(t.quality or 0))
 
 
