@@ -41,7 +41,7 @@ def _monitor(
     cfg = settings()
     require(cfg, "tracking")
     quiet_mlflow()
-    index, count = _replica(replica)
+    index, count = _replica(replica or cfg.monitor_replica, cfg.monitor_replicas)
     opts = MonitorOptions(
         sample_rate=sample_rate,
         filters=pairs,
@@ -53,18 +53,17 @@ def _monitor(
     return OnlineMonitor(cfg, opts, ctx, experiment)
 
 
-def _replica(value: str | None) -> tuple[int, int]:
-    """``I/N`` from --replica, else FLYWHEEL_MONITOR_REPLICA, else a StatefulSet pod's ordinal (the
+def _replica(value: str | None, replicas: int | None = None) -> tuple[int, int]:
+    """``I/N`` from --replica (or FLYWHEEL_MONITOR_REPLICA), else a StatefulSet pod's ordinal (the
     hostname's ``-I`` suffix) with FLYWHEEL_MONITOR_REPLICAS=N; (0, 1) when none is set."""
     import os
     import re
 
     from flywheel.errors import InputError
 
-    value = value or os.environ.get("FLYWHEEL_MONITOR_REPLICA")
-    if not value and os.environ.get("FLYWHEEL_MONITOR_REPLICAS"):
+    if not value and replicas:
         ordinal = re.search(r"-(\d+)$", os.environ.get("HOSTNAME", ""))
-        value = f"{ordinal.group(1) if ordinal else 0}/{os.environ['FLYWHEEL_MONITOR_REPLICAS']}"
+        value = f"{ordinal.group(1) if ordinal else 0}/{replicas}"
     if not value:
         return 0, 1
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)

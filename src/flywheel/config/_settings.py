@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # running trial proves its worker alive (a trial silent for 3 intervals is retried elsewhere)
     tune_storage: SecretStr | None = None
     tune_heartbeat_s: float = Field(30.0, gt=0)
+    # -- online evaluation as N replicas: this one's share "I/N" (or N with a StatefulSet's ordinal)
+    monitor_replica: str | None = None
+    monitor_replicas: int | None = Field(None, ge=1)
+    # -- gateway: a `limits` storage URI (redis://…) the replicas share their rate limits through;
+    # overrides the YAML's gateway.limits_storage (a password stays out of the ConfigMap)
+    gateway_limits_storage: SecretStr | None = None
     langfuse_public_key: SecretStr | None = _alias("LANGFUSE_PUBLIC_KEY")
     langfuse_secret_key: SecretStr | None = _alias("LANGFUSE_SECRET_KEY")
     langfuse_host: str = Field(

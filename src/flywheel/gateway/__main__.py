@@ -20,7 +20,8 @@ def main() -> None:
     settings = load_settings()
     install_redaction(secret_values(settings))
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    app = build_gateway(args.config)
+    storage = settings.gateway_limits_storage
+    app = build_gateway(args.config, storage.get_secret_value() if storage else None)
     uvicorn.run(
         app,
         host=args.host or settings.host,

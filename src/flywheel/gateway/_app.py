@@ -23,7 +23,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import random
 import time
 import zlib
@@ -87,8 +86,8 @@ class _SharedLimits:
             RateLimitItemPerMinute,
             RateLimitItemPerSecond,
         )
-        from limits.storage import storage_from_string
         from limits.aio.strategies import MovingWindowRateLimiter
+        from limits.storage import storage_from_string
 
         kinds = {
             "second": RateLimitItemPerSecond,
@@ -144,7 +143,7 @@ class _ArmStats:
 class Gateway:
     """The ASGI app. ``Gateway(config, path)`` resolves keys now; providers start on lifespan."""
 
-    def __init__(self, config: GatewayConfig, path: Path) -> None:
+    def __init__(self, config: GatewayConfig, path: Path, limits_storage: str | None = None) -> None:
         self.config = config
         secrets = secrets_of(config, path)
         self.client_keys = [k.encode() for k in resolve_client_keys(config, path)]
@@ -160,7 +159,7 @@ class Gateway:
         limits |= {"route:" + r.name: r.limit for r in config.routes if r.limit}
         self.buckets: dict[str, _Bucket] = {}
         self.shared: _SharedLimits | None = None
-        shared_uri = os.environ.get("FLYWHEEL_GATEWAY_LIMITS_STORAGE") or config.gateway.limits_storage
+        shared_uri = limits_storage or config.gateway.limits_storage
         if shared_uri and limits:
             self.shared = _SharedLimits(shared_uri, limits)
         else:

@@ -2,8 +2,9 @@
 SQLAlchemy URL) that every ``flywheel tune --worker`` process shares — the way Optuna is designed to
 be distributed, with no scheduler of our own.
 
-- **Set-up, once.** The coordinator (``flywheel tune --storage URL``) creates the study and writes
-  into its attributes what a worker needs: the tuning file, the context digest (code, LLM, embedder,
+- **Set-up, once.** Of the processes that run ``flywheel tune --config FILE --storage URL``, the one
+  that creates the finalize study (a unique name: one wins) sets the study up and writes into its
+  attributes what a worker needs: the tuning file, the context digest (code, LLM, embedder,
   dataset, scorers — a worker with another one refuses to join) and the parent MLflow run. A grid is
   enqueued trial by trial (``enqueue_trial``); one *finalize* trial waits in a study beside it.
 - **Claimed once.** A worker claims a waiting trial by moving it WAITING → RUNNING in one row-locked
@@ -110,21 +111,35 @@ class SharedStudy:
             if name in names:
                 optuna.delete_study(study_name=name, storage=self.storage)
 
-    def _final_study(self, create: bool = False) -> Any:
+    def _final_study(self) -> Any:
         """A one-trial study beside the tune's: its trial is the finalize claim (kept apart so the
-        TPE sampler's ask() never pops it)."""
+        TPE sampler's ask() never pops it); creating it is the set-up claim."""
         import optuna
 
-        if create:
-            return optuna.create_study(
-                study_name=self.name + ":finalize", storage=self.storage, load_if_exists=True
-            )
         return optuna.load_study(study_name=self.name + ":finalize", storage=self.storage)
 
-    def create(self, spec: TuneSpec, context: str, parent_run_id: str | None) -> None:
-        """Create the study (or join the existing one of the same name) and enqueue its grid."""
+    def create(
+        self, spec: TuneSpec, context: str, parent_run: Callable[[], str | None]
+    ) -> tuple[TuneSpec, str, str | None]:
+        """Set the study up unless another process already does: the one that creates the
+        finalize study (a unique name: exactly one process wins) enqueues the grid; any other joins,
+        after checking that it runs the same tuning file and context. Every pod of a Job can run
+        the same command. Returns (spec, context, parent run id)."""
         import optuna
 
+        try:
+            final = optuna.create_study(study_name=self.name + ":finalize", storage=self.storage)
+        except optuna.exceptions.DuplicatedStudyError:
+            theirs = self.join()
+            self.check_context({"flywheel.context": theirs[1]}, context)
+            if theirs[0].digest() != spec.digest():
+                raise InputError(
+                    "tune_context_mismatch",
+                    name=self.name,
+                    theirs=f"tuning file {theirs[0].digest()}",
+                    ours=f"tuning file {spec.digest()}",
+                ) from None
+            return theirs
         self.study = optuna.create_study(
             study_name=self.name,
             storage=self.storage,
@@ -133,18 +148,16 @@ class SharedStudy:
             sampler=optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True),
             load_if_exists=True,
         )
-        attrs = self.study.user_attrs
-        if attrs.get("flywheel.ready"):
-            self.check_context(attrs, context)
-            return
+        parent_run_id = parent_run()
         self.study.set_user_attr("flywheel.spec", spec.model_dump(mode="json", by_alias=True))
         self.study.set_user_attr("flywheel.context", context)
         self.study.set_user_attr("flywheel.parent_run_id", parent_run_id)
         if spec.strategy == "grid":
             for trial in spec.grid():
-                self.study.enqueue_trial(trial.labels, skip_if_exists=True)
-        self._final_study(create=True).enqueue_trial({}, user_attrs={ROLE: FINALIZE})
+                self.study.enqueue_trial(trial.labels)
+        final.enqueue_trial({}, user_attrs={ROLE: FINALIZE})
         self.study.set_user_attr("flywheel.ready", True)
+        return spec, context, parent_run_id
 
     def join(self, timeout_s: float = 600.0) -> tuple[TuneSpec, str, str | None]:
         """Wait for the coordinator's set-up; (spec, context, parent run id)."""

@@ -282,8 +282,9 @@ def run_tune(
         shared = SharedStudy(storage, prep.study, settings.tune_heartbeat_s)
         if fresh:
             shared.delete()
-        parent = _parent_run(settings, prep.folder, prep.study, spec, prep.dataset)
-        shared.create(spec, prep.context, parent)
+        _, _, parent = shared.create(
+            spec, prep.context, lambda: _parent_run(settings, prep.folder, prep.study, spec, prep.dataset)
+        )
         on_event(f"study {prep.study} ready: workers may join (flywheel tune --worker --name {prep.study})")
         return _work_shared(prep, shared, parent, register, on_event, on_trial, t0)
 
