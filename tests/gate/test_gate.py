@@ -112,17 +112,32 @@ def test_the_red_team_rule_fails_a_candidate_whose_attacks_worked(tmp_path: Path
     assert passed[0]["passed"]
 
 
-def _fake_stack(monkeypatch: pytest.MonkeyPatch, champion_version: tuple[str, str] | None) -> list[str]:
+def _fake_stack(
+    monkeypatch: pytest.MonkeyPatch, champion_version: tuple[str, str] | None, busy: list[int] | None = None
+) -> list[str]:
     """run_gate with its runtimes and the registry replaced: the champion (when registered) scores
-    0.8 on every item, a config candidate 0.4. Returns the arms deployed, in order."""
+    0.8 on every item, a config candidate 0.4. Returns the arms deployed, in order; ``busy`` gets
+    how many evaluations were running at each start (each then takes 0.3 s)."""
+    import threading
+    import time
+
     import flywheel.evaluation as evaluation
     import flywheel.runtime as runtime
     from flywheel.gate import _gate
 
     deployed: list[str] = []
+    running = [0]
+    lock = threading.Lock()
 
     def deploy_and_evaluate(settings, runtimes, *, name, model_uri, **kw):  # type: ignore[no-untyped-def]
         deployed.append(model_uri or "config")
+        if busy is not None:
+            with lock:
+                running[0] += 1
+            time.sleep(0.3)
+            with lock:
+                busy.append(running[0])
+                running[0] -= 1
         result = (
             CHAMP
             if model_uri
@@ -159,6 +174,28 @@ def test_a_config_candidate_is_compared_with_the_registered_champion(
     assert [c["name"] for c in decision.checks if not c["passed"]] == ["regression response_facts ≤ 0.05"]
     report = (decision.report_dir / "gate.md").read_text()
     assert "| metric | n | champion | candidate |" in report and "| 0.800 | 0.400 |" in report
+
+
+def test_champion_and_candidate_are_evaluated_at_once_when_runtimes_have_their_own_machines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.config import load_settings
+    from flywheel.gate import run_gate
+
+    th = Thresholds(scorers=["response_facts"], floors={}, max_regression={"response_facts": 0.05})
+    outcomes = {}
+    for parallel in (False, True):
+        busy: list[int] = []
+        _fake_stack(monkeypatch, ("docs-qa-agent", "3"), busy)
+        settings = load_settings(
+            data_dir=tmp_path / f"data-{parallel}", mlflow_port=1, gate_parallel=parallel
+        )
+        d = run_gate(
+            settings, SimpleNamespace(items=[], name="d", digest="x"), "config", {"top_k": 3}, None, th
+        )
+        outcomes[parallel] = (max(busy), [c["passed"] for c in d.checks], d.comparison)
+    assert outcomes[False][0] == 1 and outcomes[True][0] == 2  # sequential locally; both at once
+    assert outcomes[False][1:] == outcomes[True][1:]  # the same decision either way
 
 
 def test_a_first_release_report_has_no_champion_column(

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # running trial proves its worker alive (a trial silent for 3 intervals is retried elsewhere)
     tune_storage: SecretStr | None = None
     tune_heartbeat_s: float = Field(30.0, gt=0)
+    # -- gate: evaluate champion and candidate at once (unset: yes unless the runtimes are local)
+    gate_parallel: bool | None = None
     # -- online evaluation as N replicas: this one's share "I/N" (or N with a StatefulSet's ordinal)
     monitor_replica: str | None = None
     monitor_replicas: int | None = Field(None, ge=1)

@@ -590,9 +590,10 @@ def run_gate(
     )
     if reg_items:
         on_event(f"with {len(reg_items)} regression item(s) from production")
-    for arm, uri, config in arms:  # one at a time: two servers on 2 cores would slow both
+
+    def evaluate(arm: str, uri: str | None, config: dict[str, Any] | None) -> tuple[str, Any, Any]:
         on_event(f"deploying the {arm} ({uri or 'local config'})")
-        results[arm], vid = deploy_and_evaluate(
+        result, vid = deploy_and_evaluate(
             settings,
             runtimes,
             name=f"gate-{gate_id}-{arm}",
@@ -602,13 +603,29 @@ def run_gate(
             dataset=asked,
             scorers=scorers,
             context=context,
-            results_dir=report_dir,
+            results_dir=report_dir / arm,  # one per arm: the two may be the same configuration
             tags={"flywheel.kind": "gate", "flywheel.gate_id": gate_id, "flywheel.gate_arm": arm},
-            on_deployed=lambda rt, arm=arm: on_event(
+            on_deployed=lambda rt: on_event(
                 f"evaluating the {arm} on {len(dataset.items)} items"
                 + (f" × {th.repeats} repeats" if th.repeats > 1 else "")
             ),
         )
+        return arm, result, vid
+
+    # both arms at once where each runtime has its own machine (kubernetes, docker, agentcore);
+    # locally one at a time: two agent servers on the same cores would slow both
+    parallel = settings.gate_parallel
+    if parallel is None:
+        parallel = getattr(runtimes, "backend", "local") != "local"
+    if parallel and len(arms) > 1:
+        import concurrent.futures as cf
+
+        with cf.ThreadPoolExecutor(max_workers=len(arms), thread_name_prefix="gate") as pool:
+            done = list(pool.map(lambda a: evaluate(*a), arms))
+    else:
+        done = [evaluate(*a) for a in arms]
+    for arm, result, vid in done:
+        results[arm] = result
         identities[arm] = {**vid.compact(), "identity_digest": vid.digest()}
     metrics = list(dict.fromkeys([*th.scorers, "refusal"]))
     full = results

@@ -232,7 +232,7 @@ def _trial_runner(
                 dataset=prep.dataset,
                 scorers=prep.scorers,
                 context=prep.scoring,
-                results_dir=prep.folder / "evals",
+                results_dir=prep.folder / "evals" / trial.key,  # one per trial: workers share the folder
                 parent_run_id=parent,
                 tags={
                     "flywheel.kind": "tune-trial",
