@@ -654,6 +654,30 @@ MESSAGES: dict[str, dict[str, Entry]] = {
             "それを用意するか、local バックエンドを使ってください(--backend local、または FLYWHEEL_RUNTIME_BACKEND を未設定に)。",
         ),
     },
+    "eval_shards_missing": {
+        "en": (
+            "Shards {missing} of evaluation {group} have no finished run.",
+            "The merge combines one finished run per shard; a shard still running, failed or never started leaves a hole.",
+            "Run the missing shards (flywheel eval … --shard I/N with the same dataset, target and scorers) or wait for them, then merge again.",
+        ),
+        "ja": (
+            "評価 {group} のシャード {missing} に完了した実行がありません。",
+            "マージはシャードごとに完了した実行を 1 つずつ結合します。実行中・失敗・未実行のシャードがあると欠けます。",
+            "不足しているシャードを(同じデータセット・ターゲット・スコアラーで flywheel eval … --shard I/N)実行するか完了を待ってから、再度マージしてください。",
+        ),
+    },
+    "eval_shards_incomplete": {
+        "en": (
+            "{n} item(s) of the dataset are in no shard's results (first: {first}; evaluation {group}).",
+            "Every shard must have evaluated the same dataset version with the same number of shards.",
+            "Check that every shard used the same dataset file and --shard I/N count, rerun the shards, then merge again.",
+        ),
+        "ja": (
+            "データセットの {n} 件がどのシャードの結果にもありません(最初: {first}、評価 {group})。",
+            "すべてのシャードが同じ版のデータセットと同じシャード数で評価している必要があります。",
+            "各シャードのデータセットと --shard I/N の N を確認し、シャードを再実行してからマージしてください。",
+        ),
+    },
     "tune_storage": {
         "en": (
             "The tune's study storage {url} cannot be opened: {error}",

@@ -63,6 +63,14 @@ def evaluate(
             "last refresh), new (added by it), fresh, orphaned, unanchored; comma-separated."
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="I/N: evaluate only the items whose id hashes to I of N (one worker of N)."),
+    ] = None,
+    merge: Annotated[
+        int | None,
+        typer.Option(help="N: merge the finished runs of the N shards into one run and report."),
+    ] = None,
 ) -> None:
     """Evaluate a target on a golden dataset: scores per item (also as assessments on each trace),
     one MLflow run with aggregate metrics and the version identity, Markdown and HTML reports.
@@ -76,6 +84,10 @@ def evaluate(
       flywheel eval --target models:/docs-qa-agent@champion --concurrency 8
       flywheel eval --dataset datasets/generated.json --only stale,new
       flywheel eval compare RUN_ID_A RUN_ID_B
+
+    Split over N workers (any machines; a Kubernetes Indexed Job), then one run for the whole set:
+      flywheel eval --target http://agent:5005 --shard 0/4     # … 1/4, 2/4, 3/4
+      flywheel eval --target http://agent:5005 --merge 4
     """
     if ctx.invoked_subcommand:
         return
@@ -89,7 +101,6 @@ def evaluate(
         make_target,
         run_evaluation,
         scorer_context,
-        write_reports,
     )
 
     quiet_mlflow()
@@ -101,6 +112,9 @@ def evaluate(
     scorers = [make_scorer(s) for s in (scorer or DEFAULT_SCORERS)]
     from flywheel.stack import require
 
+    if merge is not None:
+        _merge(cfg, ds, target, scorers, set_, merge, name, reports, json_out, limits)
+        return
     if target.startswith("models:/"):
         require(cfg, "tracking")  # the registered version is loaded from the tracking server
     elif target == "local":
@@ -109,6 +123,21 @@ def evaluate(
     with console.status(f"Preparing target {target}…"):
         tgt = make_target(target, cfg, agent_config(set_) if set_ else None)
         context = scorer_context(cfg, make_judge(cfg))
+    tags: dict[str, str] = {}
+    if shard:
+        from flywheel.evaluation._shards import (
+            eval_group,
+            parse_shard,
+            shard_dataset,
+            shard_tags,
+            target_stub,
+        )
+
+        index, count = parse_shard(shard)
+        whole = EvalOptions(ds, target_stub(target), scorers, judge=judge_identity(cfg))
+        tags = shard_tags(eval_group(whole, json.dumps(sorted(set_ or []))), index, count)
+        ds = shard_dataset(ds, index, count)
+        name = f"{name or 'eval-' + ds.name}-shard{index}of{count}"
     counts = ", ".join(f"{k} {v}" for k, v in ds.counts().items())
     console.print(
         f"dataset [bold]{ds.name}[/] ({len(ds.items)} items: {counts}; digest {ds.digest}) → target "
@@ -130,10 +159,32 @@ def evaluate(
                 concurrency or cfg.eval_concurrency,
                 run_name=name,
                 judge=judge_identity(cfg),
+                tags=tags,
             ),
             progress,
         )
-    folder = reports / (result.run_id or f"{ds.name}-{ds.digest}")
+    _report(result, reports, json_out, limits)
+
+
+def _merge(cfg, ds, target, scorers, set_, shards, name, reports, json_out, limits) -> None:  # type: ignore[no-untyped-def]
+    from flywheel.evaluation import EvalOptions, judge_identity
+    from flywheel.evaluation._shards import eval_group, merge_shards, target_stub
+    from flywheel.stack import require
+
+    require(cfg, "tracking")
+    options = EvalOptions(ds, target_stub(target), scorers, judge=judge_identity(cfg), run_name=name)
+    group = eval_group(options, json.dumps(sorted(set_ or [])))
+    with console.status(f"merging {shards} shards of evaluation {group}…"):
+        result = merge_shards(cfg, options, shards, group)
+    console.print(f"merged {shards} shards: {len(result.items)} items in run {result.run_id}")
+    _report(result, reports, json_out, limits)
+
+
+def _report(result, reports, json_out, limits) -> None:  # type: ignore[no-untyped-def]
+    from flywheel.evaluation import write_reports
+
+    ds_name, digest = result.dataset, result.digest
+    folder = reports / (result.run_id or f"{ds_name}-{digest}")
     paths = write_reports(result, folder)
     if json_out:
         print(json.dumps({"run_id": result.run_id, "metrics": result.metrics}, indent=2))
