@@ -23,6 +23,7 @@ demo: install  ## The main job: the whole flywheel on embedded defaults
 test: install  ## Lint and run every test (unit + integration on the real embedded stack)
 	@bash scripts/ensure-chromium.sh
 	@bash scripts/ensure-postgres.sh
+	@bash scripts/ensure-redis.sh
 	@bash scripts/ensure-phoenix.sh
 	@$(VENV)/bin/ruff check src tests bench
 	@$(VENV)/bin/ruff format --check src tests bench
