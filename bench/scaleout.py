@@ -46,7 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.engines import postgres_missing, postgres_server, redis_missing, redis_server  # noqa: E402
+from tests.engines import (  # noqa: E402
+    limited_gateway_config,
+    postgres_missing,
+    postgres_server,
+    redis_missing,
+    redis_server,
+    stop,
+)
 
 from bench._util import docs_stack, print_table, temp_stack_settings, write_result  # noqa: E402
 from flywheel.stack import free_port  # noqa: E402
@@ -70,14 +77,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop(*procs)
 
 
 def _remote(delay: float) -> tuple[str, subprocess.Popen[bytes]]:
@@ -295,27 +295,7 @@ def monitor_run(settings: Any, remote: str, replicas: int, traces: int, kill: bo
 def _gateway_config(folder: Path, upstream: str, limit: int, storage: str | None) -> Path:
     import yaml
 
-    config = {
-        "endpoints": [
-            {
-                "name": "a",
-                "endpoint_type": "llm/v1/chat",
-                "model": {
-                    "provider": "openai",
-                    "name": "stub",
-                    "config": {"openai_api_key": "none", "openai_api_base": upstream + "/v1"},
-                },
-            }
-        ],
-        "routes": [
-            {
-                "name": "chat",
-                "destinations": [{"name": "a", "traffic_percentage": 100}],
-                "limit": {"calls": limit, "renewal_period": "second"},
-            }
-        ],
-        "gateway": {"limits_storage": storage} if storage else {},
-    }
+    config = limited_gateway_config(upstream, limit, "second", storage)
     path = folder / f"gw-{'shared' if storage else 'local'}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -397,8 +377,15 @@ def gateway_run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--delay", type=float, default=2.0, help="seconds the tune's target takes per answer (a remote LLM agent)")
-    ap.add_argument("--judge-delay", type=float, default=1.5, help="seconds the monitor's judge takes (a remote LLM)")
+    ap.add_argument(
+        "--delay",
+        type=float,
+        default=2.0,
+        help="seconds the tune's target takes per answer (a remote LLM agent)",
+    )
+    ap.add_argument(
+        "--judge-delay", type=float, default=1.5, help="seconds the monitor's judge takes (a remote LLM)"
+    )
     ap.add_argument("--traces", type=int, default=120)
     ap.add_argument("--limit", type=int, default=40, help="gateway calls per second")
     ap.add_argument("--quick", action="store_true", help="smaller figures for a smoke run")

@@ -15,8 +15,47 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from flywheel.stack import free_port
+
+
+def stop(*procs: subprocess.Popen[Any]) -> None:
+    """SIGTERM each process, wait for it, SIGKILL what does not leave within 15 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def limited_gateway_config(upstream: str, calls: int, period: str, storage: str | None) -> dict[str, Any]:
+    """A gateway YAML (as a dict): one OpenAI-compatible endpoint at ``upstream`` behind route
+    ``chat`` limited to ``calls`` per ``period``, the limit kept in ``storage`` (None: per replica)."""
+    return {
+        "endpoints": [
+            {
+                "name": "a",
+                "endpoint_type": "llm/v1/chat",
+                "model": {
+                    "provider": "openai",
+                    "name": "model-a",
+                    "config": {"openai_api_key": "none", "openai_api_base": upstream + "/v1"},
+                },
+            }
+        ],
+        "routes": [
+            {
+                "name": "chat",
+                "destinations": [{"name": "a", "traffic_percentage": 100}],
+                "limit": {"calls": calls, "renewal_period": period},
+            }
+        ],
+        "gateway": {"limits_storage": storage} if storage else {},
+    }
 
 
 def pg_bin(name: str) -> str | None:
@@ -126,9 +165,5 @@ def redis_server() -> Iterator[str]:
                 time.sleep(0.1)
         yield f"redis://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         shutil.rmtree(folder, ignore_errors=True)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.engines import redis_missing, redis_server
+from tests.engines import limited_gateway_config, redis_missing, redis_server, stop
 from tests.gateway.stubs import OpenAIStub
 from tests.serving.conftest import serve
 
@@ -59,35 +59,11 @@ def _replica(config: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def _config(tmp_path: Path, upstream: str, storage: str | None) -> Path:
-    config = {
-        "endpoints": [
-            {
-                "name": "a",
-                "endpoint_type": "llm/v1/chat",
-                "model": {
-                    "provider": "openai",
-                    "name": "model-a",
-                    "config": {"openai_api_key": "none", "openai_api_base": upstream + "/v1"},
-                },
-            }
-        ],
-        "routes": [
-            {
-                "name": "chat",
-                "destinations": [{"name": "a", "traffic_percentage": 100}],
-                "limit": {"calls": 10, "renewal_period": "minute"},
-            }
-        ],
-        "gateway": {"limits_storage": storage} if storage else {},
-    }
+    config = limited_gateway_config(upstream, 10, "minute", storage)
     path = tmp_path / f"gw-{'shared' if storage else 'local'}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -183,6 +183,7 @@ class OnlineMonitor:
         self._log = log_assessment or self._log_feedback
         self.settings = settings
         self._langfuse: list[Any] = []  # scores for Langfuse, sent once per poll
+        self._last_published: tuple[dict[str, Any] | None, float] = (None, 0.0)
 
     # -- state
     def _load(self) -> dict[str, Any]:
@@ -374,8 +375,12 @@ class OnlineMonitor:
             replicas=self.opts.replicas,
             failures=sum(s["failures"].values()),
             means={k: [v[0], round(v[1], 4)] for k, v in self.state["means"].items()},
-            updated=round(time.time(), 1),
         )
+        # an idle replica writes once a minute (its "last poll"), not on every poll
+        if record == self._last_published[0] and time.time() - self._last_published[1] < 60:
+            return
+        self._last_published = (dict(record), time.time())
+        record["updated"] = round(time.time(), 1)
         key = f"{STATUS_TAG}.{self.selection}.{self.part or 'r0of1'}"
         try:
             self.client.set_experiment_tag(self.experiment_id, key, json.dumps(record)[:4900])

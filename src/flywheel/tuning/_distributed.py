@@ -223,7 +223,7 @@ class SharedStudy:
             stop.set()
             thread.join(timeout=5)
 
-    def _budget_left(self, spec: TuneSpec, total: int) -> bool:
+    def _budget_left(self, total: int) -> bool:
         import optuna
 
         counted = (
@@ -255,7 +255,7 @@ class SharedStudy:
             frozen = self._claim()
             if frozen is not None:
                 ot = optuna.Trial(self.study, frozen._trial_id)
-            elif spec.strategy == "optuna" and self._budget_left(spec, total):
+            elif spec.strategy == "optuna" and self._budget_left(total):
                 with warnings.catch_warnings():  # "heartbeat … used with Study.optimize": ours beats
                     warnings.simplefilter("ignore", UserWarning)
                     ot = self.study.ask()
