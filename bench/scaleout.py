@@ -301,25 +301,32 @@ def _gateway_config(folder: Path, upstream: str, limit: int, storage: str | None
     return path
 
 
+dropped = [0]  # transport errors of the last _drive (a run that lost connections says so)
+
+
 async def _drive(urls: list[str], seconds: float, concurrency: int) -> tuple[int, int, float]:
     import httpx
 
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     ok = limited = 0
+    dropped[0] = 0
     async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=concurrency * 2)) as client:
         # one warm-up second outside the window: the clock starts with every connection open
-        t_end = time.monotonic() + 1.0
-        start = t_end
-        stop = start + seconds
+        start = time.monotonic() + 1.0
+        until = start + seconds
 
         async def loop(k: int) -> None:
             nonlocal ok, limited
             i = k
             while True:
-                now = time.monotonic()
-                if now >= stop:
+                if time.monotonic() >= until:
                     return
-                r = await client.post(urls[i % len(urls)] + "/v1/chat/completions", json=body)
+                try:
+                    r = await client.post(urls[i % len(urls)] + "/v1/chat/completions", json=body)
+                except httpx.TransportError:  # a connection the server closed under load: counted, not fatal
+                    dropped[0] += 1
+                    await asyncio.sleep(0.05)
+                    continue
                 i += 1
                 if time.monotonic() < start:
                     continue
@@ -372,6 +379,7 @@ def gateway_run(
         "admitted_per_s": round(rate, 2),
         "rejected_per_s": round(limited / window, 2),
         "error": round(abs(rate - limit) / limit, 4),
+        "transport_errors": dropped[0],
     }
 
 
