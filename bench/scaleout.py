@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from tests.engines import (  # noqa: E402
+    gateway_replica,
     limited_gateway_config,
     postgres_missing,
     postgres_server,
@@ -344,34 +346,9 @@ def gateway_run(
     folder: Path, upstream: str, limit: int, storage: str | None, seconds: float
 ) -> dict[str, Any]:
     config = _gateway_config(folder, upstream, limit, storage)
-    procs, urls = [], []
-    try:
-        for _ in range(2):
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if k != "FLYWHEEL_GATEWAY_LIMITS_STORAGE"}
-            p = subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "flywheel.gateway",
-                    "--config",
-                    str(config),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            procs.append(p)
-            urls.append(f"http://127.0.0.1:{port}")
-            _wait_http(urls[-1], p)
+    with ExitStack() as replicas:
+        urls = [replicas.enter_context(gateway_replica(config, ROOT)) for _ in range(2)]
         ok, limited, window = asyncio.run(_drive(urls, seconds, 16))
-    finally:
-        _stop(procs)
     rate = ok / window
     return {
         "limits": "shared (redis)" if storage else "per replica",

@@ -32,6 +32,37 @@ def stop(*procs: subprocess.Popen[Any]) -> None:
             p.kill()
 
 
+@contextmanager
+def gateway_replica(config: Path, cwd: Path | None = None) -> Iterator[str]:
+    """``python -m flywheel.gateway`` with ``config`` on a free port until /health answers; its URL.
+    The shell's FLYWHEEL_GATEWAY_LIMITS_STORAGE is dropped: the file says where limits live."""
+    import sys
+
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FLYWHEEL_GATEWAY_LIMITS_STORAGE"}
+    cmd = ["-m", "flywheel.gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, *cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway with {config} did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop(proc)
+
+
 def limited_gateway_config(upstream: str, calls: int, period: str, storage: str | None) -> dict[str, Any]:
     """A gateway YAML (as a dict): one OpenAI-compatible endpoint at ``upstream`` behind route
     ``chat`` limited to ``calls`` per ``period``, the limit kept in ``storage`` (None: per replica)."""

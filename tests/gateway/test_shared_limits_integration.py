@@ -4,20 +4,14 @@ admits its own allowance. /metrics exposes the counters for Prometheus to add up
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
-from tests.engines import limited_gateway_config, redis_missing, redis_server, stop
+from tests.engines import gateway_replica, limited_gateway_config, redis_missing, redis_server
 from tests.gateway.stubs import OpenAIStub
 from tests.serving.conftest import serve
 
@@ -25,41 +19,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@contextmanager
-def _replica(config: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FLYWHEEL_GATEWAY_LIMITS_STORAGE"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flywheel.gateway",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop(proc)
+def _replica(config: Path):  # type: ignore[no-untyped-def]
+    return gateway_replica(config, ROOT)
 
 
 def _config(tmp_path: Path, upstream: str, storage: str | None) -> Path:
