@@ -55,27 +55,13 @@ from tests.engines import (  # noqa: E402
     redis_missing,
     redis_server,
     stop,
+    wait_http,
 )
 
 from bench._util import docs_stack, print_table, temp_stack_settings, write_result  # noqa: E402
 from flywheel.stack import free_port  # noqa: E402
 
 PY = sys.executable
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not start")
-        time.sleep(0.2)
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -91,7 +77,7 @@ def _remote(delay: float) -> tuple[str, subprocess.Popen[bytes]]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url, proc)
+    wait_http(url, proc)
     return url, proc
 
 

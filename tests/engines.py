@@ -32,13 +32,27 @@ def stop(*procs: subprocess.Popen[Any]) -> None:
             p.kill()
 
 
+def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Until ``url``/health answers 200; an error when ``proc`` exits or the time is up."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not start")
+        time.sleep(0.2)
+
+
 @contextmanager
 def gateway_replica(config: Path, cwd: Path | None = None) -> Iterator[str]:
     """``python -m flywheel.gateway`` with ``config`` on a free port until /health answers; its URL.
     The shell's FLYWHEEL_GATEWAY_LIMITS_STORAGE is dropped: the file says where limits live."""
     import sys
-
-    import httpx
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "FLYWHEEL_GATEWAY_LIMITS_STORAGE"}
@@ -48,16 +62,7 @@ def gateway_replica(config: Path, cwd: Path | None = None) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway with {config} did not start")
-            time.sleep(0.2)
+        wait_http(url, proc)
         yield url
     finally:
         stop(proc)
