@@ -248,7 +248,10 @@ def monitor_run(settings: Any, remote: str, replicas: int, traces: int, kill: bo
                 break
             time.sleep(1.0)
         wall = time.monotonic() - t0
-        shares = sorted(r.get("scored", 0) for r in _published(client, exp_id).values())
+        published = _published(client, exp_id).values()
+        shares = sorted(r.get("scored", 0) for r in published)
+        failures = sum(r.get("failures", 0) for r in published)  # retried by the replicas
+        given_up = sum(r.get("given_up", 0) for r in published)
     finally:
         _stop(procs)
     counts: dict[tuple[str, str], int] = {}
@@ -275,7 +278,9 @@ def monitor_run(settings: Any, remote: str, replicas: int, traces: int, kill: bo
         "duplicates": sum(1 for v in counts.values() if v > 1),
         "missed": sum(1 for tid in ids if (tid, "online/judge_groundedness") not in counts),
         "assessments": sum(counts.values()),
-        "scored_per_replica": shares,  # the hash split's imbalance: the largest share sets the wall time
+        "scored_per_replica": shares,
+        "scorer_failures_retried": failures,
+        "given_up": given_up,  # the hash split's imbalance: the largest share sets the wall time
     }
 
 

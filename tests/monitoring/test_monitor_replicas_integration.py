@@ -110,3 +110,51 @@ def test_two_replicas_score_every_trace_exactly_once(stack: Settings) -> None:
         path.unlink()
     _run(stack, "run", "--once", "--replica", "0/2")
     assert max(_assessments(stack).values()) == 1
+
+
+def test_a_busy_window_and_a_failed_write_lose_no_trace(stack: Settings) -> None:
+    """More traces than one search page holds, all inside the look-back window; one assessment
+    write refused once. Every trace of the replica's share is scored exactly once: pages of handled
+    (or another replica's) traces do not hide newer ones, and the refused write is tried again on
+    the next poll instead of the trace being marked done."""
+    import mlflow
+
+    from flywheel.evaluation import ScorerContext
+    from flywheel.monitoring import MonitorOptions, OnlineMonitor
+    from flywheel.monitoring._online import partition_of
+
+    experiment = "monitor-busy-window"
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    mlflow.set_experiment(experiment)
+    ids = []
+    for i in range(23):
+        with mlflow.start_span("agent") as span:
+            span.set_inputs({"question": f"What does setting {i} do?"})
+            span.set_outputs({"answer": f"Setting {i} does a thing [1].", "sources": ["a.md"]})
+            ids.append(span.trace_id)
+    from flywheel.tracking import flush_traces
+
+    flush_traces()
+    time.sleep(2)
+    mine = [t for t in ids if partition_of(t, 2) == 1]
+    refused = {mine[-1]}  # the last trace of the share: its first write is refused
+
+    def log(trace_id: str, name: str, value: float, rationale: str, metadata: dict[str, str]) -> None:
+        if trace_id in refused:
+            refused.discard(trace_id)
+            raise RuntimeError("database is locked")
+        OnlineMonitor._log_feedback(trace_id, name, value, rationale, metadata)
+
+    opts = MonitorOptions(scorers=["latency"], batch=4, settle_s=0.5, replica=1, replicas=2)
+    monitor = OnlineMonitor(stack, opts, ScorerContext(), experiment=experiment, log_assessment=log)
+    for _ in range(12):
+        monitor.poll_once()
+    status = monitor.status()
+    assert status["scored"] == len(mine), status
+    assert status["given_up"] == 0 and status["failures"] == {"latency (write)": 1}, status
+    counts: Counter[str] = Counter()
+    for tid in ids:
+        for a in mlflow.get_trace(tid).info.assessments:
+            if a.name == "online/latency":
+                counts[tid] += 1
+    assert dict(counts) == {tid: 1 for tid in mine}  # all of its share, once; none of the other's

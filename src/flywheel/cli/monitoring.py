@@ -171,7 +171,8 @@ def _aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     """The replicas' counters added up; means weighted by how many traces each scored; the lag
     figures are the worst replica's."""
     total: dict[str, Any] = {
-        k: sum(r.get(k, 0) for r in replicas) for k in ("seen", "scored", "sampled_out", "filtered_out")
+        k: sum(r.get(k, 0) for r in replicas)
+        for k in ("seen", "scored", "given_up", "sampled_out", "filtered_out")
     }
     means: dict[str, list[float]] = {}
     for r in replicas:
@@ -255,6 +256,8 @@ def _print_status(s: dict) -> None:
     t.add_row("lag trace → assessment p50 / p95", lag)
     fails = ", ".join(f"{k}: {v}" for k, v in s["failures"].items())
     t.add_row("failures", f"[red]{fails}[/]" if fails else "none")
+    if s.get("given_up"):
+        t.add_row("given up (failed 3 polls)", f"[red]{s['given_up']}[/]")
     for name, mean in sorted(s["means"].items()):
         t.add_row(f"mean online/{name}", f"{mean:.3f}")
     console.print(t)

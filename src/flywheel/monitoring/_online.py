@@ -50,6 +50,7 @@ class MonitorOptions:
     batch: int = 200
     replica: int = 0  # this replica's share of the traces: those whose id hashes to `replica`
     replicas: int = 1  # … modulo `replicas` (each replica its own cursor; none scores another's)
+    attempts: int = 3  # a trace a scorer failed on is tried this many times before it is given up
 
 
 def partition_of(trace_id: str, replicas: int) -> int:
@@ -190,7 +191,8 @@ class OnlineMonitor:
         fresh: dict[str, Any] = {
             "cursor_ms": 0,
             "done": {},
-            "counters": {"seen": 0, "sampled_out": 0, "filtered_out": 0, "scored": 0},
+            "counters": {"seen": 0, "sampled_out": 0, "filtered_out": 0, "scored": 0, "given_up": 0},
+            "attempts": {},  # trace id -> polls on which a scorer failed (retried until `attempts`)
             "failures": {},
             "lags_s": [],
             "means": {},
@@ -247,10 +249,13 @@ class OnlineMonitor:
             return False
         return all(tags.get(k) == v for k, v in self.opts.filters.items())
 
-    def score_trace(self, trace: Any) -> dict[str, float | None]:
+    def score_trace(self, trace: Any) -> tuple[dict[str, float | None], int]:
+        """Score one trace with every scorer not already recorded for it; returns the values and
+        how many scorers failed (raised or could not be written)."""
         question, out = trace_to_output(trace)
         item = GoldenItem.model_validate({"input": {"question": question or "(no question recorded)"}})
         values: dict[str, float | None] = {}
+        failed = 0
         already = self._already(trace)
         for scorer in self.scorers:
             if scorer.name in already:
@@ -259,6 +264,7 @@ class OnlineMonitor:
                 score = scorer(item, out, self.context)
             except Exception as exc:  # counted and shown by `monitor status`, never silent
                 self._fail(scorer.name, exc)
+                failed += 1
                 continue
             values[scorer.name] = score.value
             if score.value is None:
@@ -281,45 +287,69 @@ class OnlineMonitor:
                 )
             except Exception as exc:
                 self._fail(f"{scorer.name} (write)", exc)
-        return values
+                failed += 1
+        return values, failed
 
-    def poll_once(self) -> int:
-        """Score the traces that arrived since the cursor; returns how many were scored."""
-        state = self.state
-        since = max(0, state["cursor_ms"] - LOOKBACK_MS)
+    def _candidates(self) -> list[Any]:
+        """This replica's traces not yet handled, oldest first, at most ``batch``. Pages through the
+        look-back window: one page of handled or other replicas' traces must not hide newer ones."""
+        since = max(0, self.state["cursor_ms"] - LOOKBACK_MS)
         # tag filters go to the server: a selection that matches a few traces of a long history
         # must not page through all of it (a fresh selection starts at the beginning of time)
         where = [f"trace.timestamp_ms >= {since}"]
         for key, value in self.opts.filters.items():
             safe = str(value).replace("'", "\\'")
             where.append(f"tags.`{key}` = '{safe}'")
-        traces = self.client.search_traces(
-            locations=[self.experiment_id],
-            filter_string=" AND ".join(where),
-            order_by=["timestamp_ms ASC"],
-            max_results=self.opts.batch,
-            include_spans=True,
-        )
+        found: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_traces(
+                locations=[self.experiment_id],
+                filter_string=" AND ".join(where),
+                order_by=["timestamp_ms ASC"],
+                max_results=self.opts.batch,
+                page_token=token,
+                include_spans=False,
+            )
+            found += [
+                t.info
+                for t in page
+                if t.info.trace_id not in self.state["done"]
+                and partition_of(t.info.trace_id, self.opts.replicas) == self.opts.replica
+            ]
+            token = page.token
+            if len(found) >= self.opts.batch or not token:
+                return found[: self.opts.batch]
+
+    def poll_once(self) -> int:
+        """Score the traces that arrived since the cursor; returns how many were scored.
+
+        A trace a scorer failed on (the judge timed out, the write was refused) is not marked done:
+        the next poll tries again, up to ``attempts`` times, then it is counted as ``given_up``."""
+        state = self.state
         now_ms = time.time() * 1000
         scored = 0
-        for trace in traces:
-            info = trace.info
+        for info in self._candidates():
             tid = info.trace_id
-            if tid in state["done"] or partition_of(tid, self.opts.replicas) != self.opts.replica:
-                continue  # handled, or another replica's
             end_ms = info.request_time + (info.execution_duration or 0)
             if str(getattr(info.state, "value", info.state)) == "IN_PROGRESS" or (
                 now_ms - end_ms < self.opts.settle_s * 1000
             ):
                 continue  # still arriving: next poll
-            state["done"][tid] = info.request_time
-            state["counters"]["seen"] += 1
+            trace = self.client.get_trace(tid)  # spans and assessments, for this trace only
             if not self._wanted(trace):
                 state["counters"]["filtered_out"] += 1
             elif not sampled(tid, self.opts.sample_rate):
                 state["counters"]["sampled_out"] += 1
             else:
-                values = self.score_trace(trace)
+                values, failed = self.score_trace(trace)
+                if failed:
+                    tries = state["attempts"][tid] = state["attempts"].get(tid, 0) + 1
+                    if tries < self.opts.attempts:
+                        self._save()
+                        continue  # not done: the next poll scores what is missing
+                    state["counters"]["given_up"] = state["counters"].get("given_up", 0) + 1
+                state["attempts"].pop(tid, None)
                 state["counters"]["scored"] += 1
                 scored += 1
                 state["lags_s"] = [*state["lags_s"][-999:], round(time.time() - end_ms / 1000, 3)]
@@ -327,8 +357,10 @@ class OnlineMonitor:
                     if v is not None:
                         n, mean = state["means"].get(name, [0, 0.0])
                         state["means"][name] = [n + 1, mean + (v - mean) / (n + 1)]
-                self._save()  # a kill now loses nothing: this trace is done, the next is not begun
+            state["done"][tid] = info.request_time
+            state["counters"]["seen"] += 1
             state["cursor_ms"] = max(state["cursor_ms"], info.request_time)
+            self._save()  # a kill now loses nothing: this trace is done, the next is not begun
         cutoff = state["cursor_ms"] - LOOKBACK_MS
         state["done"] = {k: v for k, v in state["done"].items() if v >= cutoff}
         self._save()
@@ -367,8 +399,17 @@ class OnlineMonitor:
         that run on other machines (each with its own cursor on its own volume)."""
         s = self.status()
         record = {
-            k: s[k]
-            for k in ("cursor", "seen", "scored", "sampled_out", "filtered_out", "lag_p50_s", "lag_p95_s")
+            k: s.get(k, 0)
+            for k in (
+                "cursor",
+                "seen",
+                "scored",
+                "given_up",
+                "sampled_out",
+                "filtered_out",
+                "lag_p50_s",
+                "lag_p95_s",
+            )
         }
         record.update(
             replica=self.opts.replica,
