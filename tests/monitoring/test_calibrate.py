@@ -90,3 +90,69 @@ def test_the_vectorized_kappa_is_scikit_learns() -> None:
     ours = _kappas(h, a)
     theirs = [cohen_kappa_score(h[i], a[i]) for i in range(20)]
     assert np.allclose(ours, theirs)
+
+
+def test_the_low_score_queue_uses_the_calibrated_pass_marks() -> None:
+    """A score of 0.55 passes the default mark (0.5) but fails a calibrated 0.6: the review queue
+    and the regression curation then agree on what a low score is."""
+    from flywheel.monitoring._review import _in_queue
+
+    def trace(value: float) -> SimpleNamespace:
+        a = SimpleNamespace(
+            name="online/answer_relevance",
+            feedback=SimpleNamespace(value=value),
+            source=SimpleNamespace(source_type="CODE"),
+            create_time_ms=1,
+        )
+        return SimpleNamespace(info=SimpleNamespace(assessments=[a], trace_id="tr-1", tags={}))
+
+    assert not _in_queue("low-score", trace(0.55))
+    assert _in_queue("low-score", trace(0.55), {"answer_relevance": 0.6})
+    assert not _in_queue("low-score", trace(0.65), {"answer_relevance": 0.6})
+    assert _in_queue("low-score", trace(0.45), {"groundedness": 0.3})  # other scorers keep 0.5
+
+
+def test_an_llm_judge_is_aligned_with_few_shot_examples_from_the_train_labels(tmp_path: Path) -> None:
+    """The judge (a stand-in: this tests the alignment, not an LLM) is lenient on its own — every
+    answer a 7 — and follows the people's bar once it sees their graded examples. calibrate
+    picks balanced examples from the train half only, never scores a trace it showed, keeps the
+    version that agrees best on train, and that version's spec survives a save and a reload."""
+    from flywheel.config import load_settings
+    from flywheel.evaluation import ScorerContext
+    from flywheel.evaluation._scorers import EvalOutput, scorer_spec
+    from flywheel.monitoring._calibrate import _is_test, calibrated_scorers, save_calibration
+
+    rng = np.random.default_rng(5)
+    quality: dict[str, float] = {}
+    labelled = []
+    for i in range(120):
+        q = float(rng.uniform(0, 1))
+        answer = f"answer {i}"
+        quality[answer] = q
+        out = EvalOutput(answer=answer, question=f"q{i}", contexts=[f"excerpt {i}"])
+        labelled.append(LabelledTrace(f"tr-{i:04d}", q >= 0.6, f"q{i}", out))
+    prompts: list[str] = []
+
+    def judge(prompt: str) -> str:
+        prompts.append(prompt)
+        case = prompt.rsplit("ANSWER: ", 1)[1].split("\n", 1)[0]
+        if "graded by the people" not in prompt:
+            return "7"
+        return "8" if quality[case] >= 0.6 else "3"
+
+    cal = calibrate_scorer("judge_groundedness", labelled, ScorerContext(judge=judge))
+    shots = cal.params["examples"]
+    assert len(shots) in (2, 4, 6)
+    assert {s[3] for s in shots} == {"pass", "fail"}
+    assert not any(_is_test(s[4]) for s in shots)  # only train traces are shown
+    shown = {s[2] for s in shots}
+    cases = [p.rsplit("ANSWER: ", 1)[1].split("\n", 1)[0] for p in prompts if "graded by the people" in p]
+    assert not shown & set(cases)  # a trace shown as an example is never graded with itself shown
+    assert cal.before["kappa"] is None or cal.before["kappa"] < 0.2
+    assert cal.after["kappa"] > 0.9
+    assert "sha256:" in cal.spec and len(cal.spec) < 80
+
+    settings = load_settings(data_dir=tmp_path / "data", mlflow_port=1)
+    save_calibration(settings, [cal])
+    (reloaded,) = calibrated_scorers(settings, ["judge_groundedness"])
+    assert scorer_spec(reloaded) == cal.spec  # JSON turned the tuples into lists: same version

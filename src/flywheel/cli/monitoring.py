@@ -309,23 +309,29 @@ def agreement_cmd(
 @app.command("calibrate")
 def calibrate_cmd(
     scorers: Annotated[
-        str, typer.Option(help="Comma-separated local online scorers to fit.")
-    ] = "groundedness,answer_relevance,response_quality",
+        str | None,
+        typer.Option(
+            help="Comma-separated online scorers to fit (default: groundedness, answer_relevance, "
+            "response_quality, and judge_groundedness when a judge is configured)."
+        ),
+    ] = None,
     experiment: Annotated[str | None, typer.Option(help="Experiment (default: FLYWHEEL_EXPERIMENT).")] = None,
     limit: Annotated[int, typer.Option(help="Most recent traces to read.")] = 5000,
     min_labels: Annotated[int, typer.Option(min=4, help="Fewest labelled traces to fit on.")] = 20,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report; write no new scorer version.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Fit the local online scorers to the people who review: on half of the labelled traces
-    (review/correct, else thumbs), the scorer's own threshold and its pass mark by Cohen's kappa;
-    on the other half, agreement and kappa with 95 % intervals before and after. Writes a new
+    """Fit the online scorers to the people who review: on half of the labelled traces
+    (review/correct, else thumbs), the scorer's own threshold and its pass mark by Cohen's kappa —
+    for the LLM judge (judge_groundedness) also 2, 4 or 6 of those traces as few-shot examples in
+    its prompt; on the other half, agreement and kappa with 95 % intervals before and after. Writes a new
     scorer version (data/monitor/scorers.json) that `monitor run`, `monitor curate` and the
     review queue then use; its spec differs, so no old score is reused.
 
     Examples:
       flywheel monitor calibrate --dry-run
       flywheel monitor calibrate --scorers groundedness
+      FLYWHEEL_JUDGE_BASE_URL=http://127.0.0.1:8080/v1 flywheel monitor calibrate --scorers judge_groundedness
     """
     from rich.table import Table
 
@@ -334,16 +340,24 @@ def calibrate_cmd(
     from flywheel.evaluation._scorers import ONLINE_SCORERS
     from flywheel.monitoring._calibrate import calibrate_scorer, labelled_traces, save_calibration
 
+    cfg = settings()
+    judge = bool(cfg.judge_base_url)
+    if scorers is None:
+        scorers = "groundedness,answer_relevance,response_quality" + (",judge_groundedness" if judge else "")
     names = [s.strip() for s in scorers.split(",") if s.strip()]
-    unknown = [n for n in names if n not in ONLINE_SCORERS or n in ("latency", "judge_groundedness")]
+    unknown = [
+        n
+        for n in names
+        if n not in ONLINE_SCORERS or n == "latency" or (n == "judge_groundedness" and not judge)
+    ]
     if unknown:
         raise InputError(
             "option_value",
             option="--scorers",
             value=", ".join(unknown),
-            expected="groundedness, answer_relevance, response_quality, safety",
+            expected="groundedness, answer_relevance, response_quality, safety"
+            + (", judge_groundedness" if judge else " (judge_groundedness needs FLYWHEEL_JUDGE_BASE_URL)"),
         )
-    cfg = settings()
     with console.status("Reading labelled traces…"):
         labelled = labelled_traces(_experiment_traces(experiment, limit))
     if len(labelled) < min_labels:
@@ -560,6 +574,7 @@ def to_dataset(
 
     from flywheel import tracking
     from flywheel.errors import InputError
+    from flywheel.monitoring._calibrate import pass_marks
     from flywheel.monitoring._feedback import add_to_dataset, item_from_trace
     from flywheel.monitoring._review import QUEUES, _in_queue, _values
     from flywheel.stack import require
@@ -580,8 +595,9 @@ def to_dataset(
         exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
         if exp is None:
             raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
+        marks = pass_marks(cfg)
         for t in mlflow.search_traces(locations=[exp.experiment_id], max_results=2000, return_type="list"):
-            if _in_queue(queue, t) and any(k.startswith("review/") for k in _values(t)[0]):
+            if _in_queue(queue, t, marks) and any(k.startswith("review/") for k in _values(t)[0]):
                 traces.append(t)
     if not traces:
         console.print("nothing to add (name trace ids, or a queue with reviewed items)")

@@ -8,10 +8,12 @@ builds one from its name and arguments, so an evaluation can be written down and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
+import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -116,10 +118,20 @@ def make_scorer(name: str, **kwargs: Any) -> Scorer:
     bound = inspect.signature(factory).bind(**kwargs)
     bound.apply_defaults()
     scorer = factory(**kwargs)
-    args = ",".join(f"{k}={v!r}" for k, v in sorted(bound.arguments.items()))
+    args = ",".join(f"{k}={_spec_value(v)}" for k, v in sorted(bound.arguments.items()))
     with contextlib.suppress(AttributeError):  # a frozen custom scorer: its name stands for it
         scorer.spec = f"{name}({args})"  # type: ignore[attr-defined]
     return scorer
+
+
+def _spec_value(value: Any) -> str:
+    """An argument as it appears in a spec: its repr; a long one (few-shot examples) by a digest
+    of its JSON, so the same examples give the same spec whether a list or a tuple holds them."""
+    text = repr(value)
+    if len(text) <= 80 or not isinstance(value, list | tuple | dict):
+        return text
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return f"<{len(value)} sha256:{hashlib.sha256(blob.encode()).hexdigest()[:12]}>"
 
 
 def scorer_spec(scorer: Scorer) -> str:
@@ -507,10 +519,26 @@ def answer_relevance() -> Scorer:
     return _Fn("answer_relevance", fn)
 
 
+JUDGE_SHOT_CHARS = (700, 500)  # an example's excerpts and answer, cut to keep the prompt short
+
+
 @register_scorer("judge_groundedness")
-def judge_groundedness() -> Scorer:
+def judge_groundedness(examples: Sequence[Sequence[str]] = ()) -> Scorer:
     """The LLM judge's groundedness (when FLYWHEEL_JUDGE_BASE_URL is set): the share of the answer's
-    claims the excerpts support, as a grade 0-10; not applicable without a judge."""
+    claims the excerpts support, as a grade 0-10; not applicable without a judge.
+
+    ``examples``: (excerpts, question, answer, "pass" | "fail") verdicts of the people who review,
+    shown to the judge before the case (few-shot alignment, written by `flywheel monitor
+    calibrate`); a pass is shown as grade 9, a fail as grade 2. They are part of the scorer's spec
+    (as a digest), so an aligned judge is a new version."""
+    shots = "".join(
+        f"EXCERPTS:\n{ex[0][: JUDGE_SHOT_CHARS[0]]}\n\nQUESTION: {ex[1]}\n"
+        f"ANSWER: {ex[2][: JUDGE_SHOT_CHARS[1]]}\nGRADE (0-10): {9 if ex[3] == 'pass' else 2}\n\n"
+        for ex in examples
+    )
+    preface = (
+        f"Examples graded by the people who review:\n\n{shots}Now the case to grade.\n\n" if shots else ""
+    )
 
     def fn(item: GoldenItem, out: EvalOutput, ctx: ScorerContext) -> Score:
         if out.refused or out.abstained or not out.answer.strip():
@@ -524,7 +552,7 @@ def judge_groundedness() -> Scorer:
             "You check whether an ANSWER is supported by the EXCERPTS it was written from. Count the "
             "answer's factual claims and how many the excerpts state or directly imply. Reply with one "
             "integer from 0 to 10: 10 = every claim supported, 0 = none.\n\n"
-            f"EXCERPTS:\n{excerpts}\n\nQUESTION: {out.question or item.question}\n"
+            f"{preface}EXCERPTS:\n{excerpts}\n\nQUESTION: {out.question or item.question}\n"
             f"ANSWER: {out.answer[:3000]}\nGRADE (0-10):"
         )
         m = re.search(r"\b(10|[0-9])\b", reply)

@@ -47,6 +47,28 @@ GRIDS: dict[str, dict[str, list[float]]] = {  # a scorer's own parameter, where 
     "groundedness": {"threshold": [round(float(x), 2) for x in np.arange(0.40, 0.92, 0.04)]},
 }
 PASS_MARKS = [round(float(x), 2) for x in np.arange(0.05, 1.0, 0.05)]
+JUDGE_SHOTS = (2, 4, 6)  # few-shot sizes tried when aligning an LLM judge (half pass, half fail)
+
+
+def judge_examples(train: list[LabelledTrace], k: int) -> list[list[str]]:
+    """``k`` labelled train traces as the judge's few-shot examples, half the people passed and
+    half they failed (fewer when one side is short), picked by a hash of the trace id so a re-run
+    picks alike; only traces with an answer and recorded excerpts."""
+    usable = sorted(
+        (t for t in train if getattr(t.output, "answer", "") and getattr(t.output, "contexts", None)),
+        key=lambda t: hashlib.sha256(b"shot:" + t.trace_id.encode()).hexdigest(),
+    )
+    chosen = [t for t in usable if t.label][: k // 2] + [t for t in usable if not t.label][: k - k // 2]
+    return [
+        [
+            "\n---\n".join(t.output.contexts),
+            t.question,
+            t.output.answer,
+            "pass" if t.label else "fail",
+            t.trace_id,
+        ]
+        for t in chosen
+    ]
 
 
 @dataclass
@@ -62,7 +84,7 @@ class Calibration:
     scorer: str
     n_train: int
     n_test: int
-    params: dict[str, float]
+    params: dict[str, Any]  # the scorer's own parameter, or an aligned judge's few-shot examples
     pass_at: float
     spec: str
     before: dict[str, Any]  # on test: agreement, kappa and their 95 % intervals
@@ -151,7 +173,7 @@ def calibrate_scorer(
     labelled: list[LabelledTrace],
     context: Any,
     default_pass: float = 0.5,
-    score: Callable[[str, dict[str, float], LabelledTrace], float | None] | None = None,
+    score: Callable[[str, dict[str, Any], LabelledTrace], float | None] | None = None,
 ) -> Calibration:
     """Fit ``name``'s parameter (if it has one in :data:`GRIDS`) and pass mark on the train part of
     ``labelled``; report both settings on the test part. ``score`` (for tests) replaces running the
@@ -159,7 +181,7 @@ def calibrate_scorer(
     from flywheel.evaluation._dataset import GoldenItem
     from flywheel.evaluation._scorers import make_scorer, scorer_spec
 
-    def run(params: dict[str, float], t: LabelledTrace) -> float | None:
+    def run(params: dict[str, Any], t: LabelledTrace) -> float | None:
         if score is not None:
             return score(name, params, t)
         scorer = scorers.setdefault(json.dumps(params, sort_keys=True), make_scorer(name, **params))
@@ -176,11 +198,20 @@ def calibrate_scorer(
     train = [t for t in labelled if not _is_test(t.trace_id)]
     test = [t for t in labelled if _is_test(t.trace_id)]
     grid = GRIDS.get(name, {})
-    candidates: list[dict[str, float]] = (
+    candidates: list[dict[str, Any]] = (
         [{k: v} for k, values in grid.items() for v in values] if grid else [{}]
     )
-    values = {json.dumps(p): [run(p, t) for t in train] for p in candidates}
-    scored: list[tuple[float, dict[str, float], float]] = []
+    if name == "judge_groundedness":  # align the LLM judge: few-shot examples from the train labels
+        candidates += [{"examples": ex} for k in JUDGE_SHOTS if (ex := judge_examples(train, k))]
+        candidates = list({json.dumps(c): c for c in candidates}.values())
+
+    def shown(p: dict[str, Any]) -> set[str]:  # a trace shown as an example is not scored on
+        return {ex[4] for ex in p.get("examples", [])}
+
+    values = {
+        json.dumps(p): [None if t.trace_id in shown(p) else run(p, t) for t in train] for p in candidates
+    }
+    scored: list[tuple[float, dict[str, Any], float]] = []
     for p in candidates:
         vals = values[json.dumps(p)]
         pairs = [(t.label, v) for t, v in zip(train, vals, strict=True) if v is not None]
@@ -196,11 +227,11 @@ def calibrate_scorer(
     ties = [s for s in scored if s[0] >= best - 1e-9]
     _, params, pass_at = ties[len(ties) // 2]  # the middle of the plateau, not its edge
 
-    def on_test(p: dict[str, float], cut: float) -> dict[str, Any]:
+    def on_test(p: dict[str, Any], cut: float) -> dict[str, Any]:
         pairs = [(t.label, v) for t in test if (v := run(p, t)) is not None]
         return _figures([h for h, _ in pairs], [v >= cut for _, v in pairs])
 
-    default_params: dict[str, float] = {}
+    default_params: dict[str, Any] = {}
     spec = scorer_spec(make_scorer(name, **params))
     return Calibration(
         scorer=name,

@@ -34,6 +34,7 @@ arrives after its trace), skips what it wrote before, and forgets what is older 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -169,17 +170,48 @@ def failure_of(trace: Any, thresholds: dict[str, float]) -> Failure | None:
     )
 
 
-def _groups(vectors: Any, distance: float) -> list[list[int]]:
+def question_similarity(texts: list[str], vectors: Any, lexical: float = 0.0) -> Any:
+    """Pairwise similarity of questions: the cosine of their (normalized) vectors, mixed with
+    ``lexical`` × the IDF-weighted overlap of their key terms (IDF over ``texts``: a word most
+    questions share weighs little, a product name two questions share weighs a lot)."""
+    import math
+
     import numpy as np
 
-    n = len(vectors)
+    from flywheel.knowledge._terms import key_terms
+
+    v = np.asarray(vectors, dtype=float)
+    v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+    sims = np.clip(v @ v.T, -1.0, 1.0)
+    if lexical <= 0 or len(texts) < 2:
+        return sims
+    terms = [key_terms(t) for t in texts]
+    df: dict[str, int] = {}
+    for ts in terms:
+        for t in ts:
+            df[t] = df.get(t, 0) + 1
+    idf = {t: math.log((len(texts) + 1) / (n + 0.5)) for t, n in df.items()}
+    lex = np.zeros_like(sims)
+    for i, j in itertools.combinations(range(len(texts)), 2):
+        union = sum(idf[t] for t in terms[i] | terms[j])
+        if union > 0:
+            lex[i, j] = lex[j, i] = sum(idf[t] for t in terms[i] & terms[j]) / union
+    np.fill_diagonal(lex, 1.0)
+    return (1 - lexical) * sims + lexical * lex
+
+
+def _groups_from_similarity(sims: Any, distance: float) -> list[list[int]]:
+    """Agglomerative clustering (average linkage) of a similarity matrix, cut at ``distance``."""
+    import numpy as np
+
+    n = len(sims)
     if n < 2:
         return [[i] for i in range(n)]
     from sklearn.cluster import AgglomerativeClustering
 
     labels = AgglomerativeClustering(
-        n_clusters=None, metric="cosine", linkage="average", distance_threshold=distance
-    ).fit_predict(np.asarray(vectors))
+        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=distance
+    ).fit_predict(np.clip(1.0 - np.asarray(sims), 0.0, 2.0))
     out: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         out.setdefault(int(label), []).append(i)
@@ -265,7 +297,7 @@ def curate(
             embed = scoring_embedder(settings).embed_documents
         vec = np.asarray(embed([q for q, _, _ in clean]), dtype=float)
         vec /= np.linalg.norm(vec, axis=1, keepdims=True) + 1e-12
-        groups = _groups(vec, opts.distance)
+        groups = _groups_from_similarity(question_similarity([q for q, _, _ in clean], vec), opts.distance)
         report.groups = len(groups)
         have_traces: set[str] = set()
         have_vec = None

@@ -3,7 +3,8 @@
 Queues are filters over the experiment's recent traces:
 
 - ``thumbs-down``: a HUMAN ``user_feedback`` of False (the chat page's "Not helpful")
-- ``low-score``: any ``online/*`` assessment below 0.5 (from ``flywheel monitor``)
+- ``low-score``: any ``online/*`` assessment below its pass mark (0.5, or the one ``flywheel monitor
+  calibrate`` fitted) (from ``flywheel monitor``)
 - ``flagged``: traces tagged ``flagged=true``
 - ``random``: a fixed 10 % sample (by trace-id hash)
 
@@ -53,15 +54,21 @@ def _values(trace: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return human, auto
 
 
-def _in_queue(queue: str, trace: Any) -> bool:
+def _in_queue(queue: str, trace: Any, marks: dict[str, float] | None = None) -> bool:
+    """Whether ``trace`` belongs in ``queue``. ``marks``: scorer → its pass mark, the calibrated
+    one where `monitor calibrate` fitted one (:func:`flywheel.monitoring._calibrate.pass_marks`);
+    0.5 for the others."""
     from flywheel.monitoring._online import sampled
 
     human, auto = _values(trace)
     if queue == "thumbs-down":
         return human.get("user_feedback") is False
     if queue == "low-score":
+        marks = marks or {}
         return any(
-            isinstance(v, int | float) and not isinstance(v, bool) and v < 0.5
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and v < marks.get(k.removeprefix("online/"), 0.5)
             for k, v in auto.items()
             if k.startswith("online/")
         )
@@ -83,7 +90,7 @@ def _question_of(preview: str | None) -> str:
 
 QUEUES = {
     "thumbs-down": "answers a user rated “Not helpful”",
-    "low-score": "answers an online scorer rated below 0.5",
+    "low-score": "answers an online scorer rated below its pass mark (0.5, or the calibrated one)",
     "flagged": "traces tagged flagged=true",
     "random": "a fixed 10 % sample of all traces",
 }
@@ -109,6 +116,7 @@ def build_review_app(
 ) -> FastAPI:
     import mlflow
 
+    from flywheel.monitoring._calibrate import pass_marks
     from flywheel.tracking import client as tracking_client
     from flywheel.tracking import use
 
@@ -148,9 +156,10 @@ def build_review_app(
     @app.get("/api/queues")
     def queues() -> list[dict[str, Any]]:
         traces = recent()
+        marks = pass_marks(settings)  # read each time: `monitor calibrate` may have run since
         out = []
         for name, what in QUEUES.items():
-            items = [t for t in traces if _in_queue(name, t)]
+            items = [t for t in traces if _in_queue(name, t, marks)]
             out.append({"name": name, "what": what, "total": len(items), "done": sum(map(reviewed, items))})
         return out
 
@@ -158,6 +167,7 @@ def build_review_app(
     def queue(name: str) -> list[dict[str, Any]]:
         if name not in QUEUES:
             raise HTTPException(404, f"no queue {name}; queues: {', '.join(QUEUES)}")
+        marks = pass_marks(settings)
         return [
             {
                 "trace_id": t.info.trace_id,
@@ -165,7 +175,7 @@ def build_review_app(
                 "done": reviewed(t),
             }
             for t in recent()
-            if _in_queue(name, t)
+            if _in_queue(name, t, marks)
         ]
 
     def get_trace(trace_id: str) -> Any:
