@@ -203,7 +203,9 @@ def main() -> None:
         "baseline_minilm_test_false_merges": current["test"]["false_merges"],
     }
     print(json.dumps(summary, indent=2))
-    write_result("curation_dedup", summary, {"methods": results, "sizes": {s: len(t) for s, (t, _) in splits.items()}})
+    write_result(
+        "curation_dedup", summary, {"methods": results, "sizes": {s: len(t) for s, (t, _) in splits.items()}}
+    )
 
 
 if __name__ == "__main__":

@@ -145,9 +145,12 @@ def test_an_llm_judge_is_aligned_with_few_shot_examples_from_the_train_labels(tm
     assert len(shots) in (2, 4, 6)
     assert {s[3] for s in shots} == {"pass", "fail"}
     assert not any(_is_test(s[4]) for s in shots)  # only train traces are shown
-    shown = {s[2] for s in shots}
-    cases = [p.rsplit("ANSWER: ", 1)[1].split("\n", 1)[0] for p in prompts if "graded by the people" in p]
-    assert not shown & set(cases)  # a trace shown as an example is never graded with itself shown
+    aligned = [p for p in prompts if "graded by the people" in p]
+    assert aligned
+    for p in aligned:  # a trace shown as an example is never graded with itself shown
+        shots_part, case_part = p.split("Now the case to grade.")
+        case = case_part.rsplit("ANSWER: ", 1)[1].split("\n", 1)[0]
+        assert f"ANSWER: {case}\n" not in shots_part
     assert cal.before["kappa"] is None or cal.before["kappa"] < 0.2
     assert cal.after["kappa"] > 0.9
     assert "sha256:" in cal.spec and len(cal.spec) < 80

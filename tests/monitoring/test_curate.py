@@ -119,7 +119,7 @@ def test_failures_are_grouped_scrubbed_and_written_once(tmp_path: Path, fake_tra
     settings = load_settings(data_dir=tmp_path / "data", mlflow_port=1)
     path = tmp_path / "regressions.json"
     embed = HashEmbedder().embed_documents
-    report = curate(settings, "1", path, CurateOptions(distance=0.35), embed=embed)
+    report = curate(settings, "1", path, CurateOptions(distance=0.35, lexical=0.0), embed=embed)
     assert report.read == 8 and report.failures == 4
     assert report.groups == 2 and len(report.added) == 2, [i.question for i in report.items]
     ds = load_dataset(path)
@@ -138,12 +138,12 @@ def test_failures_are_grouped_scrubbed_and_written_once(tmp_path: Path, fake_tra
     assert report.pii_found.get("EMAIL") == 1 and report.pii_found.get("PHONE") == 1
 
     # the next run reads the same traces (its look-back) and adds nothing, nor counts them again
-    again = curate(settings, "1", path, CurateOptions(distance=0.35), embed=embed)
+    again = curate(settings, "1", path, CurateOptions(distance=0.35, lexical=0.0), embed=embed)
     assert again.failures == 0 and again.added == [] and len(load_dataset(path).items) == 2
 
     # a fresh cursor finds the items in the set: duplicates, not new items
     (settings.data_path / "monitor" / "curate-1.json").unlink()
-    third = curate(settings, "1", path, CurateOptions(distance=0.35), embed=embed)
+    third = curate(settings, "1", path, CurateOptions(distance=0.35, lexical=0.0), embed=embed)
     assert third.added == [] and third.duplicates == 2
 
 
@@ -167,3 +167,24 @@ def test_scrub_replaces_personal_data_and_secrets() -> None:
     assert scrub("How do I set port 5010 in version 3.1?") == "How do I set port 5010 in version 3.1?"
     assert scrub("Why does 127.0.0.1:5005 refuse?") == "Why does 127.0.0.1:5005 refuse?"  # not personal
     assert json.dumps(found)
+
+
+def test_shared_rare_terms_pull_rephrasings_together_and_placeholders_do_not_count() -> None:
+    """The lexical half of curate's similarity: two questions sharing a term few others use are
+    closer than two sharing only words every question has; scrubbed placeholders are no topic."""
+    import numpy as np
+
+    from flywheel.monitoring._curate import question_similarity
+
+    texts = [
+        "How do I connect flywheel to Slack?",
+        "Can flywheel post to Slack?",
+        "How do I connect flywheel to Jira?",
+        "How do I export flywheel results?",
+        "How do I connect flywheel to Slack? [EMAIL_1] [PHONE_2]",
+    ]
+    same = np.eye(len(texts))  # vectors that say nothing: only the terms differ
+    sims = question_similarity(texts, same, lexical=1.0)
+    assert sims[0, 1] > sims[0, 3]  # "slack" shared beats "flywheel" + "how do I"
+    assert sims[0, 4] == 1.0  # the placeholder adds no term
+    assert question_similarity(texts, same, lexical=0.0)[0, 1] == 0.0  # the cosine alone

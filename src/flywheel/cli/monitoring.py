@@ -626,9 +626,14 @@ def curate_cmd(
         ),
     ] = None,
     distance: Annotated[
-        float,
-        typer.Option(min=0.01, max=1.0, help="Cosine distance under which two questions are one regression."),
-    ] = 0.2,
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="1 - similarity under which two questions are one regression (default 0.5; the "
+            "similarity mixes two embedders' cosine with the questions' shared rare terms).",
+        ),
+    ] = None,
     since: Annotated[
         float | None,
         typer.Option(help="Hours to look back (default: since the last curate, from its cursor)."),
@@ -672,7 +677,7 @@ def curate_cmd(
         thresholds={
             k: threshold if threshold is not None else marks.get(k, v) for k, v in CONTENT_SCORERS.items()
         },
-        distance=distance,
+        **({"distance": distance} if distance is not None else {}),
         limit=limit,
         since_ms=int((time.time() - since * 3600) * 1000) if since is not None else None,
         dry_run=dry_run,

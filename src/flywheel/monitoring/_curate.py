@@ -15,11 +15,15 @@ on relevance by design). Then:
    card, SSN and IP address become ``[EMAIL_1]`` …) and the configured secrets are masked, before
    anything is embedded, clustered or written. Names are not caught: that needs an NER model
    (DataFog's ``nlp`` extra with a spaCy model), which cannot be downloaded here.
-2. **Cluster and de-duplicate.** The scrubbed questions are embedded (the scoring MiniLM) and
-   grouped by scikit-learn's agglomerative clustering (cosine, average linkage, a distance
-   threshold: rephrasings of one question join, distinct questions on one topic do not); one item
-   per group — the member a person corrected, else the lowest-scored — and none whose question is
-   already in the dataset (cosine ≥ ``1 - distance``, or the same source trace).
+2. **Cluster and de-duplicate.** The scrubbed questions are embedded (MiniLM and USE, the facts
+   scorer's pair: a cosine is the mean of theirs), the similarity mixed with the IDF-weighted
+   overlap of their key terms (:func:`question_similarity`: a product name two questions share
+   counts, "how do I" does not), and grouped by scikit-learn's agglomerative clustering (average
+   linkage, a distance threshold: rephrasings of one question join, distinct questions on one
+   topic do not); one item per group — the member a person corrected, else the lowest-scored — and
+   none whose question is already in the dataset (similarity ≥ ``1 - distance``, or the same
+   source trace). Measured by ``bench/curation_dedup.py``: rephrasings a person would call one
+   question are still often split (see its results); no distinct question was merged.
 3. **Write** the items (``metadata.regression``, the source trace and the group's traces, the
    failing scores, ``corrected``; a correction becomes the expected answer's facts, an uncorrected
    failure expects no facts, since its own answer is what failed) with
@@ -37,6 +41,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,13 +60,18 @@ CONTENT_SCORERS = {
 }
 PII_TYPES = ["EMAIL", "PHONE", "SSN", "CREDIT_CARD", "IP_ADDRESS"]
 LOOKBACK_MS = 24 * 3600 * 1000
+PLACEHOLDER = re.compile(r"\[[A-Z_]+_\d+\]")  # what scrub() leaves in place of personal data
 NOT_PERSONAL = ["127.0.0.1", "0.0.0.0", "::1"]  # addresses the docs themselves are full of
 
 
 @dataclass
 class CurateOptions:
     thresholds: dict[str, float] = field(default_factory=lambda: dict(CONTENT_SCORERS))
-    distance: float = 0.2  # cosine distance under which two questions are one regression
+    # 1 - similarity under which two questions are one regression; the similarity mixes the two
+    # embedders' cosine with `lexical` × the shared rare terms (chosen on a train set of
+    # rephrasings by bench/curation_dedup.py, reported there on questions it never saw)
+    distance: float = 0.5
+    lexical: float = 0.5
     limit: int = 5000
     since_ms: int | None = None  # None: the cursor
     dry_run: bool = False
@@ -185,7 +195,7 @@ def question_similarity(texts: list[str], vectors: Any, lexical: float = 0.0) ->
     sims = np.clip(v @ v.T, -1.0, 1.0)
     if lexical <= 0 or len(texts) < 2:
         return sims
-    terms = [key_terms(t) for t in texts]
+    terms = [key_terms(PLACEHOLDER.sub(" ", t)) for t in texts]  # "[EMAIL_1]" is not a topic
     df: dict[str, int] = {}
     for ts in terms:
         for t in ts:
@@ -292,28 +302,31 @@ def curate(
     report = CurateReport(len(traces), len(failures), 0, [], 0, found, None, None)
     if failures:
         if embed is None:
-            from flywheel.knowledge import scoring_embedder
+            from flywheel.knowledge._embeddings import facts_embedder
 
-            embed = scoring_embedder(settings).embed_documents
-        vec = np.asarray(embed([q for q, _, _ in clean]), dtype=float)
-        vec /= np.linalg.norm(vec, axis=1, keepdims=True) + 1e-12
-        groups = _groups_from_similarity(question_similarity([q for q, _, _ in clean], vec), opts.distance)
-        report.groups = len(groups)
+            embed = facts_embedder(settings).embed_documents  # MiniLM and USE: the mean of their cosines
         have_traces: set[str] = set()
-        have_vec = None
+        have_q: list[str] = []
         if existing and existing.items:
             for i in existing.items:
                 have_traces |= {
                     getattr(i.metadata, "source_trace", None) or "",
                     *(getattr(i.metadata, "traces", None) or []),
                 }
-            have = np.asarray(embed([i.question for i in existing.items]), dtype=float)
-            have_vec = have / (np.linalg.norm(have, axis=1, keepdims=True) + 1e-12)
+            have_q = [i.question for i in existing.items]
+        questions = [q for q, _, _ in clean]
+        # one similarity over the failures and the set's questions: the terms' weights see both
+        sims = question_similarity(
+            questions + have_q, np.asarray(embed(questions + have_q), dtype=float), opts.lexical
+        )
+        n = len(questions)
+        groups = _groups_from_similarity(sims[:n, :n], opts.distance)
+        report.groups = len(groups)
         items = []
         for members in sorted(groups, key=lambda g: min(failures[i].time_ms for i in g)):
             best = min(members, key=lambda i: (failures[i].severity, failures[i].time_ms))
             f = failures[best]
-            near = have_vec is not None and float((have_vec @ vec[best]).max()) >= 1 - opts.distance
+            near = bool(have_q) and float(sims[best, n:].max()) >= 1 - opts.distance
             if near or any(failures[i].trace_id in have_traces for i in members):
                 report.duplicates += 1
                 continue
