@@ -231,7 +231,7 @@ def demo() -> None:
     both_path.parent.mkdir(parents=True, exist_ok=True)
     save_dataset(both, both_path)
 
-    _step("simulate users against :5005, then score their traces online (flywheel monitor)")
+    _step("simulate users against :5005, then score their traces online (flywheel monitor, 2 replicas)")
     _simulate_and_monitor(cfg, agent_url, ScorerContext(embed=scoring_embedder(cfg).embed_documents))
 
     _step("tune: answer policies on the train half of both sets; the best becomes the challenger")
@@ -289,7 +289,7 @@ def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext)
     import time
     from pathlib import Path
 
-    from flywheel.cli.monitoring import _print_status
+    from flywheel.cli.monitoring import _aggregate, _print_replicas, _print_status
     from flywheel.cli.simulation import _print as print_simulation
     from flywheel.monitoring import MonitorOptions, OnlineMonitor
     from flywheel.simulation import SimOptions, load_sim_config, simulate
@@ -299,18 +299,33 @@ def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext)
         report = simulate(SimOptions(url=agent_url, requests=20, concurrency=4), users)
     print_simulation(report.summary(), report.run_id)
     answered = sum(o.ok for o in report.outcomes)
-    monitor = OnlineMonitor(
-        cfg, MonitorOptions(filters={"client.sim_run": report.run_id}, settle_s=1.0), context
-    )
-    before = monitor.status()["scored"]  # the cursor (and its counters) persist across demo runs
+    # two replicas, as on two machines (`flywheel monitor run --replica I/2`): each scores the
+    # traces whose id hashes to it, with its own cursor; `monitor status` adds them up
+    monitors = [
+        OnlineMonitor(
+            cfg,
+            MonitorOptions(filters={"client.sim_run": report.run_id}, settle_s=1.0, replica=i, replicas=2),
+            context,
+        )
+        for i in range(2)
+    ]
+    before = sum(m.status()["scored"] for m in monitors)  # cursors and counters persist across demo runs
     deadline = time.monotonic() + 90
-    with console.status("Scoring the simulated traces online…"):
+    with console.status("Scoring the simulated traces online (2 monitor replicas)…"):
         while time.monotonic() < deadline:
-            monitor.poll_once()
-            if monitor.status()["scored"] - before >= answered:
+            for m in monitors:
+                m.poll_once()
+            if sum(m.status()["scored"] for m in monitors) - before >= answered:
                 break
             time.sleep(1)
-    _print_status(monitor.status())
+    replicas = monitors[0].replica_statuses()
+    status = {**monitors[0].status(), **_aggregate(replicas)} if len(replicas) > 1 else monitors[0].status()
+    status["failures"] = {
+        k: v for m in monitors for k, v in m.status()["failures"].items()
+    }  # by scorer, from both replicas
+    _print_status(status)
+    if len(replicas) > 1:
+        _print_replicas(replicas)
 
 
 def _generate(cfg: Settings, kb: Any, docs: Path) -> Dataset:

@@ -30,25 +30,33 @@ def make_judge(settings: Settings) -> Callable[[str], str] | None:
     lock = threading.Lock()
     last = [0.0]
 
+    import openai
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+    transient = (
+        openai.APIConnectionError,  # includes timeouts
+        openai.RateLimitError,
+        openai.InternalServerError,
+    )
+
+    @retry(  # transient provider errors: back off and retry; a 4xx is the caller's to see at once
+        retry=retry_if_exception_type(transient),
+        stop=stop_after_attempt(4),
+        wait=wait_exponential_jitter(multiplier=0.5, max=8),
+        reraise=True,
+    )
     def judge(prompt: str) -> str:
-        for attempt in range(4):
-            with lock:  # a simple rate limit shared by all evaluation threads
-                wait = last[0] + interval - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                last[0] = time.monotonic()
-            try:
-                reply = client.chat.completions.create(
-                    model=settings.judge_model,
-                    messages=[{"role": "user", "content": prompt}],
-                    max_tokens=8,
-                    temperature=0,
-                )
-                return reply.choices[0].message.content or ""
-            except Exception:  # transient provider errors: back off and retry
-                if attempt == 3:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        return ""
+        with lock:  # a simple rate limit shared by all evaluation threads
+            wait = last[0] + interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            last[0] = time.monotonic()
+        reply = client.chat.completions.create(
+            model=settings.judge_model,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=8,
+            temperature=0,
+        )
+        return reply.choices[0].message.content or ""
 
     return judge
