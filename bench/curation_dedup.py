@@ -21,7 +21,12 @@ instrument: the mean of the two cosines), and either with the questions' rare sh
 (IDF-weighted overlap of key terms, IDF over the pool) mixed in. For each, the distance threshold
 (and the mix) are chosen on train — fewest duplicates with no false merge — and reported on test.
 
+With ``--judge-url`` (an OpenAI-compatible endpoint) the chosen method's groups then go through
+curate's judge pass (:func:`flywheel.monitoring._curate.merge_by_judge`) and the test figures are
+reported again with it.
+
     .venv/bin/python bench/curation_dedup.py        # ~1 min; writes bench/results/curation_dedup.json
+    .venv/bin/python bench/curation_dedup.py --judge-url http://127.0.0.1:8080/v1   # the local LLM
 """
 
 from __future__ import annotations
@@ -165,7 +170,14 @@ def _measure(texts: list[str], label: list[int], sims: Any, distance: float) -> 
 
 
 def main() -> None:
+    import argparse
+
     import numpy as np
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--judge-url", help="an OpenAI-compatible endpoint for curate's judge pass")
+    ap.add_argument("--judge-model", default="SmolLM2-135M-Instruct")
+    args = ap.parse_args()
 
     from flywheel.config import Settings
     from flywheel.knowledge import scoring_embedder
@@ -202,6 +214,26 @@ def main() -> None:
         "baseline_minilm_test_duplicates": current["test"]["duplicates"],
         "baseline_minilm_test_false_merges": current["test"]["false_merges"],
     }
+    if args.judge_url:
+        from flywheel.evaluation._judge import make_judge
+        from flywheel.monitoring._curate import CurateOptions, _groups_from_similarity, merge_by_judge
+
+        judge = make_judge(
+            settings.model_copy(update={"judge_base_url": args.judge_url, "judge_model": args.judge_model})
+        )
+        name = "minilm+use" if chosen.startswith("minilm+use") else "minilm"
+        lexical = float(chosen.rsplit(" ", 1)[1]) if "terms" in chosen else 0.0
+        texts, label = splits["test"]
+        sims = question_similarity(texts, np.asarray(embedders[name].embed_documents(texts)), lexical)
+        groups = _groups_from_similarity(sims, results[chosen]["distance"])
+        opts = CurateOptions()
+        merged = merge_by_judge(groups, texts, sims, judge, opts.judge_band, opts.judge_pairs)
+        extra, merges, items = _errors(merged, label)
+        summary.update(
+            judge=args.judge_model,
+            judge_test_duplicates=round(extra / items, 4),
+            judge_test_false_merges=merges,
+        )
     print(json.dumps(summary, indent=2))
     write_result(
         "curation_dedup", summary, {"methods": results, "sizes": {s: len(t) for s, (t, _) in splits.items()}}

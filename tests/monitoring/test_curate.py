@@ -188,3 +188,39 @@ def test_shared_rare_terms_pull_rephrasings_together_and_placeholders_do_not_cou
     assert sims[0, 1] > sims[0, 3]  # "slack" shared beats "flywheel" + "how do I"
     assert sims[0, 4] == 1.0  # the placeholder adds no term
     assert question_similarity(texts, same, lexical=0.0)[0, 1] == 0.0  # the cosine alone
+
+
+def test_a_judge_joins_close_groups_it_calls_one_question_and_an_error_keeps_them_apart() -> None:
+    """The judge pass after clustering (the judge here is a stand-in that knows the answer: this
+    tests which pairs are asked and how answers join groups, not an LLM)."""
+    import numpy as np
+
+    from flywheel.monitoring._curate import merge_by_judge
+
+    questions = ["slack a", "slack b", "jira a", "export"]
+    topic = {"slack a": "slack", "slack b": "slack", "jira a": "jira", "export": "export"}
+    sims = np.array(
+        [
+            [1.0, 0.4, 0.45, 0.0],
+            [0.4, 1.0, 0.3, 0.0],
+            [0.45, 0.3, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    asked: list[str] = []
+
+    def judge(prompt: str) -> str:
+        a, b = (line[3:] for line in prompt.splitlines() if line[:3] in ("1. ", "2. "))
+        asked.append(f"{a}|{b}")
+        return "Yes." if topic[a] == topic[b] else "No."
+
+    groups = [[0], [1], [2], [3]]
+    merged = merge_by_judge(groups, questions, sims, judge, band=0.75, max_pairs=10)
+    assert sorted(map(sorted, merged)) == [[0, 1], [2], [3]]
+    assert not any("export" in a for a in asked)  # too far to be worth a question
+    assert asked[0] == "slack a|jira a"  # closest first
+
+    def broken(prompt: str) -> str:
+        raise TimeoutError("judge away")
+
+    assert sorted(map(sorted, merge_by_judge(groups, questions, sims, broken, 0.75, 10))) == groups

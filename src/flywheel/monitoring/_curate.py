@@ -72,6 +72,10 @@ class CurateOptions:
     # rephrasings by bench/curation_dedup.py, reported there on questions it never saw)
     distance: float = 0.5
     lexical: float = 0.5
+    # with an LLM judge (FLYWHEEL_JUDGE_BASE_URL): groups whose questions are this close but not
+    # close enough to join are asked about ("the same question?"), at most `judge_pairs` pairs
+    judge_band: float = 0.75
+    judge_pairs: int = 200
     limit: int = 5000
     since_ms: int | None = None  # None: the cursor
     dry_run: bool = False
@@ -210,6 +214,52 @@ def question_similarity(texts: list[str], vectors: Any, lexical: float = 0.0) ->
     return (1 - lexical) * sims + lexical * lex
 
 
+SAME_QUESTION = (
+    "Do these two questions ask for the same thing (one is a rephrasing of the other)? "
+    "Answer yes or no.\n1. {a}\n2. {b}\nAnswer:"
+)
+
+
+def merge_by_judge(
+    groups: list[list[int]], questions: list[str], sims: Any, judge: Any, band: float, max_pairs: int
+) -> list[list[int]]:
+    """Groups whose closest members are within ``band`` (1 - similarity) but were not joined by the
+    clustering are put to the judge, closest first, at most ``max_pairs``; a "yes" joins them.
+    Embeddings alone place many rephrasings further apart than distinct questions on one topic
+    (``bench/curation_dedup.py``); a capable LLM can tell them apart. A judge error keeps the
+    groups apart."""
+    import numpy as np
+
+    parent = list(range(len(groups)))
+
+    def root(g: int) -> int:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    sims = np.asarray(sims)
+    candidates = []
+    for x, y in itertools.combinations(range(len(groups)), 2):
+        block = sims[np.ix_(groups[x], groups[y])]
+        i, j = np.unravel_index(int(np.argmax(block)), block.shape)
+        if 1 - float(block[i, j]) <= band:
+            candidates.append((-float(block[i, j]), x, y, groups[x][i], groups[y][j]))
+    for _, x, y, a, b in sorted(candidates)[:max_pairs]:
+        if root(x) == root(y):
+            continue
+        try:
+            reply = str(judge(SAME_QUESTION.format(a=questions[a], b=questions[b])))
+        except Exception:  # the judge is away: keep them apart, never lose an item
+            continue
+        if reply.strip().lower().startswith("yes"):
+            parent[root(y)] = root(x)
+    merged: dict[int, list[int]] = {}
+    for g, members in enumerate(groups):
+        merged.setdefault(root(g), []).extend(members)
+    return list(merged.values())
+
+
 def _groups_from_similarity(sims: Any, distance: float) -> list[list[int]]:
     """Agglomerative clustering (average linkage) of a similarity matrix, cut at ``distance``."""
     import numpy as np
@@ -268,8 +318,11 @@ def curate(
     options: CurateOptions | None = None,
     embed: Any = None,
     on_event: Any = lambda msg: None,
+    judge: Any = None,
 ) -> CurateReport:
-    """Failing production traces since the cursor → new items of the dataset at ``dataset_path``."""
+    """Failing production traces since the cursor → new items of the dataset at ``dataset_path``.
+    ``judge`` (prompt → reply; default: the configured LLM judge, if any) settles the pairs of
+    groups in the judge band."""
     import numpy as np
 
     from flywheel.evaluation import load_dataset
@@ -321,6 +374,13 @@ def curate(
         )
         n = len(questions)
         groups = _groups_from_similarity(sims[:n, :n], opts.distance)
+        if judge is None and settings.judge_base_url:
+            from flywheel.evaluation._judge import make_judge
+
+            judge = make_judge(settings)
+        if judge is not None and len(groups) > 1:
+            on_event(f"asking the judge about close groups of {len(groups)}")
+            groups = merge_by_judge(groups, questions, sims[:n, :n], judge, opts.judge_band, opts.judge_pairs)
         report.groups = len(groups)
         items = []
         for members in sorted(groups, key=lambda g: min(failures[i].time_ms for i in g)):
