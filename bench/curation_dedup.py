@@ -215,7 +215,7 @@ def main() -> None:
         "baseline_minilm_test_false_merges": current["test"]["false_merges"],
     }
     if args.judge_url:
-        from flywheel.evaluation._judge import make_judge
+        from flywheel.llm import make_judge
         from flywheel.monitoring._curate import CurateOptions, _groups_from_similarity, merge_by_judge
 
         judge = make_judge(

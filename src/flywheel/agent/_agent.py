@@ -35,7 +35,6 @@ from flywheel.agent._grounded import (
     trim_repetition,
 )
 from flywheel.agent._guardrails import screen
-from flywheel.agent._llm import GATEWAY
 from flywheel.agent._prompts import (
     ABSTAIN,
     DEFAULT_SYSTEM_PROMPTS,
@@ -49,6 +48,7 @@ from flywheel.agent._tools import ToolContext, build_tools, run_doc_search
 from flywheel.agent._untrusted import UNTRUSTED_HEADER, check_question, withhold_injected
 from flywheel.config import Settings, secret_values
 from flywheel.knowledge import KnowledgeBase, cited_numbers, relevance_threshold
+from flywheel.llm import GATEWAY
 from flywheel.safety import screen_output
 from flywheel.tracking._identity import VersionIdentity
 from flywheel.tracking._tracing import set_trace_identity, span, tracing_enabled
@@ -103,7 +103,7 @@ class AgentAnswer:
 
 def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
     """An OpenAI-compatible chat model: the embedded llama.cpp server, OpenAI, vLLM, a gateway…"""
-    from flywheel.agent._llm import OpenAICompatibleChat
+    from flywheel.llm import OpenAICompatibleChat
 
     return OpenAICompatibleChat(
         model=config.model or settings.llm_model,
@@ -251,7 +251,7 @@ class DocsAgent:
         """The judge LLM client, built once per agent (not per question)."""
         if not self.settings.judge_base_url:
             return None
-        from flywheel.evaluation._judge import make_judge
+        from flywheel.llm import make_judge
 
         return make_judge(self.settings)
 

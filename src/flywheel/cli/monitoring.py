@@ -23,8 +23,8 @@ def _monitor(
 ):  # type: ignore[no-untyped-def]
     from flywheel.errors import InputError
     from flywheel.evaluation import ScorerContext
-    from flywheel.evaluation._judge import make_judge
     from flywheel.knowledge import scoring_embedder
+    from flywheel.llm import make_judge
     from flywheel.monitoring import MonitorOptions, OnlineMonitor
     from flywheel.stack import require
 

@@ -1,7 +1,6 @@
 """Evaluation: golden datasets, scorers, targets, a concurrent resumable runner, reports, comparison."""
 
 from flywheel.evaluation._dataset import KINDS, Dataset, GoldenItem, load_dataset, save_dataset
-from flywheel.evaluation._judge import judge_identity, make_judge
 from flywheel.evaluation._redteam import FAMILIES as REDTEAM_FAMILIES
 from flywheel.evaluation._redteam import RedTeamReport, run_redteam, sweep_stale_collections
 from flywheel.evaluation._report import compare, kind_table, load_items, write_reports
@@ -28,6 +27,7 @@ from flywheel.evaluation._scorers import (
     scorer_context,
 )
 from flywheel.evaluation._targets import AgentTarget, HttpTarget, Target, make_target
+from flywheel.llm import judge_identity, make_judge
 
 __all__ = [
     "DEFAULT_SCORERS",

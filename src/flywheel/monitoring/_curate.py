@@ -375,7 +375,7 @@ def curate(
         n = len(questions)
         groups = _groups_from_similarity(sims[:n, :n], opts.distance)
         if judge is None and settings.judge_base_url:
-            from flywheel.evaluation._judge import make_judge
+            from flywheel.llm import make_judge
 
             judge = make_judge(settings)
         if judge is not None and len(groups) > 1:

@@ -27,10 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from flywheel.agent._llm import CANCEL
 from flywheel.agent._untrusted import check_question
 from flywheel.config import Settings
 from flywheel.errors import InputError
+from flywheel.llm import CANCEL
 from flywheel.registry import LoadedAgent
 from flywheel.serving._metrics import CONTENT_TYPE, ServerMetrics
 from flywheel.serving._protocol import (
@@ -121,8 +121,8 @@ _DEFAULT_CODES = {
 def classify_failure(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, stable code, message) for an exception raised while answering: a dependency
     that failed is a 503 the client may retry, input the LLM rejected is a 400, anything else a 500."""
-    from flywheel.agent._llm import Cancelled
     from flywheel.errors import FlywheelError, InputError, ServiceError
+    from flywheel.llm import Cancelled
 
     if isinstance(exc, Cancelled):
         return 499, "client_gone", "the client went away; its LLM request was cancelled"

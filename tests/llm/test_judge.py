@@ -65,7 +65,7 @@ def test_transient_errors_are_retried_and_a_bad_request_is_not(
     import openai
 
     from flywheel.config import load_settings
-    from flywheel.evaluation._judge import make_judge
+    from flywheel.llm import make_judge
 
     url, script, seen = provider
     settings = load_settings(data_dir=tmp_path, mlflow_port=1, judge_base_url=url, judge_rps=1000)

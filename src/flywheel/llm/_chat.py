@@ -36,7 +36,7 @@ from pydantic import ConfigDict, PrivateAttr, SecretStr
 
 from flywheel.errors import ServiceError, ServiceUnavailableError
 
-__all__ = ["CANCEL", "Cancelled", "OpenAICompatibleChat", "to_openai_messages"]
+__all__ = ["CANCEL", "GATEWAY", "Cancelled", "OpenAICompatibleChat", "to_openai_messages"]
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 TRANSIENT = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)

@@ -14,8 +14,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 
-from flywheel.agent._llm import OpenAICompatibleChat, to_openai_messages
 from flywheel.errors import ServiceError, ServiceUnavailableError
+from flywheel.llm import OpenAICompatibleChat, to_openai_messages
 from tests.conftest import free_port
 
 
