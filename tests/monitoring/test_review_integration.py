@@ -76,6 +76,8 @@ def test_review_label_correct_and_add_to_dataset(served_local: Settings, tmp_pat
         status = page.text_content("[data-testid=status]") or ""
         page.screenshot(path=str(settings.data_path / "review-page.png"))
         browser.close()
+        unknown = httpx.get(f"{review_url}/api/traces/tr-{'0' * 32}", timeout=30)
+        assert unknown.status_code == 404, unknown.text
 
     trace = mlflow.get_trace(trace_id)
     labels = {a.name: a for a in trace.info.assessments}

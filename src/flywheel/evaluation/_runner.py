@@ -151,23 +151,21 @@ def aggregate(items: list[ItemResult]) -> dict[str, float]:
 
 
 def _log_assessments(result: ItemResult, run_id: str | None) -> None:
-    import mlflow
-    from mlflow.entities import AssessmentSource
+    from flywheel.tracking import log_feedback
 
     trace_id = result.output.get("trace_id")
     if not trace_id:
         return
-    source = AssessmentSource(source_type="CODE", source_id="flywheel.eval")
     for name, s in result.scores.items():
         if s["value"] is None:
             continue
         try:
-            mlflow.log_feedback(
-                trace_id=trace_id,
-                name=name,
-                value=s["value"],
+            log_feedback(
+                trace_id,
+                name,
+                s["value"],
+                source_id="flywheel.eval",
                 rationale=s["rationale"],
-                source=source,
                 metadata={"eval_run_id": run_id or "", "item_id": result.id},
             )
         except Exception as exc:  # the trace may live on another server (HTTP targets)

@@ -217,17 +217,9 @@ class OnlineMonitor:
     def _log_feedback(
         trace_id: str, name: str, value: float, rationale: str, metadata: dict[str, str]
     ) -> None:
-        import mlflow
-        from mlflow.entities import AssessmentSource
+        from flywheel.tracking import log_feedback
 
-        mlflow.log_feedback(
-            trace_id=trace_id,
-            name=name,
-            value=value,
-            rationale=rationale,
-            source=AssessmentSource(source_type="CODE", source_id=MONITOR_SOURCE),
-            metadata=metadata,
-        )
+        log_feedback(trace_id, name, value, source_id=MONITOR_SOURCE, rationale=rationale, metadata=metadata)
 
     def _already(self, trace: Any) -> set[str]:
         """Scorers whose current version already scored this trace (a replica killed between the

@@ -114,8 +114,6 @@ def build_review_app(
     experiment: str | None = None,
     limit: int = 500,
 ) -> FastAPI:
-    import mlflow
-
     from flywheel.monitoring._calibrate import pass_marks
     from flywheel.tracking import client as tracking_client
     from flywheel.tracking import use
@@ -179,10 +177,12 @@ def build_review_app(
         ]
 
     def get_trace(trace_id: str) -> Any:
-        trace = mlflow.get_trace(trace_id)
-        if trace is None:
-            raise HTTPException(404, f"no trace {trace_id}")
-        return trace
+        try:
+            return client.get_trace(trace_id)
+        except Exception as exc:  # an unknown (or malformed) id is a 404; a server away is not
+            if getattr(exc, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            raise HTTPException(404, f"no trace {trace_id}") from exc
 
     @app.get("/api/traces/{trace_id}")
     def item(trace_id: str) -> dict[str, Any]:
@@ -216,22 +216,19 @@ def build_review_app(
 
     @app.post("/api/traces/{trace_id}/labels")
     def label(trace_id: str, body: Labels) -> dict[str, Any]:
-        from mlflow.entities import AssessmentSource
+        from flywheel.tracking import log_expectation, log_feedback
 
         get_trace(trace_id)
         known = {d["name"]: d for d in label_defs}
         for name in body.labels:
             if name not in known:
                 raise HTTPException(400, f"unknown label {name}; labels: {', '.join(known)}")
-        source = AssessmentSource(source_type="HUMAN", source_id=body.reviewer)
         for name, value in body.labels.items():
-            mlflow.log_feedback(
-                trace_id=trace_id, name=f"review/{name}", value=value, rationale=body.comment, source=source
+            log_feedback(
+                trace_id, f"review/{name}", value, source_id=body.reviewer, human=True, rationale=body.comment
             )
         if body.corrected and body.corrected.strip():
-            mlflow.log_expectation(
-                trace_id=trace_id, name="expected_response", value=body.corrected.strip(), source=source
-            )
+            log_expectation(trace_id, "expected_response", body.corrected.strip(), source_id=body.reviewer)
         return {"ok": True, "labels": len(body.labels), "corrected": bool(body.corrected)}
 
     @app.post("/api/traces/{trace_id}/dataset")

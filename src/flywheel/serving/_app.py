@@ -600,21 +600,18 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
 
     def _log_feedback(item: dict[str, Any]) -> str:
         """Store one feedback item as a HUMAN assessment; ConnectionError when the server is down."""
-        import mlflow
-        from mlflow.entities import AssessmentSource
-
-        from flywheel.tracking import tracking_reachable
+        from flywheel.tracking import log_feedback, tracking_reachable
 
         if not tracking_reachable(settings):
             raise ConnectionError("the tracking server is not reachable")
-        assessment = mlflow.log_feedback(
-            trace_id=item["trace_id"],
-            name="user_feedback",
-            value=item["value"],
+        return log_feedback(
+            item["trace_id"],
+            "user_feedback",
+            item["value"],
+            source_id=item.get("user") or "chat-page",
+            human=True,
             rationale=item.get("comment"),
-            source=AssessmentSource(source_type="HUMAN", source_id=item.get("user") or "chat-page"),
         )
-        return str(getattr(assessment, "assessment_id", "") or "")
 
     spool = active_spool()
     if spool is not None:

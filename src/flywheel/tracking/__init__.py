@@ -1,7 +1,8 @@
 """The one home of MLflow plumbing, below the stages: the session (tracking URI, client,
-reachability), tracing and its export (OTLP with an on-disk spool; also to Langfuse, Phoenix or a collector), registered models, and the
+reachability), tracing and its export (OTLP with an on-disk spool; also to Langfuse, Phoenix or a collector), registered models, assessments on traces, and the
 ``VersionIdentity`` every trace, run, trial and gate decision carries."""
 
+from flywheel.tracking._assessments import log_expectation, log_feedback
 from flywheel.tracking._export import export_stats, export_target
 from flywheel.tracking._identity import VersionIdentity, git_commit
 from flywheel.tracking._models import load_pyfunc, resolve_model, try_resolve_model
@@ -16,6 +17,8 @@ __all__ = [
     "flush_traces",
     "git_commit",
     "load_pyfunc",
+    "log_expectation",
+    "log_feedback",
     "resolve_model",
     "search_traces",
     "set_trace_identity",
