@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from flywheel.cli._common import console, quiet_mlflow, settings
+
+if TYPE_CHECKING:
+    from flywheel.config import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Online evaluation of production traces.")
 
@@ -208,42 +211,34 @@ def _print_replicas(replicas: list[dict[str, Any]]) -> None:
     console.print(t)
 
 
-def _experiment_traces(experiment: str | None, limit: int) -> list[Any]:
+def _experiment_id(cfg: Settings, experiment: str | None) -> str:
+    """The id of ``experiment`` (default: FLYWHEEL_EXPERIMENT); a clear error when it does not exist."""
+    from flywheel import tracking
+    from flywheel.errors import InputError
+
+    name = experiment or cfg.experiment
+    exp = tracking.client(cfg).get_experiment_by_name(name)
+    if exp is None:
+        raise InputError("monitor_no_experiment", name=name)
+    return str(exp.experiment_id)
+
+
+def _experiment_traces(experiment: str | None, limit: int, include_spans: bool = False) -> list[Any]:
     """The newest ``limit`` traces of ``experiment`` (default: FLYWHEEL_EXPERIMENT) on the tracking
     server, which must be reachable; a clear error when the experiment does not exist."""
-    from mlflow import MlflowClient
-
-    from flywheel.errors import InputError
+    from flywheel import tracking
     from flywheel.stack import require
 
     cfg = settings()
     require(cfg, "tracking")
     quiet_mlflow()
-    client = MlflowClient(cfg.tracking_uri)
-    name = experiment or cfg.experiment
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        raise InputError("monitor_no_experiment", name=name)
-    return _recent_traces(client, exp.experiment_id, limit)
-
-
-def _recent_traces(client: Any, experiment_id: str, limit: int) -> list[Any]:
-    """The experiment's newest ``limit`` traces (assessments and tags, no spans), page by page."""
-    traces: list[Any] = []
-    token: str | None = None
-    while len(traces) < limit:
-        page = client.search_traces(
-            locations=[experiment_id],
-            max_results=min(500, limit - len(traces)),
-            order_by=["timestamp_ms DESC"],
-            page_token=token,
-            include_spans=False,
-        )
-        traces += list(page)
-        token = page.token
-        if not token:
-            break
-    return traces
+    return tracking.search_traces(
+        cfg,
+        _experiment_id(cfg, experiment),
+        limit=limit,
+        order_by=["timestamp_ms DESC"],
+        include_spans=include_spans,
+    )
 
 
 def _print_status(s: dict) -> None:
@@ -570,7 +565,6 @@ def to_dataset(
       flywheel monitor to-dataset tr-0123… tr-4567… --dataset datasets/production.json
       flywheel monitor to-dataset --queue thumbs-down
     """
-    import mlflow
 
     from flywheel import tracking
     from flywheel.errors import InputError
@@ -585,18 +579,15 @@ def to_dataset(
     tracking.use(cfg)
     traces = []
     for tid in trace_ids or []:
-        trace = mlflow.get_trace(tid)
+        trace = tracking.get_trace(cfg, tid)
         if trace is None:
             raise InputError("unknown_trace", trace_id=tid)
         traces.append(trace)
     if queue:
         if queue not in QUEUES:
             raise InputError("option_value", option="--queue", value=queue, expected=" | ".join(QUEUES))
-        exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
-        if exp is None:
-            raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
         marks = pass_marks(cfg)
-        for t in mlflow.search_traces(locations=[exp.experiment_id], max_results=2000, return_type="list"):
+        for t in _experiment_traces(experiment, 2000, include_spans=True):
             if _in_queue(queue, t, marks) and any(k.startswith("review/") for k in _values(t)[0]):
                 traces.append(t)
     if not traces:
@@ -654,11 +645,9 @@ def curate_cmd(
       flywheel monitor curate                      # since the last run (a cron job or CronJob)
       flywheel monitor curate --since 168 --out datasets/regressions.json
     """
-    import mlflow
     from rich.table import Table
 
     from flywheel import tracking
-    from flywheel.errors import InputError
     from flywheel.monitoring import CurateOptions, curate
     from flywheel.monitoring._calibrate import pass_marks
     from flywheel.monitoring._curate import CONTENT_SCORERS
@@ -668,9 +657,7 @@ def curate_cmd(
     require(cfg, "tracking")
     quiet_mlflow()
     tracking.use(cfg)
-    exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
-    if exp is None:
-        raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
+    experiment_id = _experiment_id(cfg, experiment)
     path = out or cfg.data_path / "datasets" / "regressions.json"
     marks = pass_marks(cfg)
     opts = CurateOptions(
@@ -683,7 +670,7 @@ def curate_cmd(
         dry_run=dry_run,
     )
     with console.status("Curating failing traces…") as status:
-        report = curate(cfg, exp.experiment_id, path, opts, on_event=lambda m: status.update(m))
+        report = curate(cfg, experiment_id, path, opts, on_event=lambda m: status.update(m))
     if json_out:
         console.print_json(json.dumps(report.to_json()))
         return
@@ -760,12 +747,10 @@ def gaps(
       flywheel monitor gaps
       flywheel monitor gaps --limit 5000 --add-to datasets/production.json
     """
-    import mlflow
     from rich.table import Table
 
     from flywheel import tracking
     from flywheel.datagen._gaps import find_gaps, gap_items, gap_questions, write_gap_report
-    from flywheel.errors import InputError
     from flywheel.knowledge import KnowledgeBase, scoring_embedder
     from flywheel.stack import require
 
@@ -773,11 +758,8 @@ def gaps(
     require(cfg, "tracking", "index")
     quiet_mlflow()
     tracking.use(cfg)
-    exp = mlflow.get_experiment_by_name(experiment or cfg.experiment)
-    if exp is None:
-        raise InputError("monitor_no_experiment", name=experiment or cfg.experiment)
     with console.status(f"Reading up to {limit} traces…"):
-        traces = mlflow.search_traces(locations=[exp.experiment_id], max_results=limit, return_type="list")
+        traces = _experiment_traces(experiment, limit, include_spans=True)
     kb = KnowledgeBase(cfg)
     found = gap_questions(list(traces), kb=kb)
     with console.status(f"Clustering {len(found)} gap questions…"):

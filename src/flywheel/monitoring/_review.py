@@ -177,12 +177,12 @@ def build_review_app(
         ]
 
     def get_trace(trace_id: str) -> Any:
-        try:
-            return client.get_trace(trace_id)
-        except Exception as exc:  # an unknown (or malformed) id is a 404; a server away is not
-            if getattr(exc, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise
-            raise HTTPException(404, f"no trace {trace_id}") from exc
+        from flywheel.tracking import get_trace as fetch
+
+        trace = fetch(settings, trace_id)  # an unknown id is a 404; a server away is not
+        if trace is None:
+            raise HTTPException(404, f"no trace {trace_id}")
+        return trace
 
     @app.get("/api/traces/{trace_id}")
     def item(trace_id: str) -> dict[str, Any]:

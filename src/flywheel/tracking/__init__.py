@@ -6,7 +6,7 @@ from flywheel.tracking._assessments import log_expectation, log_feedback
 from flywheel.tracking._export import export_stats, export_target
 from flywheel.tracking._identity import VersionIdentity, git_commit
 from flywheel.tracking._models import load_pyfunc, resolve_model, try_resolve_model
-from flywheel.tracking._session import client, search_traces, tracking_reachable, use
+from flywheel.tracking._session import client, get_trace, search_traces, tracking_reachable, use
 from flywheel.tracking._tracing import flush_traces, set_trace_identity, setup_tracing, span, tracing_enabled
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "export_stats",
     "export_target",
     "flush_traces",
+    "get_trace",
     "git_commit",
     "load_pyfunc",
     "log_expectation",

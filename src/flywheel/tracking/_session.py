@@ -11,7 +11,7 @@ import httpx
 
 from flywheel.config import Settings
 
-__all__ = ["client", "tracking_reachable", "use"]
+__all__ = ["client", "get_trace", "search_traces", "tracking_reachable", "use"]
 
 _lock = threading.Lock()
 
@@ -77,3 +77,14 @@ def search_traces(
         if not token or not page:
             break
     return out
+
+
+def get_trace(settings: Settings, trace_id: str) -> Any | None:
+    """One trace with its spans and assessments, or None when the server does not know the id
+    (a server that cannot be reached raises)."""
+    try:
+        return client(settings).get_trace(trace_id)
+    except Exception as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
