@@ -15,7 +15,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any, TypedDict
@@ -24,6 +23,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.runtime import Runtime
 
 from flywheel.agent._config import AgentConfig
 from flywheel.agent._grounded import (
@@ -118,14 +118,13 @@ def make_chat_model(settings: Settings, config: AgentConfig) -> BaseChatModel:
 
 
 @dataclass
-class _Run:
-    """What one ask/stream call accumulates; per call, so concurrent requests do not mix."""
+class RunContext:
+    """One ask/stream call's own state — the tools' context (hits, calls, queries) and the token
+    usage — given to the graph as LangGraph's run context (``context_schema``): every node gets it
+    as ``runtime.context``, so concurrent requests never share it and nothing hides in a global."""
 
     ctx: ToolContext
     usage: dict[str, int] = field(default_factory=dict)
-
-
-_RUN: ContextVar[_Run] = ContextVar("flywheel_agent_run")
 
 
 class DocsAgent:
@@ -170,7 +169,7 @@ class DocsAgent:
 
     # -- graph
     def _build(self) -> Any:
-        g = StateGraph(State)
+        g = StateGraph(State, context_schema=RunContext)
         g.add_node("guard", self._guard)
         g.add_node("cite", self._cite)
         g.add_edge(START, "guard")
@@ -188,14 +187,6 @@ class DocsAgent:
             g.add_edge("generate", "cite")
         g.add_edge("cite", END)
         return g.compile()
-
-    @property
-    def ctx(self) -> ToolContext:
-        return _RUN.get().ctx
-
-    @property
-    def _usage(self) -> dict[str, int]:
-        return _RUN.get().usage
 
     def _guard(self, state: State) -> dict:
         question = state["question"]
@@ -255,13 +246,13 @@ class DocsAgent:
 
         return make_judge(self.settings)
 
-    def _retrieve(self, state: State) -> dict:
+    def _retrieve(self, state: State, runtime: Runtime[RunContext]) -> dict:
         # excerpts that carry instructions are withheld first: they neither count as relevant nor reach the LLM
         # retrieve_first and grounded search the docs themselves, but only when doc_search is one of
         # the configured tools: tools=[] means no documentation, for every policy
         if "doc_search" not in self.config.tools:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
-        hits = withhold_injected(run_doc_search(self.ctx, state.get("query") or state["question"]))
+        hits = withhold_injected(run_doc_search(runtime.context.ctx, state.get("query") or state["question"]))
         threshold = self.config.min_relevance_ja if state["lang"] == "ja" else self.config.min_relevance
         if threshold is None:  # calibrated per embedding model (bench/multilingual.py), not guessed
             # (a knowledge base that does not say gets the default model's threshold)
@@ -272,11 +263,11 @@ class DocsAgent:
                 else relevance_threshold("", state["lang"])
             )
         best = max((h["dense_score"] for h in hits), default=0.0)
-        if hits and self.ctx.relevance is not None:  # the companion's own top cosine (Japanese)
-            best = max(best, self.ctx.relevance)
+        if hits and runtime.context.ctx.relevance is not None:  # the companion's own top cosine (Japanese)
+            best = max(best, runtime.context.ctx.relevance)
         if best < threshold:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
-        self.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)
+        runtime.context.ctx.add_hits(hits)  # all top-k, in fused order (BM25-only hits carry no cosine score)
         return {"abstained": False}
 
     def _history(self, state: State) -> list[BaseMessage]:
@@ -301,21 +292,23 @@ class DocsAgent:
     def _system_prompt(self, lang: str) -> str:
         return self.prompt(lang).text
 
-    def _generate(self, state: State) -> dict:
-        context = format_context(self.ctx.hits, self.config.context_chars)[: self.config.max_prompt_chars]
+    def _generate(self, state: State, runtime: Runtime[RunContext]) -> dict:
+        context = format_context(runtime.context.ctx.hits, self.config.context_chars)[
+            : self.config.max_prompt_chars
+        ]
         system = f"{self._system_prompt(state['lang'])}\n\n{UNTRUSTED_HEADER}\n\n{context}"
         messages = [SystemMessage(system), *self._history(state), HumanMessage(state["question"])]
-        reply = self._call_llm(messages)
+        reply = self._call_llm(runtime.context, messages)
         return {"answer": trim_repetition(str(reply.content).strip())}
 
-    def _extract(self, state: State) -> dict:
+    def _extract(self, state: State, runtime: Runtime[RunContext]) -> dict:
         """grounded: the answer is the excerpts' most relevant sentences, each cited."""
         cfg = self.config
         question = state.get("query") or state["question"]
         if state["lang"] == "ja" and getattr(self.kb.embedder, "english_only", False):
             # an English-only model ranks sentences against the question's English glosses
             question = getattr(self.kb, "translate", lambda q: None)(question) or question
-        hits = self.ctx.hits
+        hits = runtime.context.ctx.hits
         with span("select_sentences", "PARSER", {"question": question}) as sp:
             stored_units = getattr(self.kb, "unit_vectors", None)  # a KnowledgeBase has them
             if self.settings.unit_vectors == "stored" and stored_units is not None:
@@ -340,23 +333,24 @@ class DocsAgent:
             return {"abstained": True, "answer": ABSTAIN[state["lang"]]}
         lead = ""
         if state["lang"] == "ja":
-            lead = japanese_lead(chosen, self.ctx.hits)
+            lead = japanese_lead(chosen, runtime.context.ctx.hits)
         elif cfg.lead_sentence:
             excerpts = "\n".join(c.unit.text for c in chosen)
             reply = self._call_llm(
+                runtime.context,
                 [
                     SystemMessage(
                         "Answer the question in ONE short sentence using only these excerpts. "
                         "No numbers, names or commands that are not in them.\n\n" + excerpts
                     ),
                     HumanMessage(state["question"]),
-                ]
+                ],
             )
             candidate = trim_repetition(str(reply.content).strip()).split("\n")[0][:300]
             lead = candidate if candidate and lead_is_grounded(candidate, excerpts) else ""
         return {"answer": compose(chosen, lead, section_citations(hits))}
 
-    def _call_llm(self, messages: list[BaseMessage], llm: Any = None) -> AIMessage:
+    def _call_llm(self, run: RunContext, messages: list[BaseMessage], llm: Any = None) -> AIMessage:
         with span(
             "llm", "CHAT_MODEL", {"messages": [{"role": m.type, "content": m.content} for m in messages]}
         ) as sp:
@@ -371,15 +365,17 @@ class DocsAgent:
                 }
             )
         for k in ("input_tokens", "output_tokens"):
-            self._usage[k] = self._usage.get(k, 0) + int(usage.get(k, 0) or 0)
+            run.usage[k] = run.usage.get(k, 0) + int(usage.get(k, 0) or 0)
         return reply  # type: ignore[return-value]
 
     # react policy
-    def _model(self, state: State) -> dict:
-        tools = build_tools(self.ctx)
+    def _model(self, state: State, runtime: Runtime[RunContext]) -> dict:
+        tools = build_tools(runtime.context.ctx)
         llm = self.llm.bind_tools(tools) if tools else self.llm
         convo = [m for m in state.get("messages", []) if not isinstance(m, SystemMessage)]
-        reply = self._call_llm([SystemMessage(self._system_prompt(state["lang"])), *convo[-12:]], llm)
+        reply = self._call_llm(
+            runtime.context, [SystemMessage(self._system_prompt(state["lang"])), *convo[-12:]], llm
+        )
         return {"messages": [reply], "steps": state.get("steps", 0) + 1, "answer": str(reply.content).strip()}
 
     def _after_model(self, state: State) -> str:
@@ -388,8 +384,8 @@ class DocsAgent:
             return "tools"
         return "cite"
 
-    def _tools(self, state: State) -> dict:
-        tools = {t.name: t for t in build_tools(self.ctx)}
+    def _tools(self, state: State, runtime: Runtime[RunContext]) -> dict:
+        tools = {t.name: t for t in build_tools(runtime.context.ctx)}
         out = []
         for call in state["messages"][-1].tool_calls:  # type: ignore[attr-defined]
             tool = tools.get(call["name"])
@@ -397,18 +393,18 @@ class DocsAgent:
             out.append(ToolMessage(str(result), tool_call_id=call["id"], name=call["name"]))
         return {"messages": out}
 
-    def _cite(self, state: State) -> dict:
+    def _cite(self, state: State, runtime: Runtime[RunContext]) -> dict:
         answer = state.get("answer", "")
         if state.get("refused") or state.get("abstained"):
             return {"messages": [AIMessage(answer)]}
-        if self.config.policy == "react" and not self.ctx.hits and not answer:
+        if self.config.policy == "react" and not runtime.context.ctx.hits and not answer:
             answer = ABSTAIN[state["lang"]]
         if self.config.guardrails:
             with span("output_guardrail", "GUARDRAIL", {"chars": len(answer)}) as sp:
                 check = screen_output(
                     answer,
                     system_prompt=self._system_prompt(state["lang"]),
-                    context=[h.get("text", "") for h in self.ctx.hits],
+                    context=[h.get("text", "") for h in runtime.context.ctx.hits],
                     allow_hosts=self.settings.open_url_allow_hosts,
                     secrets=secret_values(self.settings),
                 )
@@ -458,7 +454,7 @@ class DocsAgent:
         ``{"type": "final", "answer": AgentAnswer}``. Refusals and abstentions arrive as one delta."""
         question = check_question(question, self.settings.max_question_chars)
         thread_id = thread_id or uuid.uuid4().hex
-        token = _RUN.set(_Run(ToolContext(self.settings, self.kb, self.config)))
+        run = RunContext(ToolContext(self.settings, self.kb, self.config))
         gateway: dict[str, str] = {}
         gw_token = GATEWAY.set(gateway)  # the LLM notes the gateway's route and A/B arm here
         t0 = time.perf_counter()
@@ -473,6 +469,7 @@ class DocsAgent:
                 for mode, item in self.graph.stream(
                     {"question": question, "messages": [*history, HumanMessage(question)]},
                     stream_mode=["messages", "values"] if stream_tokens else ["values"],
+                    context=run,
                 ):
                     if mode == "values":
                         state = item
@@ -486,7 +483,7 @@ class DocsAgent:
                         ):
                             streamed = True
                             yield {"type": "delta", "text": text}
-                result = self._finish(state, thread_id)  # type: ignore[arg-type]
+                result = self._finish(state, thread_id, run)  # type: ignore[arg-type]
                 lang = state.get("lang", "en")
                 prompt = self.prompt(lang)
                 self._remember(thread_id, question, result.answer)
@@ -533,7 +530,6 @@ class DocsAgent:
                 result.trace_id = getattr(root, "trace_id", None) or getattr(root, "request_id", None)
             result.latency_ms = (time.perf_counter() - t0) * 1000
         finally:
-            _RUN.reset(token)
             GATEWAY.reset(gw_token)
         if stream_tokens and not streamed and result.answer:
             yield {"type": "delta", "text": result.answer}
@@ -568,12 +564,12 @@ class DocsAgent:
     def _remember(self, thread_id: str, question: str, answer: str) -> None:
         self.threads.remember(thread_id, question, answer, keep=2 * max(self.config.history_turns, 1))
 
-    def _finish(self, state: State, thread_id: str) -> AgentAnswer:
+    def _finish(self, state: State, thread_id: str, run: RunContext) -> AgentAnswer:
         answer = state.get("answer", "")
         refused, abstained = bool(state.get("refused")), bool(state.get("abstained"))
         sources: list[dict] = []
         if not refused and not abstained:
-            hits = self.ctx.hits
+            hits = run.ctx.hits
             cited = sorted({n for n in cited_numbers(answer) if 0 < n <= len(hits)})
             # A source list is always given: the cited ones, else every excerpt the answer was based
             # on (one per section: two chunks of one section are one source)
@@ -596,9 +592,9 @@ class DocsAgent:
             refused=refused,
             refusal_category=state.get("refused", ""),
             abstained=abstained,
-            tools_called=list(self.ctx.calls),
-            search_queries=list(self.ctx.queries),
+            tools_called=list(run.ctx.calls),
+            search_queries=list(run.ctx.queries),
             thread_id=thread_id,
-            contexts=[h.get("text", "") for h in self.ctx.hits],
-            usage=dict(self._usage),
+            contexts=[h.get("text", "") for h in run.ctx.hits],
+            usage=dict(run.usage),
         )
