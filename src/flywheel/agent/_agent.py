@@ -200,13 +200,7 @@ class DocsAgent:
             "GUARDRAIL",
             {"question": question, "history_turns": len(past), "profile": profile},
         ) as sp:
-            verdict = screen(
-                question,
-                history=past,
-                threshold=self.settings.guardrail_threshold,
-                judge=self._judge if self.settings.guardrail_judge else None,
-                profile=profile,
-            )
+            verdict = self.screen_input(question, past)
             sp.set_outputs(
                 {
                     **verdict.as_dict(),
@@ -236,6 +230,19 @@ class DocsAgent:
             "steps": 0,
             "answer": REFUSAL[lang].format(reason=reason),
         }
+
+    def screen_input(self, question: str, history: list[str] | None = None, *, judge: bool = True) -> Any:
+        """The input guardrail's verdict on ``question`` under this agent's policy (threshold,
+        profile, judge) — what the graph's guard node applies. The agent server asks it, with
+        ``judge=False`` (no network call on its event loop), before taking an LLM slot: a question
+        the local layers refuse needs none."""
+        return screen(
+            question,
+            history=history or [],
+            threshold=self.settings.guardrail_threshold,
+            judge=self._judge if judge and self.settings.guardrail_judge else None,
+            profile=self.config.screen_profile(),
+        )
 
     @cached_property
     def _judge(self) -> Callable[[str], str] | None:

@@ -42,6 +42,12 @@ RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 TRANSIENT = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
 _DONE = object()  # the end of a server-sent event stream
 
+# Why context variables here, when the agent's own per-call state travels as LangGraph's run context:
+# a LangChain chat model gets nothing per call but keyword arguments, and those become the call's
+# "invocation params" that callbacks and tracers serialize — no place for a threading.Event or a
+# dict the model writes into. Context variables are what LangChain itself uses to carry a run's
+# config into a model; they are copied into the worker thread with the rest of the request.
+#
 # Set by the agent server for the work of one request: once the event is set (the client went away,
 # the request ran out of time) the LLM request in flight is closed, which makes llama.cpp (and any
 # OpenAI-compatible server) stop generating for it. With a token set, non-streaming calls stream

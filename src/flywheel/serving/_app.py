@@ -467,15 +467,10 @@ def build_app(settings: Settings, loaded: LoadedAgent, limits: ServerLimits | No
         }
 
     def _refused_upfront(ctx: RequestContext) -> bool:
-        """A question the guardrail refuses needs no slot: it never reaches the LLM."""
-        if not loaded.agent.config.guardrails:
-            return False
-        from flywheel.safety import screen
-
-        config = loaded.agent.config
-        return not screen(
-            ctx.question, threshold=settings.guardrail_threshold, profile=config.screen_profile()
-        ).allowed
+        """A question the agent's guardrail refuses needs no slot: it never reaches the LLM. The
+        agent decides (its policy, in one place); the server only asks."""
+        agent = loaded.agent
+        return bool(agent.config.guardrails) and not agent.screen_input(ctx.question, judge=False).allowed
 
     async def _invoke(ctx: RequestContext, request_id: str) -> dict[str, Any]:
         slot = contextlib.nullcontext() if _refused_upfront(ctx) else slots.slot(request_id)
