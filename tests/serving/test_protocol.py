@@ -69,3 +69,42 @@ def test_precedence_and_context_fallbacks() -> None:
         }
     )
     assert (mlflow_style.question, mlflow_style.thread_id, mlflow_style.user_id) == ("What?", "conv", "who")
+
+
+def test_the_evaluation_target_and_the_simulator_read_an_answer_alike() -> None:
+    """One reader of a Responses answer: what the server writes, the evaluation target and the
+    load simulator both read the same way (text of message items only, refusal, trace id)."""
+    from flywheel.evaluation._targets import HttpTarget
+    from flywheel.serving import read_response
+    from flywheel.serving._protocol import message_item, response_object
+    from flywheel.simulation._client import Outcome, read_answer
+
+    body = response_object(
+        "resp_1",
+        "docs-qa-agent",
+        0,
+        output=[
+            {"type": "reasoning", "content": [{"type": "output_text", "text": "(not the answer)"}]},
+            message_item("msg_1", "Port 5005 [1]."),
+        ],
+        usage={"input_tokens": 3, "output_tokens": 4},
+        metadata={"trace_id": "tr-abc"},
+        custom_outputs={"refused": False, "abstained": True, "sources": [{"n": 1}]},
+    )
+    answer = read_response(body)
+    assert (answer.text, answer.trace_id, answer.abstained, answer.failed) == (
+        "Port 5005 [1].",
+        "tr-abc",
+        True,
+        None,
+    )
+    out = HttpTarget("http://127.0.0.1:1").output(body, "which port?", 12.0)
+    sim = Outcome("x", False, 0.0, 0.1, 200)
+    read_answer(sim, body)
+    assert out.answer == sim.text == answer.text
+    assert out.trace_id == sim.trace_id == "tr-abc"
+    assert out.abstained and sim.abstained and not (out.refused or sim.refused)
+    assert out.usage == {"input_tokens": 3, "output_tokens": 4}
+
+    failed = read_response({**body, "status": "failed", "error": {"code": "llm_unreachable"}})
+    assert failed.failed == "llm_unreachable"

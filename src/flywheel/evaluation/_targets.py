@@ -94,17 +94,10 @@ class HttpTarget:
 
     def output(self, data: dict[str, Any], question: str, latency: float) -> EvalOutput:
         """An EvalOutput from a Responses API answer (also what AgentCore's /invocations returns)."""
-        text = "".join(
-            part.get("text", "")
-            for item in data.get("output", [])
-            if item.get("type") == "message"
-            for part in item.get("content", [])
-        )
-        custom, meta, usage = (
-            data.get("custom_outputs") or {},
-            data.get("metadata") or {},
-            data.get("usage") or {},
-        )
+        from flywheel.serving import read_response
+
+        answer = read_response(data)
+        text, custom, meta, usage = answer.text, answer.custom, answer.metadata, answer.usage
         for key in ("registered_model.name", "registered_model.version", "registered_model.alias"):
             if key in meta:
                 self.identity[key] = meta[key]
@@ -115,11 +108,11 @@ class HttpTarget:
             answer=text,
             sources=custom.get("sources", []),
             tools_called=custom.get("tools_called", []),
-            refused=bool(custom.get("refused")),
-            abstained=bool(custom.get("abstained")),
+            refused=answer.refused,
+            abstained=answer.abstained,
             latency_ms=latency,
-            trace_id=meta.get("trace_id") or None,
-            model=data.get("model", ""),
+            trace_id=answer.trace_id or None,
+            model=answer.model,
             usage={
                 "input_tokens": usage.get("input_tokens", 0),
                 "output_tokens": usage.get("output_tokens", 0),

@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "RequestContext",
+    "ResponseAnswer",
     "ResponsesRequest",
     "StreamWriter",
     "question_of",
+    "read_response",
     "request_context",
     "response_object",
 ]
@@ -276,3 +278,53 @@ class StreamWriter:
         failed = response_object(self.resp_id, self.model, self.created, status="failed")
         failed["error"] = {"code": code, "message": message}
         return self._event("response.failed", response=failed)
+
+
+@dataclass
+class ResponseAnswer:
+    """A Responses API answer as its clients read it (the evaluation target, the simulator): the
+    text of its message items, flywheel's ``custom_outputs`` and ``metadata``, and the failure."""
+
+    id: str
+    text: str
+    model: str
+    custom: dict[str, Any]
+    metadata: dict[str, Any]
+    usage: dict[str, Any]
+    failed: str | None  # the error code of a ``failed`` response ("" when it gives none)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.custom.get("refused"))
+
+    @property
+    def abstained(self) -> bool:
+        return bool(self.custom.get("abstained"))
+
+    @property
+    def trace_id(self) -> str:
+        return str(self.metadata.get("trace_id") or self.custom.get("trace_id") or "")
+
+
+def read_response(body: dict[str, Any]) -> ResponseAnswer:
+    """Read a response object (``POST /responses``, the ``response`` of ``response.completed``, or
+    AgentCore's ``/invocations``): one reader, so every client agrees on what an answer said."""
+    text = "".join(
+        str(part.get("text", ""))
+        for item in body.get("output") or []
+        if isinstance(item, dict) and item.get("type", "message") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict)
+    )
+    failed = None
+    if body.get("status") == "failed":
+        failed = str((body.get("error") or {}).get("code") or "")
+    return ResponseAnswer(
+        id=str(body.get("id", "")),
+        text=text,
+        model=str(body.get("model", "")),
+        custom=dict(body.get("custom_outputs") or {}),
+        metadata=dict(body.get("metadata") or {}),
+        usage=dict(body.get("usage") or {}),
+        failed=failed,
+    )

@@ -63,19 +63,16 @@ def request_body(
 
 def read_answer(outcome: Outcome, body: dict[str, Any]) -> None:
     """Fill the outcome from a Responses API response object."""
-    outcome.response_id = body.get("id", "")
-    outcome.text = "".join(
-        part.get("text", "")
-        for item in body.get("output") or []
-        for part in item.get("content") or []
-        if isinstance(part, dict)
-    )
-    custom = body.get("custom_outputs") or {}
-    outcome.refused = bool(custom.get("refused"))
-    outcome.abstained = bool(custom.get("abstained"))
-    outcome.trace_id = (body.get("metadata") or {}).get("trace_id", "") or custom.get("trace_id", "")
-    if body.get("status") == "failed":
-        outcome.error = "response.failed " + str(((body.get("error") or {}).get("code")) or "")
+    from flywheel.serving import read_response
+
+    answer = read_response(body)
+    outcome.response_id = answer.id
+    outcome.text = answer.text
+    outcome.refused = answer.refused
+    outcome.abstained = answer.abstained
+    outcome.trace_id = answer.trace_id
+    if answer.failed is not None:
+        outcome.error = "response.failed " + answer.failed
 
 
 def read_stream(outcome: Outcome, lines: Iterable[str], now: Any) -> None:
