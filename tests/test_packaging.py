@@ -40,3 +40,22 @@ def test_every_imported_package_is_declared() -> None:
         and not {_norm(d) for d in dists.get(module, [module])} & declared
     }
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_stages_meet_only_through_their_front_doors() -> None:
+    """A stage imports another stage's names from its package (``flywheel.evaluation``), never from
+    a private module (``flywheel.evaluation._scorers``): what a stage exports is its contract, the
+    rest may change. The CLI, a thin layer over every stage, is the one exception for now."""
+    bypasses = []
+    root = ROOT / "src" / "flywheel"
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).parts
+        own = rel[0] if len(rel) > 1 else None
+        if own == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                parts = node.module.split(".")
+                if parts[0] == "flywheel" and len(parts) > 2 and parts[1] != own and parts[2].startswith("_"):
+                    bypasses.append(f"{'/'.join(rel)}: from {node.module} import …")
+    assert not bypasses, "\n".join(bypasses)

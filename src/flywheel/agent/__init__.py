@@ -5,7 +5,9 @@ from flywheel.agent._config import EMBEDDED_POLICY, AgentConfig, Policy, default
 from flywheel.agent._grounded import markdown_problems
 from flywheel.agent._guardrails import RULES, GuardRule, Verdict, register_rule, screen
 from flywheel.agent._prompts import ABSTAIN, DEFAULT_SYSTEM_PROMPTS, REFUSAL, LoadedPrompt, detect_language
+from flywheel.agent._threads import make_store
 from flywheel.agent._tools import TOOL_BUILDERS, ToolContext, build_tools, register_tool
+from flywheel.agent._untrusted import check_question
 
 # tracing lives in flywheel.tracking; these names stay importable from here because agent versions
 # logged before the move import them in their models-from-code file (registry/agent_model.py)
@@ -27,10 +29,12 @@ __all__ = [
     "ToolContext",
     "Verdict",
     "build_tools",
+    "check_question",
     "default_config",
     "detect_language",
     "flush_traces",
     "make_chat_model",
+    "make_store",
     "markdown_problems",
     "register_rule",
     "register_tool",

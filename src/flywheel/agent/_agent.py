@@ -50,8 +50,7 @@ from flywheel.config import Settings, secret_values
 from flywheel.knowledge import KnowledgeBase, cited_numbers, relevance_threshold
 from flywheel.llm import GATEWAY
 from flywheel.safety import screen_output
-from flywheel.tracking._identity import VersionIdentity
-from flywheel.tracking._tracing import set_trace_identity, span, tracing_enabled
+from flywheel.tracking import VersionIdentity, set_trace_identity, span, tracing_enabled
 
 __all__ = ["AgentAnswer", "DocsAgent", "make_chat_model"]
 

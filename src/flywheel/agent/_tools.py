@@ -17,7 +17,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.knowledge import KnowledgeBase
 from flywheel.safety import screen_untrusted
-from flywheel.tracking._tracing import span
+from flywheel.tracking import span
 from flywheel.web import FetchOptions, html_to_markdown, safe_get
 
 __all__ = ["TOOL_BUILDERS", "ToolContext", "build_tools", "register_tool"]

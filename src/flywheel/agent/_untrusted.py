@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flywheel.errors import InputError
 from flywheel.safety import screen_untrusted
-from flywheel.tracking._tracing import span
+from flywheel.tracking import span
 
 __all__ = ["UNTRUSTED_HEADER", "check_question", "withhold_injected"]
 

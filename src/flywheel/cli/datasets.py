@@ -215,7 +215,7 @@ def _print_generation(ds, report, out: Path, version: str | None, show: int) -> 
 
 
 def _corpus_for(cfg, ds, source: list[str] | None):  # type: ignore[no-untyped-def]
-    from flywheel.datagen._sync import corpus_for
+    from flywheel.datagen import corpus_for
 
     return corpus_for(cfg, ds, source)
 
@@ -234,7 +234,7 @@ def status_cmd(
 
     Example: flywheel ingest docs/ && flywheel datasets status datasets/generated.json
     """
-    from flywheel.datagen._sync import dataset_status
+    from flywheel.datagen import dataset_status
     from flywheel.evaluation import load_dataset
     from flywheel.stack import require
 

@@ -331,8 +331,7 @@ def calibrate_cmd(
     from rich.table import Table
 
     from flywheel.errors import InputError
-    from flywheel.evaluation import scorer_context
-    from flywheel.evaluation._scorers import ONLINE_SCORERS
+    from flywheel.evaluation import ONLINE_SCORERS, scorer_context
     from flywheel.monitoring._calibrate import calibrate_scorer, labelled_traces, save_calibration
 
     cfg = settings()

@@ -1,5 +1,6 @@
 """Settings (environment, .env, flywheel.toml), with the defaults in one place."""
 
+from flywheel.config._files import read_json_file
 from flywheel.config._secrets import install_redaction, load_ssm_secrets, redact
 from flywheel.config._settings import DEFAULT_HOST, Settings, load_settings, secret_values
 
@@ -9,6 +10,7 @@ __all__ = [
     "install_redaction",
     "load_settings",
     "load_ssm_secrets",
+    "read_json_file",
     "redact",
     "secret_values",
 ]

@@ -10,6 +10,7 @@ from flywheel.datagen._generate import (
     make_generator,
 )
 from flywheel.datagen._offline import Candidate, OfflineGenerator
+from flywheel.datagen._sync import corpus_for, dataset_origins, dataset_status
 
 __all__ = [
     "Candidate",
@@ -20,6 +21,9 @@ __all__ = [
     "GenerationReport",
     "OfflineGenerator",
     "chunk_ref",
+    "corpus_for",
+    "dataset_origins",
+    "dataset_status",
     "generate",
     "make_generator",
     "read_corpus",

@@ -58,10 +58,10 @@ def gap_questions(traces: list[Any], threshold: float | None = None, kb: Any = N
     """The gap questions among agent traces (with spans): abstained, low relevance, thumbs-down.
     "Low" is measured against ``threshold``, else the knowledge base's calibrated threshold for the
     question (its embedder and language), else MiniLM's English one."""
-    from flywheel.agent._prompts import detect_language
+    from flywheel.agent import detect_language
     from flywheel.knowledge import relevance_threshold
-    from flywheel.monitoring._online import trace_to_output
-    from flywheel.monitoring._review import _values
+    from flywheel.monitoring import trace_to_output
+    from flywheel.tracking import assessment_values as _values
 
     def limit_for(question: str) -> float:
         if threshold is not None:
@@ -102,7 +102,7 @@ def find_gaps(
     unless ``min_size`` is 1."""
     from sklearn.cluster import AgglomerativeClustering
 
-    from flywheel.agent._prompts import detect_language
+    from flywheel.agent import detect_language
 
     members = list(questions)
     if len(members) < max(2, min_size):
@@ -153,7 +153,7 @@ def gap_items(clusters: list[GapCluster], per_cluster: int = 3) -> list[Any]:
     page X`` (covered but missed)."""
     import hashlib
 
-    from flywheel.evaluation._dataset import GoldenItem
+    from flywheel.evaluation import GoldenItem
 
     items = []
     for c in clusters:

@@ -148,7 +148,7 @@ class Checker:
     """The filters, with the instruments they need (the knowledge base, the facts matcher)."""
 
     def __init__(self, kb: Any, settings: Settings, k: int = 5, dedupe: float = 0.9) -> None:
-        from flywheel.evaluation._facts import FactMatcher
+        from flywheel.evaluation import FactMatcher
         from flywheel.knowledge import facts_embedder, scoring_embedder
 
         self.kb, self.k, self.dedupe = kb, k, dedupe
@@ -173,7 +173,7 @@ class Checker:
 
     def best_relevance(self, question: str) -> tuple[float, float]:
         """(the top hit's cosine as the agent sees it, the threshold it abstains below)."""
-        from flywheel.agent._prompts import detect_language
+        from flywheel.agent import detect_language
 
         lang = detect_language(question)
         hits = self.kb.search(question, k=self.k)
@@ -229,7 +229,7 @@ def generate(
 ) -> tuple[Any, GenerationReport]:
     """A golden dataset for the documentation of ``options.sources`` (or the whole index)."""
     from flywheel.datagen._corpus import origin_keys
-    from flywheel.evaluation._dataset import Dataset, GoldenItem
+    from flywheel.evaluation import Dataset, GoldenItem
     from flywheel.knowledge import IngestOptions, KnowledgeBase, ingest
 
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from flywheel.datagen._corpus import Corpus, CorpusChunk
-from flywheel.safety._mining import first_person
+from flywheel.safety import first_person
 
 __all__ = ["Candidate", "OfflineGenerator", "units"]
 

@@ -116,7 +116,7 @@ def select(dataset: Any, corpus: Corpus | None, only: list[str]) -> Any:
     """The items of ``dataset`` whose status (against ``corpus``) or last change is in ``only``:
     ``stale`` (stale now, or updated by the last refresh), ``new`` (added by it), ``fresh``,
     ``orphaned``, ``unanchored``."""
-    from flywheel.evaluation._dataset import Dataset
+    from flywheel.evaluation import Dataset
 
     status = dataset_status(dataset, corpus).items if corpus is not None else {}
     keep = []
@@ -171,9 +171,8 @@ class _Deriver:
     """Finds, in a new chunk, the sentence that states what an old fact stated (numbers aside)."""
 
     def __init__(self, settings: Any) -> None:
-        from flywheel.evaluation._facts import FactMatcher
-        from flywheel.knowledge import facts_embedder
-        from flywheel.knowledge._terms import key_terms
+        from flywheel.evaluation import FactMatcher
+        from flywheel.knowledge import facts_embedder, key_terms
 
         self.embed = facts_embedder(settings).embed_documents
         self.matcher = FactMatcher(self.embed)
@@ -254,7 +253,7 @@ def refresh_dataset(
     Retiring more than ``max_retire`` of the anchored items (a wrong collection, a folder not
     ingested) needs ``force``: nothing is written until then."""
     from flywheel.errors import InputError
-    from flywheel.evaluation._dataset import Dataset, GoldenItem
+    from flywheel.evaluation import Dataset, GoldenItem
 
     status = dataset_status(dataset, corpus)
     pages = corpus.pages()
@@ -412,7 +411,7 @@ def dataset_origins(dataset: Any) -> list[str] | None:
 def register_version(settings: Any, dataset: Any) -> str | None:
     """Register ``dataset`` as the MLflow dataset version NAME@DIGEST when the tracking server
     answers; its id, or None (the file is the dataset either way)."""
-    from flywheel.evaluation._dataset import register_dataset
+    from flywheel.evaluation import register_dataset
     from flywheel.tracking import setup_tracing
 
     if not setup_tracing(settings):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flywheel.knowledge._terms import STOPWORDS, key_terms, plain
+from flywheel.knowledge import STOPWORDS, key_terms, plain
 
 __all__ = ["FACTS_ALPHA", "FACTS_THRESHOLD", "FactMatch", "FactMatcher", "answer_sentences", "claims"]
 

@@ -466,7 +466,7 @@ def groundedness(threshold: float = 0.62) -> Scorer:
 
     def fn(item: GoldenItem, out: EvalOutput, ctx: ScorerContext) -> Score:
         from flywheel.evaluation._facts import FactMatcher, answer_sentences
-        from flywheel.knowledge._terms import key_terms
+        from flywheel.knowledge import key_terms
 
         if out.refused or out.abstained or not out.answer.strip():
             return Score(None, "no answer to ground")

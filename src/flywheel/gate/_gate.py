@@ -35,8 +35,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from flywheel.config import Settings
-from flywheel.config._files import read_json_file
+from flywheel.config import Settings, read_json_file
 from flywheel.errors import InputError
 from flywheel.tracking import try_resolve_model
 
@@ -483,7 +482,7 @@ def _redteam(
 def dataset_freshness(settings: Settings, dataset: Any, th: Thresholds) -> dict[str, Any] | None:
     """The gate's check that its dataset still rests on the documentation (None: no item records
     its chunks, nothing to check). Stale or orphaned items warn; above ``dataset_stale_max`` they fail."""
-    from flywheel.datagen._sync import corpus_for, dataset_origins, dataset_status
+    from flywheel.datagen import corpus_for, dataset_origins, dataset_status
 
     if dataset_origins(dataset) is None:
         return None

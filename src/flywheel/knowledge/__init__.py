@@ -18,13 +18,14 @@ from flywheel.knowledge._embeddings import (
 from flywheel.knowledge._index import DocIndex, Hit
 from flywheel.knowledge._ingest import IngestOptions, IngestReport, ingest
 from flywheel.knowledge._loaders import is_url, load_file_text, read_documents, resolve_origins
-from flywheel.knowledge._terms import key_terms
+from flywheel.knowledge._terms import STOPWORDS, key_terms, plain
 from flywheel.knowledge._units import Unit, is_item, split_units, unit_key
 
 __all__ = [
     "CITATION",
     "DEFAULT_TOP_K",
     "MINILM_SHA256",
+    "STOPWORDS",
     "Chunk",
     "ChunkOptions",
     "DocIndex",
@@ -51,6 +52,7 @@ __all__ = [
     "key_terms",
     "load_file_text",
     "minilm_path",
+    "plain",
     "read_documents",
     "relevance_threshold",
     "resolve_origins",

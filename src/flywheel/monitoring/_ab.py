@@ -34,7 +34,7 @@ import numpy as np
 
 from flywheel.config import Settings
 from flywheel.monitoring._sequential import ArmStats, msprt
-from flywheel.serving._ab import ABExperiment, ab_dir, load_experiment, save_experiment
+from flywheel.serving import ABExperiment, ab_dir, load_experiment, save_experiment
 
 __all__ = [
     "ABDecision",

@@ -178,8 +178,7 @@ def calibrate_scorer(
     """Fit ``name``'s parameter (if it has one in :data:`GRIDS`) and pass mark on the train part of
     ``labelled``; report both settings on the test part. ``score`` (for tests) replaces running the
     scorer: (name, params, trace) → value."""
-    from flywheel.evaluation._dataset import GoldenItem
-    from flywheel.evaluation._scorers import make_scorer, scorer_spec
+    from flywheel.evaluation import GoldenItem, make_scorer, scorer_spec
 
     def run(params: dict[str, Any], t: LabelledTrace) -> float | None:
         if score is not None:
@@ -275,7 +274,7 @@ def _current(settings: Settings) -> dict[str, Any]:
 
 def calibrated_scorers(settings: Settings, names: list[str]) -> list[Any]:
     """The scorers ``names`` at their calibrated version where there is one (else the default)."""
-    from flywheel.evaluation._scorers import make_scorer
+    from flywheel.evaluation import make_scorer
 
     current = _current(settings)
     return [make_scorer(n, **(current.get(n, {}).get("params") or {})) for n in names]

@@ -134,7 +134,7 @@ def scrub(text: str, secrets: list[str] | None = None, found: dict[str, int] | N
     os.environ.setdefault("DATAFOG_NO_TELEMETRY", "1")  # opt-in already; say it twice
     import datafog
 
-    from flywheel.config._secrets import redact
+    from flywheel.config import redact
 
     if not text:
         return text
@@ -192,7 +192,7 @@ def question_similarity(texts: list[str], vectors: Any, lexical: float = 0.0) ->
 
     import numpy as np
 
-    from flywheel.knowledge._terms import key_terms
+    from flywheel.knowledge import key_terms
 
     v = np.asarray(vectors, dtype=float)
     v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
@@ -279,8 +279,7 @@ def _groups_from_similarity(sims: Any, distance: float) -> list[list[int]]:
 
 
 def _item(f: Failure, members: list[Failure], question: str, answer: str, correction: str | None) -> Any:
-    from flywheel.evaluation._dataset import GoldenItem
-    from flywheel.evaluation._facts import answer_sentences
+    from flywheel.evaluation import GoldenItem, answer_sentences
     from flywheel.knowledge import strip_citations
 
     expected: dict[str, Any] = {}
@@ -355,7 +354,7 @@ def curate(
     report = CurateReport(len(traces), len(failures), 0, [], 0, found, None, None)
     if failures:
         if embed is None:
-            from flywheel.knowledge._embeddings import facts_embedder
+            from flywheel.knowledge import facts_embedder
 
             embed = facts_embedder(settings).embed_documents  # MiniLM and USE: the mean of their cosines
         have_traces: set[str] = set()

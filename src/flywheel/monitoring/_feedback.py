@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.evaluation._dataset import Dataset, GoldenItem, load_dataset, register_dataset, save_dataset
+from flywheel.evaluation import Dataset, GoldenItem, load_dataset, register_dataset, save_dataset
 from flywheel.knowledge import strip_citations
 
 __all__ = ["DatasetAddition", "add_to_dataset", "correction_of", "item_from_trace"]
@@ -37,7 +37,7 @@ def correction_of(trace: Any) -> str | None:
 
 
 def item_from_trace(trace: Any, corrected: str | None = None, kind: str | None = None) -> GoldenItem:
-    from flywheel.evaluation._facts import answer_sentences
+    from flywheel.evaluation import answer_sentences
     from flywheel.monitoring._online import trace_to_output
 
     question, out = trace_to_output(trace)

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.evaluation._dataset import GoldenItem
-from flywheel.evaluation._scorers import ONLINE_SCORERS, EvalOutput, Scorer, ScorerContext, make_scorer
+from flywheel.evaluation import ONLINE_SCORERS, EvalOutput, GoldenItem, Scorer, ScorerContext, make_scorer
 
 __all__ = ["MonitorOptions", "OnlineMonitor", "partition_of", "trace_to_output"]
 
@@ -146,7 +145,7 @@ class OnlineMonitor:
         if context.embed is not None:
             context = ScorerContext(embed=cached_embed(context.embed), judge=context.judge)
         self.opts, self.context = opts, context
-        from flywheel.evaluation._scorers import scorer_spec
+        from flywheel.evaluation import scorer_spec
         from flywheel.monitoring._calibrate import calibrated_scorers
 
         # a scorer calibrated by `monitor calibrate` is a new version (its spec differs)
@@ -262,7 +261,7 @@ class OnlineMonitor:
             if score.value is None:
                 continue
             if self.settings.langfuse_scores and out.trace_id:
-                from flywheel.evaluation._langfuse import LangfuseScore
+                from flywheel.evaluation import LangfuseScore
 
                 self._langfuse.append(
                     LangfuseScore(
@@ -360,7 +359,7 @@ class OnlineMonitor:
         if self._langfuse:
             batch, self._langfuse = self._langfuse, []
             try:
-                from flywheel.evaluation._langfuse import push_scores
+                from flywheel.evaluation import push_scores
 
                 push_scores(self.settings, batch)
             except Exception as exc:  # counted like a scorer's write failure, never fatal

@@ -42,16 +42,10 @@ DEFAULT_LABELS: list[dict[str, Any]] = [
 
 
 def _values(trace: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(human assessments, automated ones) by name, latest first wins."""
-    human: dict[str, Any] = {}
-    auto: dict[str, Any] = {}
-    for a in sorted(trace.info.assessments or [], key=lambda a: a.create_time_ms):
-        fb = getattr(a, "feedback", None)
-        if fb is None:
-            continue
-        kind = str(getattr(a.source, "source_type", ""))
-        (human if kind.endswith("HUMAN") else auto)[a.name] = fb.value
-    return human, auto
+    """(human assessments, automated ones) by name, latest wins (:func:`flywheel.tracking.assessment_values`)."""
+    from flywheel.tracking import assessment_values
+
+    return assessment_values(trace)
 
 
 def _in_queue(queue: str, trace: Any, marks: dict[str, float] | None = None) -> bool:

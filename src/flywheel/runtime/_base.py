@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 
 from flywheel.config import Settings
-from flywheel.stack._process import ProcessRecord, is_alive
+from flywheel.stack import ProcessRecord, is_alive
 
 __all__ = ["Runtime", "RuntimeBackend", "runtime_name"]
 

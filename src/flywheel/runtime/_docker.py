@@ -20,7 +20,7 @@ import httpx
 from flywheel.config import Settings
 from flywheel.errors import InputError, ServiceStartError
 from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
-from flywheel.stack._ports import free_port
+from flywheel.stack import free_port
 
 __all__ = ["DockerRuntimes"]
 

@@ -15,8 +15,7 @@ import psutil
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
 from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
-from flywheel.stack._ports import free_port
-from flywheel.stack._process import ProcessRecord, spawn, stop_tree
+from flywheel.stack import ProcessRecord, free_port, spawn, stop_tree
 
 __all__ = ["LocalRuntimes"]
 

@@ -5,7 +5,7 @@ from flywheel.safety._address import aimed, clauses, mood
 from flywheel.safety._check import GuardrailCheck, check_questions
 from flywheel.safety._classifier import Classifier, load_classifier
 from flywheel.safety._guard import OutputCheck, Verdict, screen, screen_output, screen_untrusted
-from flywheel.safety._mining import TRIGGERS, MinedQuestion, mine_questions, trigger_family
+from flywheel.safety._mining import TRIGGERS, MinedQuestion, first_person, mine_questions, trigger_family
 from flywheel.safety._normalize import Views, views
 from flywheel.safety._rules import RULES, GuardRule, register_rule
 
@@ -22,6 +22,7 @@ __all__ = [
     "aimed",
     "check_questions",
     "clauses",
+    "first_person",
     "load_classifier",
     "mine_questions",
     "mood",

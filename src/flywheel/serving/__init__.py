@@ -17,20 +17,30 @@ from flywheel.serving._protocol import (
 )
 
 __all__ = [
+    "ABExperiment",
     "LoadedAgent",
     "RequestContext",
     "ResponseAnswer",
     "ResponsesRequest",
     "ServerLimits",
     "StreamWriter",
+    "ab_dir",
+    "build_ab_app",
     "build_app",
     "load_agent",
+    "load_experiment",
     "question_of",
     "read_response",
     "request_context",
+    "save_experiment",
 ]
 
 _LAZY = {
+    "ABExperiment": ("flywheel.serving._ab", "ABExperiment"),
+    "ab_dir": ("flywheel.serving._ab", "ab_dir"),
+    "build_ab_app": ("flywheel.serving._ab", "build_ab_app"),
+    "load_experiment": ("flywheel.serving._ab", "load_experiment"),
+    "save_experiment": ("flywheel.serving._ab", "save_experiment"),
     "LoadedAgent": ("flywheel.registry", "LoadedAgent"),
     "load_agent": ("flywheel.registry", "load_agent"),
     "ServerLimits": ("flywheel.serving._app", "ServerLimits"),

@@ -39,7 +39,7 @@ def _flush_traces() -> None:
 def create_app() -> Any:
     """The app of one server process (each uvicorn worker calls this): settings from the
     environment, the agent, and the shared conversation store."""
-    from flywheel.agent._threads import make_store
+    from flywheel.agent import make_store
 
     _quiet()
     settings = load_settings()

@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from flywheel.agent._untrusted import check_question
+from flywheel.agent import check_question
 from flywheel.config import Settings
 from flywheel.errors import InputError
 from flywheel.llm import CANCEL
@@ -42,7 +42,7 @@ from flywheel.serving._protocol import (
     request_context,
     response_object,
 )
-from flywheel.tracking._spool import TraceLedger, active_spool
+from flywheel.tracking import TraceLedger, active_spool
 
 __all__ = ["ServerLimits", "build_app"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["log_expectation", "log_feedback"]
+__all__ = ["assessment_values", "log_expectation", "log_feedback"]
 
 
 def log_feedback(
@@ -47,3 +47,17 @@ def log_expectation(trace_id: str, name: str, value: Any, *, source_id: str) -> 
         source=AssessmentSource(source_type="HUMAN", source_id=source_id),
     )
     return str(getattr(assessment, "assessment_id", "") or "")
+
+
+def assessment_values(trace: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A trace's feedback values by name, (people's, automated), the latest of each name winning:
+    a later passing score clears an earlier failure, a second thumbs replaces the first."""
+    human: dict[str, Any] = {}
+    auto: dict[str, Any] = {}
+    for a in sorted(getattr(trace.info, "assessments", None) or [], key=lambda a: a.create_time_ms or 0):
+        fb = getattr(a, "feedback", None)
+        if fb is None:
+            continue
+        kind = str(getattr(a.source, "source_type", ""))
+        (human if kind.endswith("HUMAN") else auto)[a.name] = fb.value
+    return human, auto

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flywheel.config._files import read_json_file
+from flywheel.config import read_json_file
 from flywheel.errors import InputError
 
 __all__ = ["Trial", "TuneSpec", "load_spec"]

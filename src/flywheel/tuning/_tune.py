@@ -446,7 +446,7 @@ def _context(settings: Settings, dataset: Any, scorers: list[Any]) -> str:
     these changed would compare different things (VersionIdentity's fields)."""
     import hashlib
 
-    from flywheel.evaluation._scorers import scorer_spec
+    from flywheel.evaluation import scorer_spec
     from flywheel.tracking import git_commit
 
     parts = [
