@@ -663,11 +663,12 @@ def curate_cmd(
         thresholds={
             k: threshold if threshold is not None else marks.get(k, v) for k, v in CONTENT_SCORERS.items()
         },
-        **({"distance": distance} if distance is not None else {}),
         limit=limit,
         since_ms=int((time.time() - since * 3600) * 1000) if since is not None else None,
         dry_run=dry_run,
     )
+    if distance is not None:
+        opts.distance = distance
     with console.status("Curating failing traces…") as status:
         report = curate(cfg, experiment_id, path, opts, on_event=lambda m: status.update(m))
     if json_out:
