@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,69 +16,16 @@ from langchain_core.tools import tool
 from flywheel.errors import ServiceError, ServiceUnavailableError
 from flywheel.llm import OpenAICompatibleChat, to_openai_messages
 from tests.conftest import free_port
-
-
-class _Script:
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, Any]] = []  # (status, JSON body | list of SSE payloads)
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-
-
-@pytest.fixture
-def llm_server() -> Iterator[tuple[str, _Script]]:
-    script = _Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None: ...
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            script.requests.append(body)
-            script.headers.append(dict(self.headers))
-            status, reply = script.replies.pop(0)
-            if isinstance(reply, list):  # a stream
-                self.send_response(status)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                for payload in [*reply, "[DONE]"]:
-                    data = payload if isinstance(payload, str) else json.dumps(payload)
-                    self.wfile.write(f"data: {data}\n\n".encode())
-                return
-            raw = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
-    finally:
-        server.shutdown()
-
-
-def _completion(content: str = "", tool_calls: list | None = None) -> dict[str, Any]:
-    msg: dict[str, Any] = {"role": "assistant", "content": content}
-    if tool_calls:
-        msg["tool_calls"] = tool_calls
-    return {
-        "model": "m",
-        "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
-    }
+from tests.llm.conftest import Script, completion
 
 
 def _model(url: str, **kw: Any) -> OpenAICompatibleChat:
     return OpenAICompatibleChat(model="m", base_url=url, max_tokens=64, temperature=0.1, **kw)
 
 
-def test_invoke_sends_the_openai_body_and_reads_text_and_usage(llm_server: tuple[str, _Script]) -> None:
+def test_invoke_sends_the_openai_body_and_reads_text_and_usage(llm_server: tuple[str, Script]) -> None:
     url, script = llm_server
-    script.replies.append((200, _completion("Port 5010 [1].")))
+    script.replies.append((200, completion("Port 5010 [1].")))
     reply = _model(url, api_key="sk-test").invoke([SystemMessage("be brief"), HumanMessage("port?")])
     assert reply.content == "Port 5010 [1]."
     assert reply.usage_metadata == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
@@ -92,7 +38,7 @@ def test_invoke_sends_the_openai_body_and_reads_text_and_usage(llm_server: tuple
     assert script.headers[0]["Authorization"] == "Bearer sk-test"
 
 
-def test_stream_yields_tokens_and_usage(llm_server: tuple[str, _Script]) -> None:
+def test_stream_yields_tokens_and_usage(llm_server: tuple[str, Script]) -> None:
     url, script = llm_server
     chunks = [{"choices": [{"delta": {"content": t}}]} for t in ("Port ", "5010", ".")]
     chunks.append({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}})
@@ -103,9 +49,9 @@ def test_stream_yields_tokens_and_usage(llm_server: tuple[str, _Script]) -> None
     assert sum((p.usage_metadata or {}).get("output_tokens", 0) for p in parts) == 3
 
 
-def test_async_invoke_and_stream(llm_server: tuple[str, _Script]) -> None:
+def test_async_invoke_and_stream(llm_server: tuple[str, Script]) -> None:
     url, script = llm_server
-    script.replies.append((200, _completion("async ok")))
+    script.replies.append((200, completion("async ok")))
     script.replies.append(
         (200, [{"choices": [{"delta": {"content": "a"}}]}, {"choices": [{"delta": {"content": "b"}}]}])
     )
@@ -119,7 +65,7 @@ def test_async_invoke_and_stream(llm_server: tuple[str, _Script]) -> None:
     assert asyncio.run(go()) == ("async ok", "ab")
 
 
-def test_tool_calls_round_trip(llm_server: tuple[str, _Script]) -> None:
+def test_tool_calls_round_trip(llm_server: tuple[str, Script]) -> None:
     url, script = llm_server
 
     @tool
@@ -132,7 +78,7 @@ def test_tool_calls_round_trip(llm_server: tuple[str, _Script]) -> None:
         "type": "function",
         "function": {"name": "doc_search", "arguments": '{"query": "ports"}'},
     }
-    script.replies.append((200, _completion(tool_calls=[call])))
+    script.replies.append((200, completion(tool_calls=[call])))
     reply = _model(url).bind_tools([doc_search]).invoke([HumanMessage("ports?")])
     assert reply.tool_calls == [
         {"name": "doc_search", "args": {"query": "ports"}, "id": "call_1", "type": "tool_call"}
@@ -145,14 +91,14 @@ def test_tool_calls_round_trip(llm_server: tuple[str, _Script]) -> None:
     assert sent[2] == {"role": "tool", "content": "5010", "tool_call_id": "call_1"}
 
 
-def test_a_5xx_is_retried_once(llm_server: tuple[str, _Script]) -> None:
+def test_a_5xx_is_retried_once(llm_server: tuple[str, Script]) -> None:
     url, script = llm_server
-    script.replies += [(503, {"error": "loading model"}), (200, _completion("after retry"))]
+    script.replies += [(503, {"error": "loading model"}), (200, completion("after retry"))]
     assert _model(url).invoke([HumanMessage("x")]).content == "after retry"
     assert len(script.requests) == 2
 
 
-def test_a_refused_request_says_which_endpoint_and_what_to_check(llm_server: tuple[str, _Script]) -> None:
+def test_a_refused_request_says_which_endpoint_and_what_to_check(llm_server: tuple[str, Script]) -> None:
     url, script = llm_server
     script.replies.append((401, {"error": {"message": "invalid api key"}}))
     with pytest.raises(ServiceError) as err:
