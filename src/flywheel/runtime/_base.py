@@ -8,10 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from flywheel.config import Settings
-from flywheel.stack import ProcessRecord, is_alive
+from flywheel.stack import ProcessRecord, is_alive, same_process
 
 __all__ = ["Runtime", "RuntimeBackend", "runtime_name"]
 
@@ -43,11 +41,13 @@ class Runtime:
             return False  # remote backends expire instead (flywheel.io/expires-at)
         if not self.owner:
             return True
-        try:
-            proc = psutil.Process(int(self.owner["pid"]))
-            return abs(proc.create_time() - self.owner["create_time"]) >= 1.0
-        except psutil.Error:
-            return True
+        ticks = self.owner.get("start_ticks")
+        return (
+            same_process(
+                int(self.owner["pid"]), self.owner["create_time"], None if ticks is None else int(ticks)
+            )
+            is None
+        )
 
 
 class RuntimeBackend:

@@ -15,7 +15,7 @@ import psutil
 from flywheel.config import Settings
 from flywheel.errors import ServiceStartError
 from flywheel.runtime._base import Runtime, RuntimeBackend, runtime_name
-from flywheel.stack import ProcessRecord, free_port, spawn, stop_tree
+from flywheel.stack import ProcessRecord, free_port, spawn, start_ticks, stop_tree
 
 __all__ = ["LocalRuntimes"]
 
@@ -52,9 +52,13 @@ class LocalRuntimes(RuntimeBackend):
         log = self.dir / f"{name}.log"
         proc = spawn(name, [sys.executable, "-m", "flywheel.serving"], env, log, cwd=Path.cwd())
         url = f"http://{self.settings.host}:{port}"
-        record = ProcessRecord(name, proc.pid, proc.create_time(), port, url, str(log), proc.cmdline())
+        record = ProcessRecord(
+            name, proc.pid, proc.create_time(), port, url, str(log), proc.cmdline(), start_ticks(proc.pid)
+        )
         me = psutil.Process()
         owner = {"pid": float(me.pid), "create_time": me.create_time()}
+        if (ticks := start_ticks(me.pid)) is not None:
+            owner["start_ticks"] = float(ticks)
         runtime = Runtime(name, url, purpose, model_uri, config or {}, asdict(record), time.time(), owner)
         self._path(name).write_text(json.dumps(asdict(runtime), indent=2))
         deadline = time.monotonic() + timeout

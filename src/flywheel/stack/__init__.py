@@ -2,7 +2,7 @@
 
 from flywheel.stack._manager import ServiceStatus, Stack, check_health
 from flywheel.stack._ports import free_port, port_holder, port_is_free
-from flywheel.stack._process import ProcessRecord, is_alive, spawn, stop_tree
+from flywheel.stack._process import ProcessRecord, is_alive, same_process, spawn, start_ticks, stop_tree
 from flywheel.stack._require import reachable, require
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, find_gguf, register_service
 
@@ -21,7 +21,9 @@ __all__ = [
     "reachable",
     "register_service",
     "require",
+    "same_process",
     "spawn",
+    "start_ticks",
     "stop_tree",
 ]
 

@@ -14,7 +14,7 @@ import httpx
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, PortInUseError, ServiceStartError
 from flywheel.stack._ports import port_holder, port_is_free
-from flywheel.stack._process import ProcessRecord, is_alive, read_record, spawn, stop_tree
+from flywheel.stack._process import ProcessRecord, is_alive, read_record, spawn, start_ticks, stop_tree
 from flywheel.stack._services import SERVICE_BUILDERS, ServiceSpec, embedded_specs
 
 __all__ = ["ServiceStatus", "Stack", "check_health"]
@@ -116,6 +116,7 @@ class Stack:
                 url=spec.url,
                 log=str(self.log_file(spec.name)),
                 command=spec.command,
+                start_ticks=start_ticks(proc.pid),
             ).save(self.pid_file(spec.name))
             started.append(spec)
             on_event(spec.name, "starting")

@@ -13,7 +13,25 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["ProcessRecord", "is_alive", "read_record", "spawn", "stop_tree"]
+__all__ = ["ProcessRecord", "is_alive", "read_record", "same_process", "spawn", "start_ticks", "stop_tree"]
+
+# A process is identified by its PID and its start. psutil's start time is the kernel's boot
+# time — a whole number of seconds (/proc/stat btime) that moves whenever the wall clock is
+# stepped or slewed (NTP, a VM's clock sync; measured here: 17 s in half an hour) — plus the
+# process's ticks since boot. So on Linux the start is recorded as those ticks
+# (/proc/PID/stat, field 22), which no clock change moves; elsewhere, and for records written
+# before, the wall-clock start time with a tolerance, or a whole-second shift with the same command.
+# (A 1 s tolerance had judged live processes gone: stacks never stopped, healthy runtimes called dead.)
+START_TOLERANCE_S = 2.5
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (Linux), or None where that is not known."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        return int(raw[raw.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass
@@ -27,6 +45,7 @@ class ProcessRecord:
     url: str
     log: str
     command: list[str]
+    start_ticks: int | None = None  # see START_TOLERANCE_S; absent in records written before
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -39,13 +58,33 @@ def read_record(path: Path) -> ProcessRecord | None:
         return None
 
 
+def same_process(
+    pid: int, create_time: float, ticks: int | None = None, command: list[str] | None = None
+) -> psutil.Process | None:
+    """The process ``pid`` if it is the one that started then (not a reused PID) and has not
+    exited; else None. ``ticks`` (from :func:`start_ticks`) decides when known; else the start time
+    within :data:`START_TOLERANCE_S`, or shifted by whole seconds (a boot-time step) with the same
+    ``command``."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        now_ticks = start_ticks(pid) if ticks is not None else None
+        if now_ticks is not None:
+            return proc if now_ticks == ticks else None
+        shift = proc.create_time() - create_time
+        if abs(shift) < START_TOLERANCE_S:
+            return proc
+        if command and abs(shift - round(shift)) < 0.02 and proc.cmdline() == list(command):
+            return proc
+    except psutil.Error:
+        pass
+    return None
+
+
 def is_alive(record: ProcessRecord) -> bool:
     """The recorded process still runs (and is the same process, not a reused PID)."""
-    try:
-        proc = psutil.Process(record.pid)
-        return abs(proc.create_time() - record.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    return same_process(record.pid, record.create_time, record.start_ticks, record.command) is not None
 
 
 def spawn(
