@@ -534,12 +534,17 @@ def _ab_and_curate(cfg: Settings, context: ScorerContext) -> None:
                 time.sleep(1)
         mexp = tracking_client(cfg).get_experiment_by_name(cfg.experiment)
         traces = search_traces(cfg, mexp.experiment_id, f"trace.timestamp_ms >= {exp.started_ms}", 2000)
-        decision = decide(exp, arm_observations(traces, exp.started_ms))
+        obs = arm_observations(traces, exp.started_ms)
+        decision = decide(exp, obs)
         apply_decision(cfg, exp, decision)
-        q = decision.evidence.get("quality", {})
+
+        def quality(arm: str) -> str:  # the arm's mean online quality, whatever decided
+            values = obs[arm]["quality"]
+            return f"{sum(values) / len(values):.2f} ({len(values)} scored)" if values else "– (none scored)"
+
         console.print(
             f"  {arms['champion']} users → champion, {arms['challenger']} → challenger (v{worse.version}, abstains) · "
-            f"quality {q.get('champion', float('nan')):.2f} vs {q.get('challenger', float('nan')):.2f}"
+            f"quality {quality('champion')} vs {quality('challenger')}"
         )
         verb = {"promote": "PROMOTE", "rollback": "ROLL BACK", "continue": "continue"}[decision.action]
         console.print(
