@@ -278,9 +278,9 @@ def monitor_run(settings: Any, remote: str, replicas: int, traces: int, kill: bo
         "duplicates": sum(1 for v in counts.values() if v > 1),
         "missed": sum(1 for tid in ids if (tid, "online/judge_groundedness") not in counts),
         "assessments": sum(counts.values()),
-        "scored_per_replica": shares,
+        "scored_per_replica": shares,  # the hash split's imbalance: the largest share sets the wall time
         "scorer_failures_retried": failures,
-        "given_up": given_up,  # the hash split's imbalance: the largest share sets the wall time
+        "given_up": given_up,
     }
 
 

@@ -287,6 +287,7 @@ def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext)
     """The production loop in small: 20 simulated users (harmful prompts among them), then the
     online evaluator scores exactly their traces (filtered by the simulation's run id)."""
     import time
+    from collections import Counter
     from pathlib import Path
 
     from flywheel.cli.monitoring import _aggregate, _print_replicas, _print_status
@@ -320,9 +321,7 @@ def _simulate_and_monitor(cfg: Settings, agent_url: str, context: ScorerContext)
             time.sleep(1)
     replicas = monitors[0].replica_statuses()
     status = {**monitors[0].status(), **_aggregate(replicas)} if len(replicas) > 1 else monitors[0].status()
-    status["failures"] = {
-        k: v for m in monitors for k, v in m.status()["failures"].items()
-    }  # by scorer, from both replicas
+    status["failures"] = dict(sum((Counter(m.status()["failures"]) for m in monitors), Counter()))
     _print_status(status)
     if len(replicas) > 1:
         _print_replicas(replicas)

@@ -223,15 +223,19 @@ def _experiment_id(cfg: Settings, experiment: str | None) -> str:
     return str(exp.experiment_id)
 
 
-def _experiment_traces(experiment: str | None, limit: int, include_spans: bool = False) -> list[Any]:
+def _experiment_traces(
+    experiment: str | None, limit: int, include_spans: bool = False, cfg: Settings | None = None
+) -> list[Any]:
     """The newest ``limit`` traces of ``experiment`` (default: FLYWHEEL_EXPERIMENT) on the tracking
-    server, which must be reachable; a clear error when the experiment does not exist."""
+    server, which must be reachable; a clear error when the experiment does not exist. A command
+    that has set up already (``cfg``, the server checked) passes its settings."""
     from flywheel import tracking
     from flywheel.stack import require
 
-    cfg = settings()
-    require(cfg, "tracking")
-    quiet_mlflow()
+    if cfg is None:
+        cfg = settings()
+        require(cfg, "tracking")
+        quiet_mlflow()
     return tracking.search_traces(
         cfg,
         _experiment_id(cfg, experiment),
@@ -569,7 +573,7 @@ def to_dataset(
     from flywheel.errors import InputError
     from flywheel.monitoring._calibrate import pass_marks
     from flywheel.monitoring._feedback import add_to_dataset, item_from_trace
-    from flywheel.monitoring._review import QUEUES, _in_queue, _values
+    from flywheel.monitoring._review import QUEUES, _in_queue
     from flywheel.stack import require
 
     cfg = settings()
@@ -586,8 +590,10 @@ def to_dataset(
         if queue not in QUEUES:
             raise InputError("option_value", option="--queue", value=queue, expected=" | ".join(QUEUES))
         marks = pass_marks(cfg)
-        for t in _experiment_traces(experiment, 2000, include_spans=True):
-            if _in_queue(queue, t, marks) and any(k.startswith("review/") for k in _values(t)[0]):
+        for t in _experiment_traces(experiment, 2000, include_spans=True, cfg=cfg):
+            if _in_queue(queue, t, marks) and any(
+                k.startswith("review/") for k in tracking.assessment_values(t)[0]
+            ):
                 traces.append(t)
     if not traces:
         console.print("nothing to add (name trace ids, or a queue with reviewed items)")
@@ -759,7 +765,7 @@ def gaps(
     quiet_mlflow()
     tracking.use(cfg)
     with console.status(f"Reading up to {limit} traces…"):
-        traces = _experiment_traces(experiment, limit, include_spans=True)
+        traces = _experiment_traces(experiment, limit, include_spans=True, cfg=cfg)
     kb = KnowledgeBase(cfg)
     found = gap_questions(list(traces), kb=kb)
     with console.status(f"Clustering {len(found)} gap questions…"):

@@ -61,7 +61,7 @@ def gap_questions(traces: list[Any], threshold: float | None = None, kb: Any = N
     from flywheel.agent import detect_language
     from flywheel.knowledge import relevance_threshold
     from flywheel.monitoring import trace_to_output
-    from flywheel.tracking import assessment_values as _values
+    from flywheel.tracking import assessment_values
 
     def limit_for(question: str) -> float:
         if threshold is not None:
@@ -75,7 +75,7 @@ def gap_questions(traces: list[Any], threshold: float | None = None, kb: Any = N
         question, res = trace_to_output(trace)
         if not question or res.refused:
             continue
-        human, _ = _values(trace)
+        human, _ = assessment_values(trace)
         scores = [
             float((h.get("metadata") or {}).get("score") or 0.0)
             for s in trace.data.spans or []

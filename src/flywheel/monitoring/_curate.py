@@ -149,9 +149,11 @@ def failure_of(trace: Any, thresholds: dict[str, float]) -> Failure | None:
     """The trace as a failure, or None when nothing says it failed."""
     from flywheel.monitoring._feedback import correction_of
     from flywheel.monitoring._online import ASSESSMENT_PREFIX, trace_to_output
-    from flywheel.monitoring._review import _values
+    from flywheel.tracking import assessment_values
 
-    human, auto = _values(trace)  # by name, the latest wins (a later passing score clears a failure)
+    human, auto = assessment_values(
+        trace
+    )  # by name, the latest wins (a later passing score clears a failure)
     thumbs = human.get("user_feedback")
     thumbs_down = thumbs is False or (thumbs == 0 and thumbs is not None)
     failing = {
@@ -188,8 +190,6 @@ def question_similarity(texts: list[str], vectors: Any, lexical: float = 0.0) ->
     """Pairwise similarity of questions: the cosine of their (normalized) vectors, mixed with
     ``lexical`` × the IDF-weighted overlap of their key terms (IDF over ``texts``: a word most
     questions share weighs little, a product name two questions share weighs a lot)."""
-    import math
-
     import numpy as np
 
     from flywheel.knowledge import key_terms
@@ -200,16 +200,16 @@ def question_similarity(texts: list[str], vectors: Any, lexical: float = 0.0) ->
     if lexical <= 0 or len(texts) < 2:
         return sims
     terms = [key_terms(PLACEHOLDER.sub(" ", t)) for t in texts]  # "[EMAIL_1]" is not a topic
-    df: dict[str, int] = {}
-    for ts in terms:
-        for t in ts:
-            df[t] = df.get(t, 0) + 1
-    idf = {t: math.log((len(texts) + 1) / (n + 0.5)) for t, n in df.items()}
-    lex = np.zeros_like(sims)
-    for i, j in itertools.combinations(range(len(texts)), 2):
-        union = sum(idf[t] for t in terms[i] | terms[j])
-        if union > 0:
-            lex[i, j] = lex[j, i] = sum(idf[t] for t in terms[i] & terms[j]) / union
+    vocab = {t: k for k, t in enumerate(sorted(set().union(*terms)))}
+    present = np.zeros((len(texts), len(vocab)))
+    for i, ts in enumerate(terms):
+        present[i, [vocab[t] for t in ts]] = 1.0
+    idf = np.log((len(texts) + 1) / (present.sum(axis=0) + 0.5))
+    # IDF-weighted Jaccard, every pair at once: shared weight / (weight of i + weight of j - shared)
+    shared = (present * idf) @ present.T
+    weight = present @ idf
+    union = weight[:, None] + weight[None, :] - shared
+    lex = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
     np.fill_diagonal(lex, 1.0)
     return (1 - lexical) * sims + lexical * lex
 

@@ -234,8 +234,8 @@ class OnlineMonitor:
                 done.add(scorer)
         return done
 
-    def _wanted(self, trace: Any) -> bool:
-        tags = trace.info.tags or {}
+    def _wanted(self, info: Any) -> bool:
+        tags = info.tags or {}
         if self.opts.exclude_simulated and tags.get("client.simulated") == "true":
             return False
         return all(tags.get(k) == v for k, v in self.opts.filters.items())
@@ -327,12 +327,18 @@ class OnlineMonitor:
                 now_ms - end_ms < self.opts.settle_s * 1000
             ):
                 continue  # still arriving: next poll
-            trace = self.client.get_trace(tid)  # spans and assessments, for this trace only
-            if not self._wanted(trace):
+            # filters and sampling need only the info the search returned: the full trace (spans,
+            # assessments) is fetched for the traces that are scored, not for those passed over
+            trace = None
+            if self._wanted(info) and sampled(tid, self.opts.sample_rate):
+                from flywheel.tracking import get_trace
+
+                trace = get_trace(self.settings, tid)  # None: deleted since the search
+            if not self._wanted(info):
                 state["counters"]["filtered_out"] += 1
             elif not sampled(tid, self.opts.sample_rate):
                 state["counters"]["sampled_out"] += 1
-            else:
+            elif trace is not None:
                 values, failed = self.score_trace(trace)
                 if failed:
                     tries = state["attempts"][tid] = state["attempts"].get(tid, 0) + 1

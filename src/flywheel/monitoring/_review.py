@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from flywheel.config import Settings
+from flywheel.tracking import assessment_values
 
 __all__ = ["DEFAULT_LABELS", "QUEUES", "build_review_app"]
 
@@ -41,20 +42,13 @@ DEFAULT_LABELS: list[dict[str, Any]] = [
 ]
 
 
-def _values(trace: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(human assessments, automated ones) by name, latest wins (:func:`flywheel.tracking.assessment_values`)."""
-    from flywheel.tracking import assessment_values
-
-    return assessment_values(trace)
-
-
 def _in_queue(queue: str, trace: Any, marks: dict[str, float] | None = None) -> bool:
     """Whether ``trace`` belongs in ``queue``. ``marks``: scorer → its pass mark, the calibrated
     one where `monitor calibrate` fitted one (:func:`flywheel.monitoring._calibrate.pass_marks`);
     0.5 for the others."""
     from flywheel.monitoring._online import sampled
 
-    human, auto = _values(trace)
+    human, auto = assessment_values(trace)
     if queue == "thumbs-down":
         return human.get("user_feedback") is False
     if queue == "low-score":
@@ -134,7 +128,7 @@ def build_review_app(
         )
 
     def reviewed(trace: Any) -> bool:
-        human, _ = _values(trace)
+        human, _ = assessment_values(trace)
         return any(k.startswith("review/") for k in human)
 
     @app.get("/", response_class=HTMLResponse)
@@ -184,7 +178,7 @@ def build_review_app(
 
         trace = get_trace(trace_id)
         question, out = trace_to_output(trace)
-        human, auto = _values(trace)
+        human, auto = assessment_values(trace)
         corrected = next(
             (
                 str(a.expectation.value)
